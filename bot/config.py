@@ -1,0 +1,36 @@
+"""The bot's settings, read from the environment (and `.env`), named as DESIGN §4 fixes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+
+    huaweicloud_ak: str | None = Field(default=None, validation_alias="HUAWEICLOUD_SDK_AK")
+    huaweicloud_sk: SecretStr | None = Field(default=None, validation_alias="HUAWEICLOUD_SDK_SK")
+    huaweicloud_project_id: str | None = Field(default=None, validation_alias="HUAWEICLOUD_PROJECT_ID")
+    huaweicloud_region: str = Field(default="my-kualalumpur-1", validation_alias="HUAWEICLOUD_REGION")
+    huaweicloud_user_id: str | None = Field(default=None, validation_alias="HUAWEICLOUD_USER_ID")
+    ecs_endpoint: str | None = Field(default=None, validation_alias="ECS_ENDPOINT")
+    ims_endpoint: str | None = Field(default=None, validation_alias="IMS_ENDPOINT")
+    evs_endpoint: str | None = Field(default=None, validation_alias="EVS_ENDPOINT")
+
+    db_path: Path = Field(default=Path("ecsbot.db"), validation_alias="ECSBOT_DB")
+    policy_path: Path = Field(default=Path("config/policy.toml"), validation_alias="ECSBOT_POLICY")
+    secret_key: SecretStr | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEY")
+    public_url: str | None = Field(default=None, validation_alias="ECSBOT_PUBLIC_URL")
+
+    poll_interval: float = Field(default=10.0, gt=0, validation_alias=AliasChoices("ECSBOT_POLL_INTERVAL"))
+    job_deadline: float = Field(default=1800.0, gt=0, validation_alias=AliasChoices("ECSBOT_JOB_DEADLINE"))
+    ecs_rate: float = Field(default=20.0, gt=0, validation_alias=AliasChoices("ECSBOT_ECS_RATE"))
+    log_level: str = Field(default="INFO", validation_alias="ECSBOT_LOG_LEVEL")
