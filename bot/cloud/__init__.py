@@ -1,0 +1,55 @@
+"""Huawei Cloud client: SDK-compatible signing, typed models and errors, retries that never repeat a write."""
+
+from bot.cloud.client import USER_AGENT, CloudClient, Credentials, Endpoints, RetryPolicy
+from bot.cloud.errors import (
+    CloudAPIError,
+    CloudError,
+    CloudUnreachableError,
+    OutcomeUnknownError,
+    ThrottledError,
+    hint_for,
+)
+from bot.cloud.models import (
+    ChangeOsMetadata,
+    ChangeOsOption,
+    Flavor,
+    Image,
+    Job,
+    JobEntities,
+    JobStatus,
+    KeyPair,
+    Server,
+    StopType,
+    SubJob,
+    SubJobEntities,
+    Volume,
+    VolumeAttachment,
+)
+
+__all__ = [
+    "USER_AGENT",
+    "ChangeOsMetadata",
+    "ChangeOsOption",
+    "CloudAPIError",
+    "CloudClient",
+    "CloudError",
+    "CloudUnreachableError",
+    "Credentials",
+    "Endpoints",
+    "Flavor",
+    "Image",
+    "Job",
+    "JobEntities",
+    "JobStatus",
+    "KeyPair",
+    "OutcomeUnknownError",
+    "RetryPolicy",
+    "Server",
+    "StopType",
+    "SubJob",
+    "SubJobEntities",
+    "ThrottledError",
+    "Volume",
+    "VolumeAttachment",
+    "hint_for",
+]

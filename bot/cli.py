@@ -1,0 +1,66 @@
+"""The `ecsbot` command: run the bot, the simulator, the offline demo, or check the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecsbot", description="Change the OS of Huawei Cloud ECS servers from Slack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default $PORT, then 3000)")
+    run.add_argument("--host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
+
+    sim = sub.add_parser("simulator", help="run the Huawei Cloud simulator (ECS, IMS, EVS, jobs) on one port")
+    sim.add_argument("--port", type=int, default=8080)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--fixtures", type=Path, default=None, help="fixtures TOML (default config/simulator.toml)")
+    sim.add_argument("--speed", type=float, default=1.0, help="time scale: 60 makes a 3-minute change take 3 s")
+    sim.add_argument("--seed", type=int, default=0, help="seed for timing and faults, for repeatable runs")
+
+    demo = sub.add_parser("demo", help="run the whole flow offline and print what people in Slack would see")
+    demo.add_argument("--password", action="store_true", help="use an admin password instead of a key pair")
+    demo.add_argument("--fail", action="store_true", help="let the cloud fail the job and show the explanation")
+    demo.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+
+    check = sub.add_parser("check", help="validate the environment and the policy file")
+    check.add_argument("--online", action="store_true", help="also make one cheap call to the cloud and to Slack")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "simulator":
+            from bot.simulator.server import run_forever
+
+            asyncio.run(
+                run_forever(fixtures=args.fixtures, host=args.host, port=args.port, speed=args.speed, seed=args.seed)
+            )
+            return 0
+        if args.command == "run":
+            from bot.runtime import run_bot
+
+            port = args.port or int(os.environ.get("PORT", "3000"))
+            return asyncio.run(run_bot(host=args.host, port=port))
+        if args.command == "demo":
+            from bot.devtools.demo import run_demo
+
+            return asyncio.run(run_demo(password=args.password, fail=args.fail, color=not args.no_color))
+        if args.command == "check":
+            from bot.checks import run_checks
+
+            return asyncio.run(run_checks(online=args.online))
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

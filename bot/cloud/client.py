@@ -1,0 +1,514 @@
+"""Async Huawei Cloud client for ECS, IMS, EVS and jobs, signed like the official SDK.
+
+Reads retry on throttling, 5xx, timeouts and dropped connections (exponential backoff, full jitter). Writes never
+retry once a byte may have left: a missing answer becomes OutcomeUnknownError so the caller reconciles by reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from bot.cloud import signer
+from bot.cloud.errors import (
+    CloudAPIError,
+    CloudUnreachableError,
+    OutcomeUnknownError,
+    ThrottledError,
+    error_from_response,
+    parse_error_fields,
+    request_id_from,
+)
+from bot.cloud.models import ChangeOsOption, Image, Job, KeyPair, Server, StopType, Volume, stop_body
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ecs-changeos-bot/0.1"
+JSON_GET = "application/json"
+JSON_POST = "application/json;charset=utf-8"
+
+Service = Literal["ecs", "ims", "evs"]
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """AK/SK of an IAM user and the project they act in; the SK stays a SecretStr so reprs never show it."""
+
+    access_key: str
+    secret_key: SecretStr
+    project_id: str
+    user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.secret_key, str):
+            object.__setattr__(self, "secret_key", SecretStr(self.secret_key))
+
+
+def _normalise_endpoint(url: str) -> str:
+    """The SDK assumes https:// when no scheme is given; a trailing slash is dropped."""
+    url = url.strip()
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"Endpoint {url!r} is not an http(s) URL such as https://ecs.my-kualalumpur-1.myhuaweicloud.com"
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    ecs: str
+    ims: str
+    evs: str
+
+    def __post_init__(self) -> None:
+        for name in ("ecs", "ims", "evs"):
+            object.__setattr__(self, name, _normalise_endpoint(getattr(self, name)))
+
+    @classmethod
+    def for_region(
+        cls, region: str, *, ecs: str | None = None, ims: str | None = None, evs: str | None = None
+    ) -> Endpoints:
+        """Public endpoints of `region` (e.g. my-kualalumpur-1), each overridable (tests point them at a simulator)."""
+        region = region.strip()
+        if not region and not (ecs and ims and evs):
+            raise ValueError("HUAWEICLOUD_REGION is empty: set it (e.g. my-kualalumpur-1) or set every endpoint.")
+        return cls(
+            ecs=ecs or f"https://ecs.{region}.myhuaweicloud.com",
+            ims=ims or f"https://ims.{region}.myhuaweicloud.com",
+            evs=evs or f"https://evs.{region}.myhuaweicloud.com",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounds for retrying reads (and writes that provably never left): attempts, backoff and a total deadline."""
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    total_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1.")
+        if self.base_delay < 0 or self.max_delay < 0 or self.total_timeout <= 0:
+            raise ValueError("RetryPolicy delays must be >= 0 and total_timeout > 0.")
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base_delay * 2**attempt)] (attempt counts from 0)."""
+        return random.uniform(0.0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+
+@dataclass(slots=True)
+class _Call:
+    """One logical API call; `attempt` builds and sends a freshly signed request each time."""
+
+    service: Service
+    method: Literal["GET", "POST"]
+    path: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    operation: str = ""
+    server_id: str = ""
+    secrets: tuple[str, ...] = ()
+
+
+def _q(value: str) -> str:
+    """Path parameters are quoted with nothing safe, as the SDK does, so an ID can never change the path."""
+    return quote(str(value), safe="")
+
+
+class CloudClient:
+    """One pooled httpx.AsyncClient for all endpoints (connection reuse); use `async with` or call `aclose()`."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        endpoints: Endpoints,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds.")
+        self._credentials = credentials
+        self._endpoints = endpoints
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"CloudClient(access_key={self._credentials.access_key!r}, endpoints={self._endpoints!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CloudClient:
+        missing = [
+            env
+            for env, value in (
+                ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
+                ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
+                ("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id),
+            )
+            if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
+        ]
+        if missing:
+            raise ValueError(f"Huawei Cloud credentials are incomplete: set {', '.join(missing)}.")
+        assert settings.huaweicloud_ak and settings.huaweicloud_sk and settings.huaweicloud_project_id
+        credentials = Credentials(
+            access_key=settings.huaweicloud_ak,
+            secret_key=settings.huaweicloud_sk,
+            project_id=settings.huaweicloud_project_id,
+            user_id=settings.huaweicloud_user_id,
+        )
+        endpoints = Endpoints.for_region(
+            settings.huaweicloud_region,
+            ecs=settings.ecs_endpoint,
+            ims=settings.ims_endpoint,
+            evs=settings.evs_endpoint,
+        )
+        return cls(credentials, endpoints)
+
+    @property
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self._endpoints
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------------------------------------ reads
+
+    @property
+    def _pid(self) -> str:
+        return _q(self._credentials.project_id)
+
+    async def get_server(self, server_id: str) -> Server:
+        """CloudAPIError(status=404, code="Ecs.0114") when the server does not exist."""
+        call = _Call("ecs", "GET", f"/v1/{self._pid}/cloudservers/{_q(server_id)}", operation="get_server")
+        try:
+            data = await self._read(call)
+        except CloudAPIError as err:
+            if err.status == 404 and err.code in ("404", "itemNotFound"):
+                raise CloudAPIError(404, "Ecs.0114", err.message, err.request_id) from None
+            raise
+        return _parse(Server, _field(data, "server", call), call)
+
+    async def list_servers(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Server]:
+        """One page of `GET /cloudservers/detail`; `name` is the server's own (fuzzy) filter, `offset` a page number."""
+        query = _pairs(name=name, status=status, limit=limit, offset=offset)
+        call = _Call("ecs", "GET", f"/v1/{self._pid}/cloudservers/detail", query, operation="list_servers")
+        data = await self._read(call)
+        return [_parse(Server, item, call) for item in _list(data, "servers", call)]
+
+    async def find_servers(self, name: str) -> list[Server]:
+        """Exact name matches only: the cloud's `name` filter also matches partial names."""
+        servers = await self.list_servers(name=name, limit=1000)
+        return [server for server in servers if server.name == name]
+
+    async def list_keypairs(self) -> list[KeyPair]:
+        call = _Call("ecs", "GET", f"/v2.1/{self._pid}/os-keypairs", operation="list_keypairs")
+        data = await self._read(call)
+        items = _list(data, "keypairs", call)
+        # Nova wraps each item: {"keypair": {...}}; accept a bare item too.
+        return [_parse(KeyPair, item.get("keypair", item) if isinstance(item, dict) else item, call) for item in items]
+
+    async def list_images(
+        self,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        os_type: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+    ) -> list[Image]:
+        """IMS `GET /v2/cloudimages`: no project in the path, it travels in the signed X-Project-Id header."""
+        query = _pairs(id=id, name=name, __os_type=os_type, status=status, limit=limit, marker=marker)
+        call = _Call("ims", "GET", "/v2/cloudimages", query, operation="list_images")
+        data = await self._read(call)
+        return [_parse(Image, item, call) for item in _list(data, "images", call)]
+
+    async def get_image(self, image_id: str) -> Image | None:
+        images = await self.list_images(id=image_id)
+        return next((image for image in images if image.id == image_id), None)
+
+    async def get_volume(self, volume_id: str) -> Volume:
+        call = _Call("evs", "GET", f"/v2/{self._pid}/cloudvolumes/{_q(volume_id)}", operation="get_volume")
+        data = await self._read(call)
+        return _parse(Volume, _field(data, "volume", call), call)
+
+    async def get_job(self, job_id: str) -> Job:
+        call = _Call("ecs", "GET", f"/v1/{self._pid}/jobs/{_q(job_id)}", operation="get_job")
+        data = await self._read(call)
+        if not isinstance(data, dict):
+            raise _bad_response(call, 200, "the job answer is not a JSON object")
+        # Tolerate an answer that omits its own id (the SDK would give job_id=None): we know which job we asked for.
+        return _parse(Job, {"job_id": job_id, **data} if not data.get("job_id") else data, call)
+
+    # ------------------------------------------------------------------------------------------------ writes
+
+    async def stop_server(self, server_id: str, stop_type: StopType = StopType.SOFT) -> str:
+        """The stop job's id. Never retried once sent: a lost answer raises OutcomeUnknownError."""
+        call = _Call(
+            "ecs",
+            "POST",
+            f"/v1/{self._pid}/cloudservers/action",
+            body=stop_body([server_id], StopType(stop_type)),
+            operation="stop_server",
+            server_id=server_id,
+        )
+        return await self._write_job(call)
+
+    async def change_os(self, server_id: str, option: ChangeOsOption, *, cloud_init: bool = False) -> str:
+        """The change job's id; v1 for images without Cloud-Init, v2 with it. Never retried once sent."""
+        version = "v2" if cloud_init else "v1"
+        secret = option.adminpass.get_secret_value() if option.adminpass else ""
+        call = _Call(
+            "ecs",
+            "POST",
+            f"/{version}/{self._pid}/cloudservers/{_q(server_id)}/changeos",
+            body=option.to_body(cloud_init=cloud_init),
+            operation="change_os",
+            server_id=server_id,
+            secrets=(secret,) if secret else (),
+        )
+        return await self._write_job(call)
+
+    # ------------------------------------------------------------------------------------------------ plumbing
+
+    async def _read(self, call: _Call) -> Any:
+        """Send with retries; returns the decoded JSON of a success answer."""
+        policy = self._retry
+        deadline = time.monotonic() + policy.total_timeout
+        last_error: CloudAPIError | None = None
+        last_reason = ""
+        for attempt in range(policy.max_attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            retry_after: float | None = None
+            try:
+                response = await self._send(call, seconds=min(self._timeout, remaining))
+            except httpx.TransportError as exc:
+                last_error, last_reason = None, _describe(exc)
+            else:
+                error = _error_of(response)
+                if error is None:
+                    return _json(response, call)
+                if not _retryable(error):
+                    raise _scrub(error, call)
+                last_error, last_reason = error, str(error.status)
+                retry_after = error.retry_after if isinstance(error, ThrottledError) else None
+            if attempt + 1 >= policy.max_attempts:
+                break
+            delay = retry_after if retry_after is not None else policy.backoff(attempt)
+            if time.monotonic() + delay >= deadline:
+                break
+            log.debug("cloud %s retry %d in %.2fs (%s)", call.operation, attempt + 1, delay, last_reason)
+            await asyncio.sleep(delay)
+        if last_error is not None:
+            raise _scrub(last_error, call)
+        raise CloudUnreachableError(call.operation, last_reason or "the retry deadline passed")
+
+    async def _write_job(self, call: _Call) -> str:
+        """POST without blind retries. Only a connection that never opened is retried (nothing was sent)."""
+        policy = self._retry
+        deadline = time.monotonic() + policy.total_timeout
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(call, seconds=self._timeout)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # The request never left this process: safe to report as unreachable, or to try again.
+                attempt += 1
+                delay = policy.backoff(attempt - 1)
+                if attempt >= policy.max_attempts or time.monotonic() + delay >= deadline:
+                    raise CloudUnreachableError(call.operation, _describe(exc)) from None
+                await asyncio.sleep(delay)
+            except httpx.TransportError as exc:
+                # Read timeout, dropped connection, protocol error: the cloud may have acted on it.
+                raise OutcomeUnknownError(call.operation, call.server_id, _describe(exc)) from None
+        error = _error_of(response)
+        if error is not None:
+            raise _scrub(error, call)
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        job_id = data.get("job_id") if isinstance(data, dict) else None
+        if not isinstance(job_id, str) or not job_id:
+            # A success status without a job id: the cloud accepted *something*; only reading can tell what.
+            raise OutcomeUnknownError(
+                call.operation, call.server_id, f"HTTP {response.status_code} answer without a job_id"
+            )
+        return job_id
+
+    async def _send(self, call: _Call, *, seconds: float) -> httpx.Response:
+        base = getattr(self._endpoints, call.service)
+        parts = urlsplit(base)
+        path = parts.path.rstrip("/") + call.path
+        headers = {
+            "Content-Type": JSON_POST if call.method == "POST" else JSON_GET,
+            "User-Agent": USER_AGENT,
+            "X-Project-Id": self._credentials.project_id,
+        }
+        signed = signer.sign(
+            access_key=self._credentials.access_key,
+            secret_key=self._credentials.secret_key.get_secret_value(),
+            method=call.method,
+            host=parts.netloc,
+            path=path,
+            query=call.query,
+            headers=headers,
+            body=call.body,
+        )
+        # The query sent is exactly the canonical string that was signed (the SDK does the same).
+        raw = path + (f"?{signed.query_string}" if signed.query_string else "")
+        url = httpx.URL(base).copy_with(raw_path=raw.encode("ascii"))
+        request = self._http.build_request(
+            call.method,
+            url,
+            headers=signed.headers,
+            content=call.body if call.method == "POST" else None,
+            timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0)),
+        )
+        started = time.perf_counter()
+        try:
+            response = await self._http.send(request)
+            await response.aread()
+        except httpx.TransportError as exc:
+            log.debug(
+                "cloud %s %s failed after %.3fs: %s",
+                call.method,
+                path,
+                time.perf_counter() - started,
+                type(exc).__name__,
+            )
+            raise
+        log.debug(
+            "cloud %s %s -> %d in %.3fs request_id=%s",
+            call.method,
+            path,
+            response.status_code,
+            time.perf_counter() - started,
+            request_id_from(response.headers) or "-",
+        )
+        return response
+
+
+def _pairs(**params: object) -> list[tuple[str, str]]:
+    """Query pairs without the Nones; bools as the SDK writes them (true/false)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        pairs.append((key, text))
+    return pairs
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    """Exception class and text, without the URL (it carries nothing secret, but keep it short)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _error_of(response: httpx.Response) -> CloudAPIError | None:
+    """HTTP >= 400 is an error like the SDK; so is a 2xx whose body is the Common.0024 flow-limit answer."""
+    if response.status_code >= 400:
+        return error_from_response(response.status_code, response.content, response.headers)
+    if b"Common.0024" in response.content:
+        code, _ = parse_error_fields(response.status_code, response.content)
+        if code == "Common.0024":
+            return error_from_response(response.status_code, response.content, response.headers)
+    return None
+
+
+def _retryable(error: CloudAPIError) -> bool:
+    return isinstance(error, ThrottledError) or error.status >= 500
+
+
+def _scrub(error: CloudAPIError, call: _Call) -> CloudAPIError:
+    """Cloud messages sometimes echo request fields; never let a password ride along in one."""
+    for secret in call.secrets:
+        if secret and secret in error.message:
+            error.message = error.message.replace(secret, "**********")
+            error.args = (error.status, error.code, error.message, error.request_id)
+    return error
+
+
+def _bad_response(call: _Call, status: int, what: str) -> CloudAPIError:
+    return CloudAPIError(status, "InvalidResponse", f"Unexpected answer to {call.operation}: {what}")
+
+
+def _json(response: httpx.Response, call: _Call) -> Any:
+    if not response.content.strip():
+        raise _bad_response(call, response.status_code, "empty body")
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise _bad_response(call, response.status_code, "the body is not JSON") from None
+
+
+def _field(data: Any, key: str, call: _Call) -> Any:
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        raise _bad_response(call, 200, f"no {key!r} object in the body")
+    return data[key]
+
+
+def _list(data: Any, key: str, call: _Call) -> list[Any]:
+    if not isinstance(data, dict):
+        raise _bad_response(call, 200, "the body is not a JSON object")
+    items = data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _bad_response(call, 200, f"{key!r} is not a list")
+    return items
+
+
+def _parse(model: type[M], data: Any, call: _Call) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in err["loc"]) or "(root)" for err in exc.errors()[:5])
+        raise _bad_response(call, 200, f"{model.__name__} fields not understood: {fields}") from None

@@ -1,0 +1,417 @@
+"""The `/changeos` text parser: pure, total, and never raises.
+
+Whatever a person types, the result is a command or a `UsageError` that says what to fix. Missing pieces (server,
+image, reason) are not errors: the modal asks for them. Text arrives the way Slack sends it: `&`, `<` and `>`
+HTML-escaped, channels as `<#C…|name>` when escaping is on, and quotes often "smartened" by the client.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
+
+USAGE = (
+    "/changeos <server> [image] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
+    "[--notify #channel …]  ·  /changeos status [CR-… | server]  ·  /changeos list  ·  /changeos cancel CR-…  ·  "
+    "/changeos help"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HelpCommand:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCommand:
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListCommand:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCommand:
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeCommand:
+    server: str | None = None
+    image: str | None = None
+    keyname: str | None = None
+    password: bool = False
+    stop: StopType | None = None
+    reason: str | None = None
+    ticket: str | None = None
+    notify: list[str] = field(default_factory=list)
+    notify_names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageError:
+    message: str
+    usage: str = USAGE
+
+
+Command = HelpCommand | StatusCommand | ListCommand | CancelCommand | ChangeCommand | UsageError
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokens
+
+_WORD, _CHANNEL, _MENTION, _LINK = "word", "channel", "mention", "link"
+
+# Slack's escaped entities; only these are taken whole when they start a token.
+_SLACK_ENTITY = re.compile(
+    r"<(?:"
+    r"#(?P<channel>[CG][A-Z0-9]+)(?:\|(?P<channel_name>[^>\s]*))?"
+    r"|(?P<mention>@[UW][A-Z0-9]+(?:\|[^>]*)?|!subteam\^S[A-Z0-9]+(?:\|[^>]*)?|![a-z]+(?:\|[^>]*)?)"
+    r"|(?P<link>(?:https?|mailto):[^>\s|]+)(?:\|[^>]*)?"
+    r")>"
+)
+# Opening quote -> the characters that may close it. Clients "smarten" quotes, often unevenly, so any double quote
+# closes a double quote and any single quote a single one. Written as escapes: the curly quotes look alike in source.
+_LDQ, _RDQ, _LOW, _LSQ, _RSQ = "\u201c", "\u201d", "\u201e", "\u2018", "\u2019"
+_QUOTES = {
+    '"': '"' + _RDQ + _LDQ,
+    _LDQ: _RDQ + '"' + _LDQ,
+    _RDQ: _RDQ + '"' + _LDQ,
+    _LOW: _LDQ + _RDQ + '"',
+    "'": "'" + _RSQ,
+    _LSQ: _RSQ + "'",
+    _RSQ: _RSQ + "'",
+}
+_FLAG = re.compile("^(?:--?|[\u2014\u2013])" r"(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:=(?P<value>.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    text: str
+    kind: str = _WORD
+    quoted: bool = False
+    value: str = ""  # channel id or link target
+
+
+class _Usage(Exception):
+    """Internal control flow: always turned into a `UsageError` by `parse_command`."""
+
+
+def _unescape(text: str) -> str:
+    # &amp; last, so "&amp;lt;" stays the literal "&lt;" the person typed.
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    cur: list[str] = []
+    started = quoted = False
+    i, n = 0, len(text)
+
+    def flush() -> None:
+        nonlocal cur, started, quoted
+        if started:
+            tokens.append(_Token(_unescape("".join(cur)), quoted=quoted))
+        cur, started, quoted = [], False, False
+
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            flush()
+            i += 1
+            continue
+        if not started and ch == "<" and (m := _SLACK_ENTITY.match(text, i)):
+            if m.group("channel"):
+                tokens.append(_Token(m.group(0), _CHANNEL, value=m.group("channel")))
+            elif m.group("mention"):
+                tokens.append(_Token(m.group(0), _MENTION))
+            else:
+                tokens.append(_Token(m.group(0), _LINK, value=_unescape(m.group("link"))))
+            i = m.end()
+            continue
+        if ch in _QUOTES and (not started or (cur and cur[-1] == "=")):
+            closers = _QUOTES[ch]
+            end = next((j for j in range(i + 1, n) if text[j] in closers), -1)
+            if end < 0:
+                raise _Usage(
+                    f"The quote {ch} at character {i + 1} is never closed. Close it, or remove it "
+                    "(an apostrophe inside a word, like don't, is fine)."
+                )
+            if not started:
+                quoted = True
+            started = True
+            cur.append(text[i + 1 : end])
+            i = end + 1
+            continue
+        started = True
+        cur.append(ch)
+        i += 1
+    flush()
+    return tokens
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Flags
+
+_ALIASES = {
+    "key": "key",
+    "k": "key",
+    "keypair": "key",
+    "key-pair": "key",
+    "keyname": "key",
+    "password": "password",
+    "p": "password",
+    "stop": "stop",
+    "s": "stop",
+    "reason": "reason",
+    "r": "reason",
+    "ticket": "ticket",
+    "t": "ticket",
+    "incident": "ticket",
+    "notify": "notify",
+    "n": "notify",
+    "image": "image",
+    "i": "image",
+    "server": "server",
+    "help": "help",
+    "h": "help",
+}
+_EXAMPLES = {
+    "key": "the name of a key pair, e.g. --key ops-key",
+    "stop": "soft or hard, e.g. --stop soft",
+    "reason": 'why the OS must change, e.g. --reason "disk full after upgrade"',
+    "ticket": "a ticket or incident ID, e.g. --ticket INC-1234",
+    "notify": "one or more channels, e.g. --notify #incidents",
+    "image": 'an image name or ID, e.g. --image "Ubuntu 22.04"',
+    "server": "a server name or ID, e.g. --server web-01",
+}
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{8,}$")
+_CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _flag(token: _Token) -> tuple[str, str | None] | None:
+    """`(canonical name, inline value)` for a flag token, None for a word; raises on an unknown flag."""
+    if token.kind != _WORD or token.quoted:
+        return None
+    m = _FLAG.match(token.text)
+    if not m:
+        return None
+    name = m.group("name").lower()
+    canonical = _ALIASES.get(name)
+    if canonical is None:
+        long_names = sorted({k for k in _ALIASES if len(k) > 1})
+        close = difflib.get_close_matches(name, long_names, n=1, cutoff=0.6)
+        flag = token.text.split("=", 1)[0]
+        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in _EXAMPLES)}."
+        raise _Usage(f"Unknown option {_show(flag)}.{hint}")
+    return canonical, m.group("value")
+
+
+def _show(text: str, limit: int = 40) -> str:
+    return f"“{text if len(text) <= limit else text[: limit - 1] + '…'}”"
+
+
+def _channel_refs(token: _Token) -> tuple[list[str], list[str]] | None:
+    """(ids, names) if the token names channels (or only mentions people, which notify ignores); else None."""
+    if token.kind == _CHANNEL:
+        return [token.value], []
+    if token.kind == _MENTION:
+        return [], []
+    if token.kind != _WORD:
+        return None
+    ids: list[str] = []
+    names: list[str] = []
+    for part in token.text.split(","):
+        part = part.strip()
+        if not part or part.startswith("@"):
+            continue
+        if part.startswith("#") and _CHANNEL_NAME.match(part[1:].lower()):
+            names.append(part[1:].lower())
+        elif _CHANNEL_ID.match(part):
+            ids.append(part)
+        else:
+            return None
+    return ids, names
+
+
+class _ChangeBuilder:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.password = False
+        self.notify: list[str] = []
+        self.notify_names: list[str] = []
+        self.positionals: list[str] = []
+
+    def set_once(self, name: str, value: str) -> None:
+        if name in self.values:
+            raise _Usage(f"--{name} is given twice; give it once.")
+        self.values[name] = value
+
+    def build(self) -> ChangeCommand:
+        if self.password and "key" in self.values:
+            raise _Usage(
+                "Choose one login method: --key NAME (a key pair) or --password (an admin password), not both."
+            )
+        server = self.values.get("server")
+        image = self.values.get("image")
+        free = [slot for slot, given in (("server", server), ("image", image)) if given is None]
+        words = [w for w in self.positionals if w.strip()]
+        if len(words) > len(free):
+            shown = ", ".join(_show(w, 24) for w in words)
+            raise _Usage(
+                f"Too many words: /changeos takes one server and one image, but got {shown}. "
+                'Quote names with spaces ("Ubuntu 22.04 64bit") and put the reason after --reason.'
+            )
+        slots = dict(zip(free, words, strict=False))
+        server = server or slots.get("server")
+        image = image or slots.get("image")
+        stop: StopType | None = None
+        if "stop" in self.values:
+            raw = self.values["stop"].strip().upper()
+            if raw not in StopType.__members__:
+                raise _Usage(f"--stop takes soft or hard, not {_show(self.values['stop'])}.")
+            stop = StopType(raw)
+        reason = (self.values.get("reason") or "").strip() or None
+        ticket = (self.values.get("ticket") or "").strip() or None
+        return ChangeCommand(
+            server=(server or "").strip() or None,
+            image=(image or "").strip() or None,
+            keyname=self.values.get("key"),
+            password=self.password,
+            stop=stop,
+            reason=reason,
+            ticket=ticket,
+            notify=list(dict.fromkeys(self.notify)),
+            notify_names=list(dict.fromkeys(self.notify_names)),
+        )
+
+
+def _parse_change(tokens: list[_Token]) -> Command:
+    b = _ChangeBuilder()
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        flag = _flag(token)
+        i += 1
+        if flag is None:
+            if token.kind == _LINK:
+                b.positionals.append(token.value)
+            elif token.kind in (_CHANNEL, _MENTION):
+                raise _Usage(
+                    f"{_show(token.text)} is a channel or a person, not a server. To tell a channel, write "
+                    "--notify before it."
+                )
+            else:
+                b.positionals.append(token.text)
+            continue
+        name, inline = flag
+        if name == "help":
+            return HelpCommand()
+        if name == "password":
+            if inline is not None:
+                raise _Usage(
+                    "--password takes no value: the bot asks for the password in a private form. "
+                    "Never type a password in a command."
+                )
+            if b.password:
+                raise _Usage("--password is given twice; give it once.")
+            b.password = True
+            if i < len(tokens) and _flag(tokens[i]) is None and tokens[i].kind == _WORD:
+                raise _Usage(
+                    "--password takes no value: the bot asks for the password in a private form. Put the server "
+                    "and image before the options (/changeos web-01 ubuntu-22 --password), and never type a "
+                    "password in a command."
+                )
+            continue
+        if name == "notify":
+            found = False
+            pending = [inline] if inline is not None else []
+            for raw in pending:
+                refs = _channel_refs(_Token(raw))
+                if refs is None:
+                    raise _Usage(f"--notify takes channels like #incidents, not {_show(raw)}.")
+                b.notify += refs[0]
+                b.notify_names += refs[1]
+                found = True
+            while i < len(tokens) and _flag(tokens[i]) is None and (refs := _channel_refs(tokens[i])) is not None:
+                b.notify += refs[0]
+                b.notify_names += refs[1]
+                found = True
+                i += 1
+            if not found:
+                raise _Usage(f"--notify needs {_EXAMPLES['notify']}.")
+            continue
+        if name == "reason":
+            parts = [inline] if inline is not None else []
+            while i < len(tokens) and _flag(tokens[i]) is None:
+                parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
+                i += 1
+            if not parts:
+                raise _Usage(f"--reason needs {_EXAMPLES['reason']}.")
+            b.set_once("reason", " ".join(parts))
+            continue
+        # single-value flags: key, stop, ticket, image, server
+        if inline is None:
+            if i >= len(tokens) or _flag(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
+                raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
+            nxt = tokens[i]
+            inline = nxt.value if nxt.kind == _LINK else nxt.text
+            i += 1
+        if not inline.strip():
+            raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
+        b.set_once(name, inline.strip())
+    return b.build()
+
+
+def _request_id(raw: str) -> str | None:
+    candidate = raw.strip().upper()
+    if not candidate.startswith("CR-") and len(candidate) == 6 and all(c in ID_ALPHABET for c in candidate):
+        candidate = "CR-" + candidate
+    return candidate if ID_PATTERN.match(candidate) else None
+
+
+def _parse(text: str) -> Command:
+    tokens = _tokenize(text)
+    if not tokens:
+        return HelpCommand()
+    head = tokens[0]
+    verb = head.text.lower() if head.kind == _WORD and not head.quoted else ""
+    args = tokens[1:]
+    if verb in ("help", "?"):
+        return HelpCommand()
+    if verb == "list":
+        if args:
+            raise _Usage("/changeos list takes nothing after it. For one request, use /changeos status CR-….")
+        return ListCommand()
+    if verb == "status":
+        if len(args) > 1:
+            raise _Usage("/changeos status takes one request ID or one server name, e.g. /changeos status web-01.")
+        if not args:
+            return StatusCommand(None)
+        target = args[0].text.strip()
+        return StatusCommand(_request_id(target) or target or None)
+    if verb == "cancel":
+        if not args:
+            raise _Usage("/changeos cancel needs the request ID, e.g. /changeos cancel CR-7KQ2MX (see /changeos list).")
+        if len(args) > 1:
+            raise _Usage("/changeos cancel takes one request ID, e.g. /changeos cancel CR-7KQ2MX.")
+        request_id = _request_id(args[0].text)
+        if request_id is None:
+            raise _Usage(
+                f"{_show(args[0].text)} is not a request ID. IDs look like CR-7KQ2MX; /changeos list shows yours."
+            )
+        return CancelCommand(request_id)
+    return _parse_change(tokens)
+
+
+def parse_command(text: str) -> Command:
+    """Parse the text after `/changeos`. Total: every input gives a command or a `UsageError`."""
+    try:
+        return _parse(text or "")
+    except _Usage as exc:
+        return UsageError(str(exc))

@@ -1,0 +1,206 @@
+"""The plan card's checklist: everything that would make the cloud refuse, found before anyone approves.
+
+Pure: the Slack layer gathers the facts (server, image, key pairs, password check) and shows the checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bot.domain.request import LoginMethod, StopType
+
+
+class CheckLevel(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    BLOCK = "block"
+
+    @property
+    def emoji(self) -> str:
+        return {"ok": "✅", "warn": "⚠️", "block": "⛔"}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    level: CheckLevel
+    title: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.level.emoji} {self.title}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass
+class PlanFacts:
+    """Plain values read from the cloud and the form; None means "not known"."""
+
+    server_status: str = ""
+    task_state: str | None = None
+    locked: bool = False
+    frozen: bool = False
+    has_system_disk: bool = True
+    system_disk_gb: int | None = None
+    server_os_type: str | None = None
+    image_found: bool = False
+    image_name: str = ""
+    image_status: str | None = None
+    image_min_disk: int | None = None
+    image_os_type: str | None = None
+    image_cloud_init: bool = False
+    image_allowed: bool = False
+    login: LoginMethod | None = None
+    keyname: str | None = None
+    keypair_exists: bool | None = None
+    password_set: bool = False
+    password_problems: list[str] = field(default_factory=list)
+    stop_first: bool = False
+    stop_type: StopType = StopType.SOFT
+
+
+_OK, _WARN, _BLOCK = CheckLevel.OK, CheckLevel.WARN, CheckLevel.BLOCK
+
+
+def _server_checks(f: PlanFacts) -> list[Check]:
+    checks: list[Check] = []
+    if f.locked:
+        checks.append(
+            Check(_BLOCK, "Server is locked", "Unlock it in the console first; the cloud refuses a locked server.")
+        )
+    if f.frozen:
+        checks.append(
+            Check(_BLOCK, "Server is frozen", "The resource is frozen (billing or compliance); settle that first.")
+        )
+    if not f.has_system_disk:
+        checks.append(
+            Check(_BLOCK, "No system disk", "The server has no system disk attached, so its OS cannot be changed.")
+        )
+    if f.task_state:
+        checks.append(
+            Check(
+                _BLOCK,
+                "Another operation is running",
+                f"The server is busy ({f.task_state}). Wait until it finishes, then open the plan again.",
+            )
+        )
+    status = (f.server_status or "").upper()
+    if status == "SHUTOFF":
+        checks.append(Check(_OK, "Server is stopped", "Ready for the change."))
+    elif status == "ACTIVE":
+        if f.stop_first:
+            checks.append(Check(_OK, "Server is running", f"It will be stopped first ({f.stop_type.value})."))
+        else:
+            checks.append(
+                Check(
+                    _BLOCK,
+                    "Server is running",
+                    "Choose “stop first” so the bot stops it before the change, or stop it yourself.",
+                )
+            )
+    elif status == "ERROR":
+        checks.append(
+            Check(
+                _WARN,
+                "Server is in ERROR",
+                "Allowed (changing the OS often repairs a failed change), but check why it failed first.",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                _BLOCK,
+                f"Server is {status or 'in an unknown state'}",
+                "The OS can be changed only when the server is SHUTOFF (or ACTIVE and stopped first). "
+                "Wait for the current operation to finish.",
+            )
+        )
+    return checks
+
+
+def _image_checks(f: PlanFacts) -> list[Check]:
+    name = f.image_name or "the image"
+    if not f.image_found:
+        return [Check(_BLOCK, "Image not found", "Pick an image from the list, or check its name or ID.")]
+    checks: list[Check] = []
+    status = (f.image_status or "").lower()
+    if status != "active":
+        checks.append(
+            Check(
+                _BLOCK,
+                "Image is not active",
+                f"{name} is {status or 'in an unknown state'}; only active images can be used. Pick another.",
+            )
+        )
+    if f.image_min_disk:
+        if f.system_disk_gb is None:
+            checks.append(
+                Check(
+                    _WARN,
+                    "System disk size unknown",
+                    f"{name} needs at least {f.image_min_disk} GB; the size could not be read, so check it.",
+                )
+            )
+        elif f.image_min_disk > f.system_disk_gb:
+            checks.append(
+                Check(
+                    _BLOCK,
+                    "System disk too small",
+                    f"{name} needs {f.image_min_disk} GB but the system disk has {f.system_disk_gb} GB. "
+                    "Expand the disk or pick a smaller image.",
+                )
+            )
+        else:
+            checks.append(Check(_OK, "Image fits the disk", f"Needs {f.image_min_disk} GB of {f.system_disk_gb} GB."))
+    if (f.image_os_type or "").lower() == "windows":
+        checks.append(
+            Check(
+                _WARN,
+                "Windows target",
+                "Huawei documents that this API cannot change an OS to Windows; the cloud may refuse.",
+            )
+        )
+    if f.image_cloud_init:
+        checks.append(Check(_OK, "Cloud-Init image", "Uses the Cloud-Init API (v2)."))
+    else:
+        checks.append(Check(_OK, "Image without Cloud-Init", "Uses the non-Cloud-Init API (v1)."))
+    if not f.image_allowed:
+        checks.append(
+            Check(
+                _BLOCK,
+                "Image not allowed by policy",
+                f"The policy rule for this server does not list {name}. Pick an allowed image or ask an admin.",
+            )
+        )
+    return checks
+
+
+def _login_checks(f: PlanFacts) -> list[Check]:
+    windows = (f.image_os_type or "").lower() == "windows"
+    if f.login is None:
+        return [Check(_BLOCK, "No login method", "Choose a key pair or an admin password.")]
+    if f.login is LoginMethod.KEYPAIR:
+        if windows:
+            return [Check(_BLOCK, "Key pair on Windows", "Windows supports only password login: choose a password.")]
+        if not f.keyname:
+            return [Check(_BLOCK, "No key pair chosen", "Pick a key pair, or choose an admin password instead.")]
+        if f.keypair_exists is False:
+            return [
+                Check(_BLOCK, "Unknown key pair", f"No key pair named {f.keyname} exists in this region; pick another.")
+            ]
+        if f.keypair_exists is None:
+            return [Check(_WARN, "Key pair not checked", f"Could not list key pairs to confirm {f.keyname}.")]
+        return [Check(_OK, "Key pair login", f"Log in with key pair {f.keyname}.")]
+    if not f.password_set:
+        return [Check(_BLOCK, "Password not set", "Set the admin password (use the secure link) before submitting.")]
+    if f.password_problems:
+        return [Check(_BLOCK, "Password rejected", problem) for problem in f.password_problems]
+    return [Check(_OK, "Admin password set", "Stored encrypted until the change is submitted.")]
+
+
+def preflight(facts: PlanFacts) -> list[Check]:
+    """Every check, in the order the plan card shows them: server, image, login."""
+    return [*_server_checks(facts), *_image_checks(facts), *_login_checks(facts)]
+
+
+def blocking(checks: list[Check]) -> list[Check]:
+    return [c for c in checks if c.level is CheckLevel.BLOCK]

@@ -1,0 +1,184 @@
+"""Builds the bot's parts from Settings and owns their lifecycle; `run_bot` serves it until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import logs
+from bot.cloud import CloudClient
+from bot.config import Settings
+from bot.domain.policy import Policy, PolicyError
+from bot.planner import Planner
+from bot.secretbox import SecretBox
+from bot.slack.directory import Directory
+from bot.slack.notifier import Notifier
+from bot.slack.presenter import Presenter
+from bot.store import Store
+from bot.tracker import Tracker, TrackerConfig
+from bot.workflow import Workflow
+
+if TYPE_CHECKING:
+    from bot.web.password_page import PasswordPages
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """What is wrong with the configuration, in words an operator can act on."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    cloud: CloudClient
+    policy: Policy
+    slack: AsyncWebClient
+    notifier: Notifier
+    presenter: Presenter
+    planner: Planner
+    workflow: Workflow
+    directory: Directory
+    tracker: Tracker
+    password_pages: PasswordPages | None
+
+    @classmethod
+    def create(cls, settings: Settings, *, tracker_config: TrackerConfig | None = None) -> Runtime:
+        for secret in (
+            settings.slack_bot_token,
+            settings.slack_signing_secret,
+            settings.slack_app_token,
+            settings.huaweicloud_sk,
+            settings.secret_key,
+        ):
+            logs.register_secret(secret.get_secret_value() if secret else None)
+        policy = load_policy(settings.policy_path)
+        store = Store(settings.db_path)
+        cloud = CloudClient.from_settings(settings)
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+        base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+        slack = AsyncWebClient(token=token, base_url=base_url)
+        notifier = Notifier(slack)
+        presenter = Presenter(notifier, store)
+        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        tracker_holder: list[Tracker] = []
+        workflow = Workflow(store, policy, box, wake=lambda: tracker_holder[0].wake() if tracker_holder else None)
+        config = tracker_config or TrackerConfig(
+            poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
+        )
+        tracker = Tracker(store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id)
+        tracker_holder.append(tracker)
+        pages = None
+        if settings.public_url:
+            from bot.web.password_page import PasswordPages
+
+            pages = PasswordPages(store, workflow, settings.public_url)
+        return cls(
+            settings=settings,
+            store=store,
+            cloud=cloud,
+            policy=policy,
+            slack=slack,
+            notifier=notifier,
+            presenter=presenter,
+            planner=Planner(cloud, policy),
+            workflow=workflow,
+            directory=Directory(slack, policy.group_ids()),
+            tracker=tracker,
+            password_pages=pages,
+        )
+
+    async def start(self) -> None:
+        await self.notifier.start()
+        await self.tracker.start()
+
+    async def aclose(self) -> None:
+        await self.tracker.stop()
+        await self.notifier.aclose()
+        await self.cloud.aclose()
+        self.store.close()
+
+
+def load_policy(path: Path) -> Policy:
+    if not path.exists():
+        raise ConfigurationError(
+            f"No policy file at {path}. Copy config/policy.example.toml to {path} and name your requesters and "
+            "approvers (deny by default), or point ECSBOT_POLICY at your policy file."
+        )
+    try:
+        return Policy.load(path)
+    except PolicyError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def describe(settings: Settings) -> str:
+    mode = "Socket Mode" if settings.slack_app_token else "HTTP (/slack/events)"
+    endpoint = settings.ecs_endpoint or f"https://ecs.{settings.huaweicloud_region}.myhuaweicloud.com"
+    kind = "simulator" if ("127.0.0.1" in endpoint or "localhost" in endpoint) else "Huawei Cloud"
+    return (
+        f"ecsbot starting: Slack {mode}; cloud {endpoint} ({kind}); database {settings.db_path}; "
+        f"policy {settings.policy_path}"
+    )
+
+
+async def serve(rt: Runtime, *, host: str, port: int) -> web.AppRunner:
+    """Start the aiohttp server (and Socket Mode when an app token is set) and the background parts."""
+    from bot.slack.app import build_bolt_app
+    from bot.web.server import build_web_app
+
+    bolt = build_bolt_app(rt)
+    socket_mode = rt.settings.slack_app_token is not None
+    runner = web.AppRunner(build_web_app(rt, None if socket_mode else bolt), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    if socket_mode:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        handler = AsyncSocketModeHandler(bolt, rt.settings.slack_app_token.get_secret_value())  # type: ignore[union-attr]
+        await handler.connect_async()
+    await rt.start()
+    return runner
+
+
+async def run_bot(*, host: str, port: int) -> int:
+    settings = Settings()
+    logs.configure(settings.log_level)
+    try:
+        missing = [
+            name
+            for name, value in (
+                ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+                ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
+                ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
+                ("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id),
+            )
+            if not value
+        ]
+        if settings.slack_app_token is None and settings.slack_signing_secret is None:
+            missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+        if missing:
+            raise ConfigurationError("Missing settings: " + ", ".join(missing) + ". `ecsbot check` explains each.")
+        rt = Runtime.create(settings)
+    except (ConfigurationError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    log.info(describe(settings))
+    runner = await serve(rt, host=host, port=port)
+    log.info("listening on %s:%d", host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    await rt.aclose()
+    return 0

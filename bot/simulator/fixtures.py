@@ -1,0 +1,159 @@
+"""The simulator's fixtures file (TOML): credentials, timing, images, key pairs, servers with volumes, faults.
+
+Validated with pydantic so a typo in a fixtures file gives a message that names the key, not a stack trace.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from bot.simulator.faults import FaultSpec
+
+REPO_FIXTURES = Path(__file__).resolve().parents[2] / "config" / "simulator.toml"
+PACKAGED_FIXTURES = Path(__file__).resolve().parents[1] / "defaults" / "simulator.toml"
+
+
+class FixtureError(ValueError):
+    """A fixtures file that cannot be used; the message says where and what to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Range = tuple[float, float]
+
+
+class Timing(_Strict):
+    """Durations in seconds at speed 1, each drawn from [low, high]."""
+
+    stop_soft: Range = (20.0, 40.0)
+    stop_hard: Range = (5.0, 10.0)
+    start: Range = (10.0, 20.0)
+    already_done: Range = (1.0, 2.0)
+    job_init: Range = (4.0, 6.0)
+    change_running: Range = (180.0, 300.0)
+    min_disk_check: Range = (5.0, 10.0)
+
+    @field_validator("*")
+    @classmethod
+    def _ordered(cls, value: Range) -> Range:
+        low, high = value
+        if low < 0 or high < low:
+            raise ValueError("a range is [low, high] with 0 <= low <= high")
+        return value
+
+
+class SimulatorSettings(_Strict):
+    project_id: str = "0605767ef600d5762f23c013c6e7ad23"
+    access_key: str = "SIMULATORAK000000000"
+    secret_key: SecretStr = SecretStr("simulator-secret-key-0000000000000000000")
+    user_id: str = "7e25b1da389f4697a79df3a0e5bd494e"
+    region: str = "my-kualalumpur-1"
+    power_on_after_change: bool = True
+
+
+class ImageFixture(_Strict):
+    id: str
+    name: str
+    status: Literal["queued", "saving", "deleted", "killed", "active"] = "active"
+    os_type: Literal["Linux", "Windows", "Other"] = "Linux"
+    platform: str = "Other"
+    os_version: str = ""
+    os_bit: str = "64"
+    min_disk: int = Field(default=40, ge=1, le=1024)
+    min_ram: int = Field(default=0, ge=0)
+    support_fc_inject: str | None = None
+    imagetype: str = "gold"
+    visibility: str = "public"
+
+
+class KeyPairFixture(_Strict):
+    name: str
+    fingerprint: str
+    public_key: str
+    type: str = "ssh"
+
+
+class VolumeFixture(_Strict):
+    id: str
+    size: int = Field(ge=1)
+    boot_index: str = "0"
+    device: str = "/dev/vda"
+    name: str | None = None
+    volume_type: str = "SSD"
+
+
+class ServerFixture(_Strict):
+    id: str
+    name: str
+    status: Literal["ACTIVE", "SHUTOFF", "ERROR"] = "SHUTOFF"
+    image_id: str
+    locked: bool = False
+    failed_change: bool = False
+    key_name: str | None = None
+    flavor: str = "s6.large.2"
+    ip: str = "192.168.0.10"
+    availability_zone: str = "my-kualalumpur-1a"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    volumes: list[VolumeFixture] = Field(default_factory=list)
+
+
+class Fixtures(_Strict):
+    simulator: SimulatorSettings = SimulatorSettings()
+    timing: Timing = Timing()
+    images: list[ImageFixture] = Field(default_factory=list)
+    keypairs: list[KeyPairFixture] = Field(default_factory=list)
+    servers: list[ServerFixture] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Fixtures:
+        image_ids = {image.id for image in self.images}
+        for kind, ids in (
+            ("image", [i.id for i in self.images]),
+            ("server", [s.id for s in self.servers]),
+            ("volume", [v.id for s in self.servers for v in s.volumes]),
+            ("key pair", [k.name for k in self.keypairs]),
+        ):
+            dupes = sorted({x for x in ids if ids.count(x) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} id(s): {', '.join(dupes)}")
+        for server in self.servers:
+            if server.image_id not in image_ids:
+                raise ValueError(
+                    f"server {server.name!r} uses image_id {server.image_id!r}, which is not in [[images]]"
+                )
+        return self
+
+
+def default_fixtures_path() -> Path:
+    """config/simulator.toml in a checkout; bot/defaults/simulator.toml when installed from a wheel."""
+    return REPO_FIXTURES if REPO_FIXTURES.exists() else PACKAGED_FIXTURES
+
+
+def parse_fixtures(data: dict[str, Any], *, source: str = "fixtures") -> Fixtures:
+    try:
+        return Fixtures.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise FixtureError(f"{source}: {problems}. See docs/simulator.md for the fixtures format.") from None
+
+
+def load_fixtures(path: Path | None = None) -> Fixtures:
+    path = path or default_fixtures_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FixtureError(f"cannot read fixtures file {path}: {exc.strerror}. Pass --fixtures FILE.") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FixtureError(f"{path} is not valid TOML: {exc}") from None
+    return parse_fixtures(data, source=str(path))

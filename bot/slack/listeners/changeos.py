@@ -1,0 +1,441 @@
+"""`/changeos` and its plan-card modal: open fast, look the cloud up, show the checks, validate again on submit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.cloud import CloudError
+from bot.domain.command import (
+    CancelCommand,
+    ChangeCommand,
+    HelpCommand,
+    ListCommand,
+    StatusCommand,
+    UsageError,
+    parse_command,
+)
+from bot.domain.passwords import password_problems
+from bot.domain.preflight import CheckLevel
+from bot.domain.request import ID_PATTERN, ChangeRequest, LoginMethod, StopType
+from bot.planner import CloudFacts, Selection
+from bot.slack import texts, views
+from bot.slack.modal_state import ModalInput, read_input, read_metadata
+from bot.store import ServerBusyError
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SUBMIT_RECHECK_SECONDS = 2.0  # the cloud gets this long to confirm the plan before the 3 s view_submission deadline
+
+
+def register(app: AsyncApp, rt: Runtime) -> None:
+    card = PlanCard(rt)
+
+    @app.command("/changeos")
+    async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await card.command(ack, body, client)
+
+    @app.action(views.IMAGE_ACTION)
+    @app.action(views.LOGIN_ACTION)
+    @app.action(views.KEY_ACTION)
+    @app.action(views.SERVER_ACTION)
+    async def on_modal_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        await card.refresh(body, client)
+
+    @app.action(views.PASSWORD_LINK_ACTION)
+    async def on_link_clicked(ack: AsyncAck) -> None:
+        await ack()  # a URL button still sends an action; nothing to do
+
+    @app.view(views.MODAL_CALLBACK)
+    async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await card.submit(ack, body, client)
+
+
+class PlanCard:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    # ------------------------------------------------------------------ the command
+
+    async def command(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        user = body.get("user_id", "")
+        channel = body.get("channel_id", "")
+        parsed = parse_command(body.get("text") or "")
+        match parsed:
+            case UsageError():
+                await ack(text=f"{parsed.message}\n{parsed.usage}", response_type="ephemeral")
+            case HelpCommand():
+                groups = await self._groups(user)
+                await ack(text=texts.help_text(self.rt.policy, user, groups), response_type="ephemeral")
+            case ListCommand():
+                await ack(text=views.list_text(self.rt.store.live()), response_type="ephemeral")
+            case StatusCommand():
+                await ack(text=texts.status_text(self.rt.store, parsed.target), response_type="ephemeral")
+            case CancelCommand():
+                outcome = self.rt.workflow.cancel(parsed.request_id, user)
+                if outcome.refused:
+                    await ack(text=f"⛔ {outcome.refused}", response_type="ephemeral")
+                    return
+                await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
+                await self.rt.presenter.sync(parsed.request_id)
+            case ChangeCommand():
+                await ack()
+                await self._open(body, client, parsed, user, channel)
+
+    async def _groups(self, user: str) -> set[str]:
+        try:
+            return await asyncio.wait_for(self.rt.directory.groups_of(user), timeout=1.5)
+        except TimeoutError:
+            return set()
+
+    async def _open(
+        self, body: dict[str, Any], client: AsyncWebClient, cmd: ChangeCommand, user: str, channel: str
+    ) -> None:
+        meta: dict[str, Any] = {"d": secrets.token_urlsafe(12), "c": channel, "u": user, "n": 0}
+        if cmd.notify:
+            meta["nc"] = cmd.notify[:20]
+        try:
+            opened = await client.views_open(trigger_id=body["trigger_id"], view=views.loading_modal(meta, cmd.server))
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+            await self.rt.notifier.ephemeral(
+                channel, user, "I could not open the form (Slack said the trigger expired). Run the command again."
+            )
+            return
+        view = opened["view"]
+        try:
+            new_view = await self._first_plan(meta, user, channel, cmd)
+        except CloudError as exc:
+            new_view = views.message_modal(meta, "Cloud unavailable", texts.cloud_trouble(exc))
+        await self._update(client, view["id"], view.get("hash"), new_view)
+
+    async def _first_plan(self, meta: dict[str, Any], user: str, channel: str, cmd: ChangeCommand) -> dict:
+        planner = self.rt.planner
+        if not cmd.server:
+            servers = await self.rt.cloud.list_servers(limit=100)
+            meta["k"] = [[s.id, _label(s.name, s.status, s.id)] for s in servers[:100]]
+            return self._plan_without_server(meta)
+        lookup = await planner.lookup(cmd.server)
+        if not lookup.matches:
+            text = texts.server_not_found(cmd.server, lookup.suggestions)
+            await self.rt.notifier.ephemeral(channel, user, text)
+            return views.message_modal(meta, "Server not found", text)
+        if len(lookup.matches) > 1:
+            meta["k"] = [[s.id, _label(s.name, s.status, s.id)] for s in lookup.matches[:100]]
+            return self._plan_without_server(meta)
+        meta["s"] = lookup.matches[0].id
+        return await self._plan(meta, user, ModalInput(), cmd)
+
+    def _plan_without_server(self, meta: dict[str, Any]) -> dict:
+        return views.plan_modal(
+            views.ModalPlan(metadata=meta, server=None, candidates=[tuple(c) for c in meta.get("k", [])])
+        )
+
+    async def _plan(
+        self, meta: dict[str, Any], user: str, chosen: ModalInput, cmd: ChangeCommand | None = None, *, fresh=False
+    ) -> dict:
+        """The plan card for the server in `meta`, with what was chosen so far (or what the command said)."""
+        facts = await self.rt.planner.facts(meta["s"], fresh=fresh)
+        server = facts.server
+        decision = self.rt.policy.may_request(user, await self._groups(user), server.name, server.id, _tags(server))
+        if not decision.allowed:
+            return views.message_modal(meta, "Not allowed", f"⛔ {decision.reason}")
+        rule = decision.rule
+        images = self.rt.planner.allowed_images(facts, rule)
+        image_id = chosen.image_id
+        if image_id is None and cmd is not None and cmd.image:
+            image = facts.image(cmd.image)
+            image_id = image.id if image else None
+        target = facts.image(image_id)
+        login = chosen.login
+        if login is None and cmd is not None:
+            login = LoginMethod.PASSWORD if cmd.password else (LoginMethod.KEYPAIR if cmd.keyname else None)
+        if login is None:
+            login = LoginMethod.PASSWORD if target and target.os_type == "Windows" else LoginMethod.KEYPAIR
+        keyname = chosen.keyname or (cmd.keyname if cmd else None)
+        if keyname is None and server.key_name in facts.keypair_names:
+            keyname = server.key_name
+        stop_type = chosen.stop_type or (StopType(cmd.stop.value) if cmd and cmd.stop else StopType.SOFT)
+        password = self._password_entry(meta, user, login, target.os_type if target else None)
+        selection = Selection(
+            image_id=image_id,
+            login=login,
+            keyname=keyname if login is LoginMethod.KEYPAIR else None,
+            password_set=password.is_set or password.mode == "inline",
+            password=None,
+            stop_type=stop_type,
+        )
+        checks = self.rt.planner.checks(facts, rule, selection)
+        if login is LoginMethod.PASSWORD and password.mode == "unavailable":
+            from bot.domain.preflight import Check
+
+            checks = [*checks, Check(CheckLevel.BLOCK, "Password login unavailable", password.why_unavailable)]
+        notify = chosen.notify or meta.get("nc") or []
+        return views.plan_modal(
+            views.ModalPlan(
+                metadata=meta,
+                server=_server_info(facts),
+                candidates=[tuple(c) for c in meta.get("k", [])],
+                images=[views.ImageChoice(i.id, i.name, i.os_type or "Other") for i in images],
+                image_id=image_id,
+                keypairs=facts.keypair_names,
+                login=login,
+                keyname=keyname,
+                password=password,
+                stop_type=stop_type.value,
+                reason=chosen.reason or (cmd.reason if cmd else None),
+                ticket=chosen.ticket or (cmd.ticket if cmd else None),
+                notify=notify,
+                checks=checks,
+            )
+        )
+
+    def _password_entry(self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None):
+        if login is not LoginMethod.PASSWORD:
+            return views.PasswordEntry(mode="unavailable")
+        rt = self.rt
+        if not rt.workflow.passwords_enabled:
+            return views.PasswordEntry(
+                mode="unavailable",
+                why_unavailable=(
+                    "Password logins are off: the bot has no ECSBOT_SECRET_KEY to keep a password encrypted. "
+                    "Use a key pair, or ask the bot's admin to set ECSBOT_SECRET_KEY."
+                ),
+            )
+        if rt.password_pages is not None:
+            link = rt.password_pages.link_for(draft_id=meta["d"], user_id=user, os_type=os_type or "Linux")
+            return views.PasswordEntry(mode="link", link=link, is_set=rt.workflow.draft_has_password(meta["d"]))
+        if rt.policy.allow_password_in_modal:
+            return views.PasswordEntry(mode="inline", nonce=str(meta.get("n", 0)))
+        return views.PasswordEntry(
+            mode="unavailable",
+            why_unavailable=(
+                "Password logins need the secure password page (set ECSBOT_PUBLIC_URL), and the policy does not "
+                "allow typing a password into Slack. Use a key pair."
+            ),
+        )
+
+    async def _update(self, client: AsyncWebClient, view_id: str, view_hash: str | None, view: dict) -> None:
+        try:
+            await client.views_update(view_id=view_id, hash=view_hash, view=view)
+        except SlackApiError as exc:
+            # hash_conflict: the person changed something meanwhile; their newer action rebuilds the view.
+            log.info("views.update skipped: %s", exc.response.get("error"))
+
+    # ------------------------------------------------------------------ changes inside the modal
+
+    async def refresh(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        meta = read_metadata(view)
+        user = (body.get("user") or {}).get("id", "")
+        chosen = read_input(view)
+        if chosen.server_id and chosen.server_id != meta.get("s"):
+            meta["s"] = chosen.server_id
+        if not meta.get("s"):
+            return
+        try:
+            new_view = await self._plan(meta, user, chosen)
+        except CloudError as exc:
+            new_view = views.message_modal(meta, "Cloud unavailable", texts.cloud_trouble(exc))
+        await self._update(client, view["id"], view.get("hash"), new_view)
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        view = body.get("view") or {}
+        meta = read_metadata(view)
+        user = (body.get("user") or {}).get("id", "")
+        chosen = read_input(view)
+        if chosen.server_id:
+            meta["s"] = chosen.server_id
+        if not meta.get("s") or meta.get("u") != user:
+            await ack(response_action="errors", errors=_first_error(view, "Choose a server first."))
+            return
+        errors = _missing(chosen)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        rt = self.rt
+        if chosen.login is LoginMethod.PASSWORD and not rt.workflow.passwords_enabled:
+            await ack(response_action="errors", errors={views.LOGIN_BLOCK: "Password logins are off: use a key pair."})
+            return
+        try:
+            facts = await asyncio.wait_for(rt.planner.facts(meta["s"], fresh=True), SUBMIT_RECHECK_SECONDS)
+        except (TimeoutError, CloudError):
+            try:
+                facts = await asyncio.wait_for(rt.planner.facts(meta["s"]), 0.5)  # the plan-time facts
+            except (TimeoutError, CloudError) as exc:
+                await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.short_cloud_trouble(exc)})
+                return
+        server = facts.server
+        decision = rt.policy.may_request(user, await self._groups(user), server.name, server.id, _tags(server))
+        if not decision.allowed:
+            await ack(response_action="errors", errors={views.IMAGE_BLOCK: decision.reason[:300]})
+            return
+        target = facts.image(chosen.image_id)
+        inline_password = chosen.password if chosen.login is LoginMethod.PASSWORD and chosen.password_block else None
+        if inline_password is not None:
+            problem = _password_problem(chosen, target.os_type if target else "Linux")
+            if problem:
+                meta["n"] = int(meta.get("n", 0)) + 1  # a new block_id clears both password inputs
+                new_view = await self._plan(meta, user, chosen)
+                new_view["blocks"].insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": f"⛔ {problem}"}})
+                await ack(response_action="update", view=new_view)
+                return
+        password_set = inline_password is not None or rt.workflow.draft_has_password(meta["d"])
+        selection = Selection(
+            image_id=chosen.image_id,
+            login=chosen.login,
+            keyname=chosen.keyname,
+            password_set=password_set,
+            password=None,
+            stop_type=chosen.stop_type or StopType.SOFT,
+        )
+        checks = rt.planner.checks(facts, decision.rule, selection)
+        blocking = [c for c in checks if c.level is CheckLevel.BLOCK]
+        if blocking:
+            await ack(response_action="errors", errors=_errors_for(blocking, chosen))
+            return
+        rule = decision.rule
+        now = datetime.now(UTC)
+        try:
+            request = ChangeRequest(
+                requester=user,
+                origin_channel=meta.get("c") or user,
+                server_id=server.id,
+                server_name=server.name,
+                server_status=server.status,
+                current_image_id=server.image_id,
+                current_image_name=server.image_name,
+                target_image_id=target.id,  # type: ignore[union-attr]
+                target_image_name=target.name,  # type: ignore[union-attr]
+                target_os_type=target.os_type or "Linux",  # type: ignore[union-attr]
+                cloud_init=target.cloud_init,  # type: ignore[union-attr]
+                login=chosen.login,
+                keyname=chosen.keyname if chosen.login is LoginMethod.KEYPAIR else None,
+                has_password=chosen.login is LoginMethod.PASSWORD,
+                stop_first=server.status == "ACTIVE",
+                stop_type=chosen.stop_type or StopType.SOFT,
+                reason=chosen.reason or "",
+                ticket=chosen.ticket,
+                notify_channels=list(dict.fromkeys([*rt.policy.notify_channels_for(rule), *chosen.notify])),
+                approvals_channel=rt.policy.approvals_channel_for(rule, meta.get("c") or user),
+                approvals_required=max(1, rt.policy.approvals_needed(rule)),
+                expires_at=now + rt.policy.expiry,
+            )
+        except ValidationError as exc:
+            await ack(response_action="errors", errors={views.REASON_BLOCK: texts.validation_message(exc)})
+            return
+        try:
+            stored = rt.workflow.submit(
+                request,
+                password=inline_password,
+                draft_id=meta["d"],
+                self_service=rt.policy.approvals_needed(rule) == 0,
+            )
+        except ServerBusyError as exc:
+            live = rt.store.get(exc.live_request_id)
+            await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.server_busy(server.name, live)})
+            return
+        except ValueError as exc:
+            await ack(response_action="errors", errors={views.LOGIN_BLOCK: str(exc)[:300]})
+            return
+        await ack()
+        stored = await rt.presenter.post_approval_card(stored, checks)
+        where = f"<#{stored.approvals_channel}>"
+        if stored.approval_ts is None:
+            await rt.notifier.ephemeral(stored.origin_channel, user, texts.card_not_posted(stored))
+        elif stored.state.value == "approved":
+            await rt.notifier.ephemeral(stored.origin_channel, user, f"▶️ {stored.id} starts now (self-service).")
+            rt.tracker.wake()
+        else:
+            await rt.notifier.ephemeral(
+                stored.origin_channel, user, f"📨 {stored.id} is waiting for approval in {where}."
+            )
+        await rt.presenter.sync(stored.id)
+
+
+def _label(name: str, status: str, server_id: str) -> str:
+    return f"{name} · {status} · {server_id[:8]}"
+
+
+def _tags(server) -> list[str]:
+    return [str(t) for t in (getattr(server, "tags", None) or [])]
+
+
+def _server_info(facts: CloudFacts) -> views.ServerInfo:
+    s = facts.server
+    flavor = s.flavor.name or s.flavor.id or "?" if s.flavor else "?"
+    return views.ServerInfo(
+        id=s.id,
+        name=s.name,
+        status=s.status,
+        flavor=flavor,
+        image_id=s.image_id,
+        image_name=s.image_name,
+        os_type=s.os_type,
+        system_disk_gb=facts.system_disk_gb,
+    )
+
+
+def _first_error(view: dict[str, Any], message: str) -> dict[str, str]:
+    for block in view.get("blocks") or []:
+        if block.get("type") == "input":
+            return {block["block_id"]: message}
+    return {views.REASON_BLOCK: message}
+
+
+def _missing(chosen: ModalInput) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not chosen.image_id:
+        errors[views.IMAGE_BLOCK] = "Choose the target image."
+    if chosen.login is None:
+        errors[views.LOGIN_BLOCK] = "Choose how to log in after the change."
+    elif chosen.login is LoginMethod.KEYPAIR and not chosen.keyname:
+        errors[views.KEY_BLOCK] = "Choose a key pair."
+    if not chosen.reason:
+        errors[views.REASON_BLOCK] = "Say why: approvers and the audit trail need a reason."
+    return errors
+
+
+def _password_problem(chosen: ModalInput, os_type: str) -> str | None:
+    if chosen.password is None:
+        return "Type the admin password twice."
+    value = chosen.password.get_secret_value()
+    if chosen.password_confirm is None or chosen.password_confirm.get_secret_value() != value:
+        return "The two passwords differ. Type them again."
+    problems = password_problems(value, os_type=os_type)
+    return " ".join(problems) if problems else None
+
+
+def _errors_for(blocking, chosen: ModalInput) -> dict[str, str]:
+    """Put each ⛔ under the input it is about, the rest under the image select."""
+    errors: dict[str, list[str]] = {}
+    for check in blocking:
+        title = check.title.lower()
+        if "key" in title and chosen.login is LoginMethod.KEYPAIR:
+            block = views.KEY_BLOCK
+        elif "password" in title or "login" in title:
+            block = views.LOGIN_BLOCK
+        else:
+            block = views.IMAGE_BLOCK
+        errors.setdefault(block, []).append(
+            f"⛔ {check.title}: {check.detail}" if check.detail else f"⛔ {check.title}"
+        )
+    return {block: " ".join(msgs)[:1900] for block, msgs in errors.items()}
+
+
+def is_request_id(value: str) -> bool:
+    return bool(ID_PATTERN.match(value))

@@ -1,0 +1,120 @@
+"""The sentences the bot says: help, status, and every error a person can meet, each saying what to do next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+from bot.cloud import CloudAPIError, CloudError, CloudUnreachableError
+from bot.domain.policy import Policy
+from bot.domain.request import ID_PATTERN, ChangeRequest
+from bot.slack import views
+from bot.store import Store
+
+USAGE = (
+    "`/changeos <server> [image] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
+    "[--notify #channel ...]`"
+)
+
+
+def help_text(policy: Policy, user: str, groups: Iterable[str]) -> str:
+    groups = set(groups)
+    lines = ["*/changeos*: change the operating system of a Huawei Cloud ECS server, with approval."]
+    may_request = policy.can_request_anything(user, groups)
+    may_approve = policy.can_approve_anything(user, groups)
+    if may_request:
+        lines += [
+            f"• {USAGE}: opens the plan card; anything you leave out is asked for there.",
+            "• `/changeos cancel <request-id>`: cancel your request before it is submitted to the cloud.",
+        ]
+    if may_approve:
+        lines.append("• You may approve requests: use the *Approve* / *Reject* buttons on the approval card.")
+    lines += [
+        "• `/changeos status [request-id | server]`: the live state and the audit trail.",
+        "• `/changeos list`: every live request.",
+    ]
+    if not may_request and not may_approve:
+        lines.append(
+            "You are not named in the bot's policy, so you can look but not change anything. "
+            "Ask the bot's admin to add you to config/policy.toml."
+        )
+    return "\n".join(lines)
+
+
+def status_text(store: Store, target: str | None) -> str:
+    if not target:
+        return views.list_text(store.live())
+    request = store.get(target.upper()) if ID_PATTERN.match(target.upper()) else None
+    if request is None:
+        candidates = [r for r in store.recent(200) if target.lower() in (r.server_name.lower(), r.server_id.lower())]
+        live = [r for r in candidates if r.is_live]
+        request = (live or candidates or [None])[0]
+    if request is None:
+        return (
+            f"No change request matches `{views.escape(target)}`. Give a request id such as `CR-7K2Q9F` or a server "
+            "name; `/changeos list` shows the live requests."
+        )
+    lines = [views.request_line(request)]
+    if request.job_id:
+        lines.append(
+            f"Job `{request.job_id}`" + (f": {views.escape(request.job_progress)}" if request.job_progress else "")
+        )
+    if request.result:
+        lines.append(views.escape(request.result))
+    lines.append("*Audit trail*")
+    for event in store.audit(request.id)[-25:]:
+        move = f" {event.from_state or '·'} → {event.to_state}" if event.to_state else ""
+        detail = f": {views.escape(event.detail)}" if event.detail else ""
+        lines.append(
+            f"• {views.slack_date(event.at, '{time}')} <@{event.actor}> {event.action}{move}{detail}"
+            if event.actor.startswith(("U", "W"))
+            else f"• {views.slack_date(event.at, '{time}')} {event.actor} {event.action}{move}{detail}"
+        )
+    return "\n".join(lines)
+
+
+def server_not_found(query: str, suggestions: list[str]) -> str:
+    text = f"No server named `{views.escape(query)}` in this project."
+    if suggestions:
+        text += " Did you mean " + ", ".join(f"`{views.escape(s)}`" for s in suggestions) + "?"
+    return text + " Run `/changeos <server>` again with the exact name or the server ID."
+
+
+def cloud_trouble(exc: CloudError) -> str:
+    if isinstance(exc, CloudUnreachableError):
+        head = "I could not reach Huawei Cloud."
+    elif isinstance(exc, CloudAPIError):
+        head = f"Huawei Cloud refused the lookup ({exc.code or exc.status})."
+    else:
+        head = "Huawei Cloud did not answer as expected."
+    return f"⚠️ {head} {exc.hint} Nothing was changed; run the command again in a minute."
+
+
+def short_cloud_trouble(exc: BaseException) -> str:
+    if isinstance(exc, CloudError):
+        return f"The cloud did not confirm the plan: {exc.hint}"[:300]
+    return "The cloud is slow to answer; press Submit again in a moment."
+
+
+def validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ())) or "the request"
+    return f"{where}: {str(first.get('msg', 'is not valid')).removeprefix('Value error, ')}"[:300]
+
+
+def server_busy(server_name: str, live: ChangeRequest | None) -> str:
+    if live is None:
+        return f"{server_name} already has a live change request. `/changeos list` shows it."
+    return (
+        f"{server_name} already has a live request, {live.id} ({live.state.value.replace('_', ' ')}). "
+        f"Wait for it, or see `/changeos status {live.id}`."
+    )
+
+
+def card_not_posted(request: ChangeRequest) -> str:
+    return (
+        f"⚠️ {request.id} is stored, but I could not post its approval card in <#{request.approvals_channel}>. "
+        "Invite me to that channel (`/invite @changeos`), then ask an approver to look at "
+        f"`/changeos status {request.id}`."
+    )

@@ -1,0 +1,584 @@
+"""Block Kit builders: pure functions from domain values to the dicts Slack receives.
+
+Block and action ids are stable so that `views.update` keeps what people typed (Slack preserves an input whose
+block_id and action_id are unchanged); the password input alone gets a fresh block_id when it must be cleared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.domain.preflight import Check, CheckLevel
+from bot.domain.request import ChangeRequest, LoginMethod, RequestState
+
+MODAL_CALLBACK = "changeos_modal"
+REJECT_CALLBACK = "changeos_reject"
+
+# Block and action ids of the plan modal.
+SERVER_BLOCK, SERVER_ACTION = "server_b", "server"
+IMAGE_BLOCK, IMAGE_ACTION = "image_b", "image"
+LOGIN_BLOCK, LOGIN_ACTION = "login_b", "login"
+KEY_BLOCK, KEY_ACTION = "key_b", "key"
+PASSWORD_BLOCK_PREFIX, PASSWORD_ACTION = "password_b", "password"
+PASSWORD_CONFIRM_PREFIX, PASSWORD_CONFIRM_ACTION = "password2_b", "password2"
+PASSWORD_LINK_BLOCK, PASSWORD_LINK_ACTION = "pwlink_b", "pwlink"
+STOP_BLOCK, STOP_ACTION = "stop_b", "stop"
+REASON_BLOCK, REASON_ACTION = "reason_b", "reason"
+TICKET_BLOCK, TICKET_ACTION = "ticket_b", "ticket"
+NOTIFY_BLOCK, NOTIFY_ACTION = "notify_b", "notify"
+CHECKS_BLOCK = "checks_b"
+REJECT_REASON_BLOCK, REJECT_REASON_ACTION = "reject_reason_b", "reject_reason"
+
+# Approval card buttons.
+APPROVE_ACTION, REJECT_ACTION, CANCEL_ACTION = "cr_approve", "cr_reject", "cr_cancel"
+
+LEVEL_ICON = {CheckLevel.OK: "✅", CheckLevel.WARN: "⚠️", CheckLevel.BLOCK: "⛔"}
+STATE_LABEL: dict[RequestState, str] = {
+    RequestState.PENDING_APPROVAL: "⏳ Waiting for approval",
+    RequestState.APPROVED: "👍 Approved, starting",
+    RequestState.STOPPING: "⏹️ Stopping the server",
+    RequestState.SUBMITTING: "📤 Submitting the change",
+    RequestState.RUNNING: "🔄 Changing the OS",
+    RequestState.RECONCILING: "🔎 Checking what the cloud did",
+    RequestState.SUCCEEDED: "✅ Succeeded",
+    RequestState.FAILED: "❌ Failed",
+    RequestState.REJECTED: "🚫 Rejected",
+    RequestState.CANCELLED: "🗑️ Cancelled",
+    RequestState.EXPIRED: "⌛ Expired",
+}
+
+
+def _text(value: str, limit: int = 3000) -> dict:
+    return {"type": "plain_text", "text": _clip(value, limit), "emoji": True}
+
+
+def _md(value: str, limit: int = 3000) -> dict:
+    return {"type": "mrkdwn", "text": _clip(value, limit)}
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _option(label: str, value: str) -> dict:
+    return {"text": _text(label, 75), "value": value[:150]}
+
+
+def escape(value: str) -> str:
+    """Slack mrkdwn control characters, so a server name or reason cannot ping @channel or fake a link."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_date(moment: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    epoch = int(moment.timestamp())
+    return f"<!date^{epoch}^{fmt}|{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC>"
+
+
+def elapsed(start: datetime | None, end: datetime) -> str:
+    if start is None:
+        return "-"
+    seconds = max(0, int((end - start).total_seconds()))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+# ---------------------------------------------------------------- the plan modal
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    id: str
+    name: str
+    status: str
+    flavor: str
+    image_id: str | None
+    image_name: str | None
+    os_type: str | None
+    system_disk_gb: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageChoice:
+    id: str
+    name: str
+    os_type: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.os_type})"
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordEntry:
+    """How the modal takes a password: a one-time link, the plain-input fallback, or not at all (with why)."""
+
+    mode: str  # "link" | "inline" | "unavailable"
+    link: str | None = None
+    is_set: bool = False
+    why_unavailable: str = ""
+    nonce: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class ModalPlan:
+    metadata: dict
+    server: ServerInfo | None
+    candidates: Sequence[tuple[str, str]] = ()  # (server id, label) when the name is ambiguous
+    images: Sequence[ImageChoice] = ()
+    image_id: str | None = None
+    keypairs: Sequence[str] = ()
+    login: LoginMethod | None = None
+    keyname: str | None = None
+    password: PasswordEntry = field(default_factory=lambda: PasswordEntry(mode="unavailable"))
+    stop_type: str = "SOFT"
+    reason: str | None = None
+    ticket: str | None = None
+    notify: Sequence[str] = ()
+    checks: Sequence[Check] = ()
+
+
+def _modal(title: str, blocks: list[dict], metadata: dict, *, submit: str | None = None) -> dict:
+    view = {
+        "type": "modal",
+        "callback_id": MODAL_CALLBACK,
+        "title": _text(title, 24),
+        "close": _text("Cancel", 24),
+        "private_metadata": json.dumps(metadata, separators=(",", ":")),
+        "blocks": blocks,
+    }
+    if submit:
+        view["submit"] = _text(submit, 24)
+    return view
+
+
+def loading_modal(metadata: dict, server_hint: str | None) -> dict:
+    what = f"*{escape(server_hint)}*" if server_hint else "your servers"
+    return _modal(
+        "Change OS",
+        [{"type": "section", "text": _md(f":hourglass_flowing_sand: Looking up {what} and the images in the cloud…")}],
+        metadata,
+    )
+
+
+def message_modal(metadata: dict, title: str, text: str) -> dict:
+    """A modal that only explains something (server not found, not allowed, cloud unavailable)."""
+    return _modal(title, [{"type": "section", "text": _md(text)}], metadata)
+
+
+def plan_modal(plan: ModalPlan) -> dict:
+    blocks: list[dict] = []
+    server = plan.server
+    if plan.candidates:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": SERVER_BLOCK,
+                "dispatch_action": True,
+                "label": _text("Several servers have that name: choose one"),
+                "element": {
+                    "type": "static_select",
+                    "action_id": SERVER_ACTION,
+                    "placeholder": _text("Server"),
+                    "options": [_option(label, sid) for sid, label in plan.candidates[:100]],
+                    **(
+                        {"initial_option": _option(_label_for(plan.candidates, server.id), server.id)}
+                        if server and any(sid == server.id for sid, _ in plan.candidates)
+                        else {}
+                    ),
+                },
+            }
+        )
+    if server is not None:
+        fields = [
+            _md(f"*Server*\n{escape(server.name)}\n`{server.id}`"),
+            _md(f"*Status*\n{escape(server.status)} · {escape(server.flavor)}"),
+            _md(f"*Current image*\n{escape(server.image_name or 'unknown')}"),
+            _md(f"*System disk*\n{server.system_disk_gb} GB" if server.system_disk_gb else "*System disk*\nunknown"),
+        ]
+        blocks.append({"type": "section", "fields": fields})
+    blocks.append(_image_input(plan))
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": LOGIN_BLOCK,
+            "dispatch_action": True,
+            "label": _text("Login after the change"),
+            "element": {
+                "type": "radio_buttons",
+                "action_id": LOGIN_ACTION,
+                "options": [
+                    _option("Key pair (recommended)", LoginMethod.KEYPAIR.value),
+                    _option("Admin password", LoginMethod.PASSWORD.value),
+                ],
+                **({"initial_option": _login_option(plan.login)} if plan.login else {}),
+            },
+        }
+    )
+    if plan.login is LoginMethod.KEYPAIR:
+        blocks.append(_key_input(plan))
+    elif plan.login is LoginMethod.PASSWORD:
+        blocks.extend(_password_blocks(plan.password))
+    if server is not None and server.status == "ACTIVE":
+        blocks.append(_stop_input(plan.stop_type))
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": REASON_BLOCK,
+            "label": _text("Reason"),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": REASON_ACTION,
+                "multiline": True,
+                "max_length": 500,
+                "placeholder": _text("Why this change, now?"),
+                **({"initial_value": plan.reason} if plan.reason else {}),
+            },
+        }
+    )
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": TICKET_BLOCK,
+            "optional": True,
+            "label": _text("Ticket or incident"),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": TICKET_ACTION,
+                "max_length": 100,
+                **({"initial_value": plan.ticket} if plan.ticket else {}),
+            },
+        }
+    )
+    blocks.append(
+        {
+            "type": "input",
+            "block_id": NOTIFY_BLOCK,
+            "optional": True,
+            "label": _text("Also tell these channels (start and result)"),
+            "element": {
+                "type": "multi_conversations_select",
+                "action_id": NOTIFY_ACTION,
+                "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                **({"initial_conversations": list(plan.notify)[:20]} if plan.notify else {}),
+            },
+        }
+    )
+    blocks.append(checklist_block(plan.checks))
+    blocked = any(c.level is CheckLevel.BLOCK for c in plan.checks)
+    submit = None if server is None else ("Request approval" if not blocked else "Re-check")
+    return _modal("Change OS", blocks, plan.metadata, submit=submit)
+
+
+def _label_for(candidates: Sequence[tuple[str, str]], server_id: str) -> str:
+    return next(label for sid, label in candidates if sid == server_id)
+
+
+def _login_option(login: LoginMethod) -> dict:
+    label = "Key pair (recommended)" if login is LoginMethod.KEYPAIR else "Admin password"
+    return _option(label, login.value)
+
+
+def _image_input(plan: ModalPlan) -> dict:
+    options = [_option(img.label, img.id) for img in plan.images[:100]]
+    element: dict = {"type": "static_select", "action_id": IMAGE_ACTION, "placeholder": _text("Target image")}
+    if options:
+        element["options"] = options
+        chosen = next((img for img in plan.images if img.id == plan.image_id), None)
+        if chosen is not None:
+            element["initial_option"] = _option(chosen.label, chosen.id)
+    else:
+        element["options"] = [_option("No image is allowed for this server", "none")]
+    return {
+        "type": "input",
+        "block_id": IMAGE_BLOCK,
+        "dispatch_action": True,
+        "label": _text("Target image"),
+        "element": element,
+    }
+
+
+def _key_input(plan: ModalPlan) -> dict:
+    element: dict = {"type": "static_select", "action_id": KEY_ACTION, "placeholder": _text("Key pair")}
+    names = list(plan.keypairs)[:100] or ["(no key pairs in this project)"]
+    element["options"] = [_option(name, name) for name in names]
+    if plan.keyname in plan.keypairs:
+        element["initial_option"] = _option(plan.keyname, plan.keyname)
+    return {
+        "type": "input",
+        "block_id": KEY_BLOCK,
+        "dispatch_action": True,
+        "label": _text("Key pair"),
+        "element": element,
+    }
+
+
+def _password_blocks(entry: PasswordEntry) -> list[dict]:
+    if entry.mode == "link":
+        status = (
+            "✅ *Password set.* It is stored encrypted until the change is submitted."
+            if entry.is_set
+            else (
+                "The password never passes through Slack: set it on the bot's own page (link valid 10 minutes, "
+                "for you only)."
+            )
+        )
+        button = {
+            "type": "button",
+            "action_id": PASSWORD_LINK_ACTION,
+            "text": _text("Change password" if entry.is_set else "Set password securely", 75),
+            "url": entry.link or "",
+        }
+        return [
+            {"type": "section", "block_id": PASSWORD_LINK_BLOCK, "text": _md(status), "accessory": button},
+        ]
+    if entry.mode == "inline":
+        warning = (
+            "⚠️ Slack has no masked input: the password is *visible while you type*. It is read once on submit, "
+            "stored encrypted, never shown again. Prefer a key pair."
+        )
+        return [
+            {"type": "context", "elements": [_md(warning)]},
+            {
+                "type": "input",
+                "block_id": f"{PASSWORD_BLOCK_PREFIX}:{entry.nonce}",
+                "label": _text("Admin password"),
+                "hint": _text("8 to 26 characters, three of: upper, lower, digit, special !@$%^-_=+[{}]:,./?~#*"),
+                "element": {"type": "plain_text_input", "action_id": PASSWORD_ACTION, "max_length": 26},
+            },
+            {
+                "type": "input",
+                "block_id": f"{PASSWORD_CONFIRM_PREFIX}:{entry.nonce}",
+                "label": _text("Admin password again"),
+                "element": {"type": "plain_text_input", "action_id": PASSWORD_CONFIRM_ACTION, "max_length": 26},
+            },
+        ]
+    return [{"type": "section", "text": _md(f"⛔ {entry.why_unavailable}")}]
+
+
+def _stop_input(stop_type: str) -> dict:
+    options = [
+        _option("Stop it first, gracefully (SOFT)", "SOFT"),
+        _option("Stop it first, forcibly (HARD)", "HARD"),
+    ]
+    initial = options[1] if stop_type == "HARD" else options[0]
+    return {
+        "type": "input",
+        "block_id": STOP_BLOCK,
+        "label": _text("The server is running"),
+        "element": {"type": "radio_buttons", "action_id": STOP_ACTION, "options": options, "initial_option": initial},
+    }
+
+
+def checklist_block(checks: Iterable[Check]) -> dict:
+    lines = [
+        f"{LEVEL_ICON[c.level]} *{escape(c.title)}*" + (f": {escape(c.detail)}" if c.detail else "") for c in checks
+    ]
+    text = "*Pre-flight checks*\n" + ("\n".join(lines) if lines else "Choose an image and a login to see the checks.")
+    return {"type": "section", "block_id": CHECKS_BLOCK, "text": _md(text)}
+
+
+def reject_modal(request_id: str) -> dict:
+    return {
+        "type": "modal",
+        "callback_id": REJECT_CALLBACK,
+        "title": _text("Reject request", 24),
+        "submit": _text("Reject", 24),
+        "close": _text("Back", 24),
+        "private_metadata": json.dumps({"r": request_id}),
+        "blocks": [
+            {"type": "section", "text": _md(f"Reject *{request_id}*? The requester is told, with your reason.")},
+            {
+                "type": "input",
+                "block_id": REJECT_REASON_BLOCK,
+                "optional": True,
+                "label": _text("Reason"),
+                "element": {"type": "plain_text_input", "action_id": REJECT_REASON_ACTION, "max_length": 300},
+            },
+        ],
+    }
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _login_text(req: ChangeRequest) -> str:
+    if req.login is LoginMethod.KEYPAIR:
+        return f"Key pair `{escape(req.keyname or '?')}`"
+    return "Admin password (set ✓)" if req.has_password else "Admin password (not set)"
+
+
+def _stop_text(req: ChangeRequest) -> str:
+    return f"Yes ({req.stop_type.value})" if req.stop_first else "No (already stopped)"
+
+
+def request_fields(req: ChangeRequest) -> list[dict]:
+    current = req.current_image_name or req.current_image_id or "unknown"
+    fields = [
+        _md(f"*Server*\n{escape(req.server_name)} (`{req.server_id}`)"),
+        _md(f"*Image*\n{escape(current)} → *{escape(req.target_image_name)}* ({escape(req.target_os_type)})"),
+        _md(f"*Login*\n{_login_text(req)}"),
+        _md(f"*Stop first*\n{_stop_text(req)}"),
+        _md(f"*Requested by*\n<@{req.requester}>"),
+        _md(f"*Reason*\n{escape(req.reason)}", 2000),
+    ]
+    if req.ticket:
+        fields.append(_md(f"*Ticket*\n{escape(req.ticket)}"))
+    if req.notify_channels:
+        fields.append(_md("*Notify*\n" + " ".join(f"<#{c}>" for c in req.notify_channels)))
+    return fields[:10]
+
+
+def approval_card(req: ChangeRequest, checks: Sequence[Check] = ()) -> tuple[str, list[dict]]:
+    """The card approvers act on: every parameter, a fingerprint of them, and the buttons while it is pending."""
+    text = f"Change OS request {req.id}: {req.server_name} → {req.target_image_name} (requested by <@{req.requester}>)"
+    blocks: list[dict] = [
+        {"type": "header", "text": _text(f"Change OS request {req.id}", 150)},
+        {"type": "section", "fields": request_fields(req)},
+    ]
+    meta = [f"Fingerprint `{req.fingerprint()}`", f"approvals {len(req.approvals)}/{req.approvals_required}"]
+    if req.state is RequestState.PENDING_APPROVAL:
+        meta.append(f"expires {slack_date(req.expires_at)}")
+    blocks.append({"type": "context", "elements": [_md(" · ".join(meta))]})
+    if checks:
+        blocks.append(checklist_block(checks))
+    if req.state is RequestState.PENDING_APPROVAL:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"cr_actions:{req.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": APPROVE_ACTION,
+                        "style": "primary",
+                        "text": _text("Approve", 75),
+                        "value": req.id,
+                        "confirm": {
+                            "title": _text("Approve this change?", 100),
+                            "text": _md(
+                                f"{escape(req.server_name)} will get *{escape(req.target_image_name)}*. "
+                                "Its system disk is recreated: data on it is lost.",
+                                300,
+                            ),
+                            "confirm": _text("Approve", 30),
+                            "deny": _text("Back", 30),
+                            "style": "primary",
+                        },
+                    },
+                    {
+                        "type": "button",
+                        "action_id": REJECT_ACTION,
+                        "style": "danger",
+                        "text": _text("Reject", 75),
+                        "value": req.id,
+                    },
+                    {"type": "button", "action_id": CANCEL_ACTION, "text": _text("Cancel", 75), "value": req.id},
+                ],
+            }
+        )
+    else:
+        blocks.append({"type": "context", "elements": [_md(decision_line(req))]})
+    return text, blocks
+
+
+def decision_line(req: ChangeRequest) -> str:
+    who = f"<@{req.decided_by}>" if req.decided_by else "the bot"
+    note = f": {escape(req.decision_note)}" if req.decision_note else ""
+    match req.state:
+        case RequestState.REJECTED:
+            return f"🚫 Rejected by {who}{note}"
+        case RequestState.CANCELLED:
+            return f"🗑️ Cancelled by {who}{note}"
+        case RequestState.EXPIRED:
+            return "⌛ Expired: nobody approved it in time. Ask again with /changeos if it is still needed."
+        case _:
+            approvers = ", ".join(f"<@{u}>" for u in req.approvals) or who
+            return f"👍 Approved by {approvers}. Progress in the thread below."
+
+
+def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
+    """The one message edited in place while the change runs."""
+    label = STATE_LABEL[req.state]
+    text = f"{req.id} {req.server_name}: {label}"
+    lines = [f"*{label}*"]
+    if req.job_progress:
+        lines.append(escape(req.job_progress))
+    if req.overdue and req.is_live:
+        lines.append("⚠️ Taking longer than expected; still checking with the cloud.")
+    if req.result:
+        lines.append(escape(req.result))
+    end = req.finished_at or now
+    meta = [f"`{req.id}`", f"elapsed {elapsed(req.submitted_at or req.updated_at, end)}"]
+    if req.stop_job_id and req.state is RequestState.STOPPING:
+        meta.append(f"stop job `{req.stop_job_id}`")
+    if req.job_id:
+        meta.append(f"job `{req.job_id}`")
+    blocks = [
+        {
+            "type": "section",
+            "text": _md(f"*{escape(req.server_name)}* → *{escape(req.target_image_name)}*\n" + "\n".join(lines), 3000),
+        },
+        {"type": "context", "elements": [_md(" · ".join(meta))]},
+    ]
+    return text, blocks
+
+
+def transition_reply(req: ChangeRequest, previous: RequestState | None) -> str:
+    """A thread reply for each state change."""
+    label = STATE_LABEL[req.state]
+    if req.state is RequestState.SUCCEEDED:
+        return f"{label}: {escape(req.server_name)} now runs {escape(req.target_image_name)}. " + _mentions(req)
+    if req.state is RequestState.FAILED:
+        return f"{label}: {escape(req.result or 'the change did not complete')} " + _mentions(req)
+    detail = f" ({escape(req.job_progress)})" if req.job_progress else ""
+    return f"{label}{detail}"
+
+
+def _mentions(req: ChangeRequest) -> str:
+    people = dict.fromkeys([req.requester, *req.approvals])
+    return " ".join(f"<@{u}>" for u in people)
+
+
+def notify_start(req: ChangeRequest, link: str | None) -> str:
+    where = f" <{link}|Follow the thread>." if link else ""
+    return (
+        f"🔄 *{req.id}*: changing the OS of *{escape(req.server_name)}* to *{escape(req.target_image_name)}* "
+        f"(requested by <@{req.requester}>, approved by {_mentions_of(req.approvals)}).{where}"
+    )
+
+
+def notify_end(req: ChangeRequest, link: str | None) -> str:
+    where = f" <{link}|Details in the thread>." if link else ""
+    if req.state is RequestState.SUCCEEDED:
+        head = f"✅ *{req.id}*: *{escape(req.server_name)}* now runs *{escape(req.target_image_name)}*."
+    else:
+        head = f"❌ *{req.id}*: the OS change of *{escape(req.server_name)}* failed: {escape(req.result or '')}"
+    return f"{head}{where} {_mentions(req)}"
+
+
+def _mentions_of(users: Iterable[str]) -> str:
+    return ", ".join(f"<@{u}>" for u in users) or "self-service"
+
+
+# ---------------------------------------------------------------- command answers
+
+
+def request_line(req: ChangeRequest) -> str:
+    return (
+        f"`{req.id}` {escape(req.server_name)} → {escape(req.target_image_name)}: {STATE_LABEL[req.state]} "
+        f"(by <@{req.requester}>, {slack_date(req.created_at)})"
+    )
+
+
+def list_text(requests: Sequence[ChangeRequest]) -> str:
+    if not requests:
+        return "No live change requests. Start one with `/changeos <server> [image]`."
+    return "*Live change requests*\n" + "\n".join(request_line(r) for r in requests[:40])

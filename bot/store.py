@@ -1,0 +1,572 @@
+"""SQLite persistence (sqlite-utils): requests, their audit trail, encrypted secrets, leases and one-time tokens.
+
+Correctness lives in the database, not in the callers: every transition is one `BEGIN IMMEDIATE` transaction whose
+UPDATE is guarded by the expected state and writes exactly one audit row, and a unique partial index allows one live
+request per server. A caller that loses a race gets `None`, never an exception. Calls are short and synchronous;
+one `Store` may be shared by threads (a lock serialises its connection), and several processes may share the file.
+
+Datetimes are stored as ISO-8601 UTC text of fixed width (so text order is time order), lists as JSON. No plaintext
+password is ever written: only the ciphertext handed to `put_secret`, and `secure_delete` overwrites it on delete.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.domain.request import (
+    LIVE_STATES,
+    TERMINAL_STATES,
+    AuditEvent,
+    ChangeRequest,
+    InvalidTransition,
+    RequestState,
+    can_transition,
+    new_request_id,
+    utcnow,
+)
+
+BUSY_TIMEOUT_S = 10.0
+_LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE_STATES))
+_LIVE_INDEX = "requests_one_live_per_server"
+_LIVE_INDEX_SQL = f"CREATE UNIQUE INDEX {_LIVE_INDEX} ON requests(server_id) WHERE state IN ({_LIVE_SQL})"
+_IMMUTABLE = frozenset({"id", "state", "created_at"})
+
+
+class StoreError(Exception):
+    pass
+
+
+class ServerBusyError(StoreError):
+    """The server already has a live request; at most one OS change may be in flight per server."""
+
+    def __init__(self, live_request_id: str, server_id: str = "") -> None:
+        self.live_request_id = live_request_id
+        self.server_id = server_id
+        super().__init__(
+            f"Server {server_id or ''} already has a live change request, {live_request_id}. "
+            f"Wait for it to end or cancel it (/changeos cancel {live_request_id})."
+        )
+
+
+class RequestNotFound(StoreError, LookupError):
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"No change request {request_id}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Column mapping, derived from the model so a new field gets a column by itself.
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: give the store aware UTC datetimes")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _kind(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _kind(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _kind(args[0])
+    if origin in (list, tuple, set, frozenset):
+        return "json"
+    if isinstance(annotation, type):
+        if issubclass(annotation, datetime):
+            return "datetime"
+        if issubclass(annotation, bool):
+            return "bool"
+        if issubclass(annotation, int) and not issubclass(annotation, Enum):
+            return "int"
+        if issubclass(annotation, float):
+            return "float"
+    return "text"
+
+
+_KINDS: dict[str, str] = {name: _kind(f.annotation) for name, f in ChangeRequest.model_fields.items()}
+_SQL_TYPES = {"json": str, "datetime": str, "bool": int, "int": int, "float": float, "text": str}
+
+
+def _encode(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    kind = _KINDS[name]
+    if kind == "json":
+        return json.dumps(list(value))
+    if kind == "datetime":
+        return _iso(value)
+    if kind == "bool":
+        return int(bool(value))
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _request_from_row(row: dict[str, Any]) -> ChangeRequest:
+    data = {k: v for k, v in row.items() if k in _KINDS}
+    for name, kind in _KINDS.items():
+        if kind == "json" and isinstance(data.get(name), str):
+            data[name] = json.loads(data[name])
+        elif kind == "json" and data.get(name) is None:
+            data[name] = []
+    return ChangeRequest.model_validate(data)
+
+
+def _states(expected: RequestState | str | Iterable[RequestState | str]) -> frozenset[RequestState]:
+    if isinstance(expected, str):
+        return frozenset({RequestState(expected)})
+    return frozenset(RequestState(e) for e in expected)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class Store:
+    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        if not self.path.parent.exists():
+            raise StoreError(f"Cannot open the database {self.path}: the folder {self.path.parent} does not exist.")
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open the database {self.path}: {exc}.") from None
+        self.db = Database(conn, execute_plugins=False)
+        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self.db.execute("PRAGMA secure_delete = ON")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._create_schema()
+
+    # --- plumbing ----------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Database]:
+        """One write transaction that takes the write lock up front, so read-then-write never deadlocks."""
+        with self._lock:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.rollback()
+                raise
+            else:
+                self.db.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, list(params)))
+
+    def _create_schema(self) -> None:
+        columns = {name: _SQL_TYPES[kind] for name, kind in _KINDS.items()}
+        with self._tx() as db:
+            db["requests"].create(columns, pk="id", not_null={"state", "server_id", "created_at"}, if_not_exists=True)
+            existing = db["requests"].columns_dict
+            for name, kind in _KINDS.items():  # fields added after the file was created
+                if name not in existing:
+                    db["requests"].add_column(name, _SQL_TYPES[kind])
+            db.execute("CREATE INDEX IF NOT EXISTS requests_state ON requests(state)")
+            db.execute("CREATE INDEX IF NOT EXISTS requests_created ON requests(created_at)")
+            current = list(db.query("SELECT sql FROM sqlite_master WHERE type='index' AND name=?", [_LIVE_INDEX]))
+            if current and current[0]["sql"] != _LIVE_INDEX_SQL:
+                db.execute(f"DROP INDEX {_LIVE_INDEX}")
+                current = []
+            if not current:
+                db.execute(_LIVE_INDEX_SQL)
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS audit (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+                    at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                    from_state TEXT, to_state TEXT, detail TEXT NOT NULL DEFAULT '')"""
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS audit_request ON audit(request_id, seq)")
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS secrets (
+                    key TEXT PRIMARY KEY, ciphertext BLOB NOT NULL, created_at TEXT NOT NULL, expires_at TEXT)"""
+            )
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS leases (
+                    name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL, acquired_at REAL)"""
+            )
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS tokens (
+                    token_hash TEXT PRIMARY KEY, purpose TEXT NOT NULL, subject TEXT NOT NULL,
+                    user_id TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)"""
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file and truncate it (old page images go with it)."""
+        with self._lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _audit_row(
+        self,
+        db: Database,
+        request_id: str,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        from_state: RequestState | None = None,
+        to_state: RequestState | None = None,
+        detail: str = "",
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (request_id, at, actor, action, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)",
+            [
+                request_id,
+                _iso(at),
+                actor,
+                action,
+                from_state.value if from_state else None,
+                to_state.value if to_state else None,
+                detail,
+            ],
+        )
+
+    @staticmethod
+    def _check_fields(fields: dict[str, Any]) -> None:
+        unknown = sorted(set(fields) - set(_KINDS))
+        if unknown:
+            raise ValueError(f"not fields of a change request: {', '.join(unknown)}")
+        fixed = sorted(set(fields) & _IMMUTABLE)
+        if fixed:
+            raise ValueError(f"these fields cannot be set this way: {', '.join(fixed)}")
+
+    def _select(self, db: Database, request_id: str) -> dict[str, Any] | None:
+        rows = list(db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
+        return rows[0] if rows else None
+
+    # --- requests ----------------------------------------------------------------------------------------------------
+
+    def create(self, req: ChangeRequest, *, actor: str) -> ChangeRequest:
+        """Store a new request; `ServerBusyError` if its server already has a live one."""
+        for _attempt in range(5):
+            row = {name: _encode(name, getattr(req, name)) for name in _KINDS}
+            with self._tx() as db:
+                try:
+                    db["requests"].insert(row)
+                except sqlite3.IntegrityError:
+                    live = list(
+                        db.query(
+                            f"SELECT id FROM requests WHERE server_id = ? AND state IN ({_LIVE_SQL})",  # noqa: S608 - fixed state names / placeholders only
+                            [req.server_id],
+                        )
+                    )
+                    if live and req.is_live:
+                        raise ServerBusyError(live[0]["id"], req.server_id) from None
+                    if self._select(db, req.id) is None:
+                        raise
+                    req = req.model_copy(update={"id": new_request_id()})  # id collision: draw again
+                    continue
+                self._audit_row(
+                    db,
+                    req.id,
+                    at=req.created_at,
+                    actor=actor,
+                    action="created",
+                    to_state=req.state,
+                    detail=req.summary(),
+                )
+                return req
+        raise StoreError("could not draw a free request id")  # pragma: no cover - 31**6 ids
+
+    def get(self, request_id: str) -> ChangeRequest | None:
+        rows = self._rows("SELECT * FROM requests WHERE id = ?", [request_id])
+        return _request_from_row(rows[0]) if rows else None
+
+    def live_for_server(self, server_id: str) -> ChangeRequest | None:
+        rows = self._rows(f"SELECT * FROM requests WHERE server_id = ? AND state IN ({_LIVE_SQL})", [server_id])  # noqa: S608 - fixed state names / placeholders only
+        return _request_from_row(rows[0]) if rows else None
+
+    def in_states(self, *states: RequestState | str) -> list[ChangeRequest]:
+        wanted = [RequestState(s).value for s in states]
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        rows = self._rows(f"SELECT * FROM requests WHERE state IN ({marks}) ORDER BY created_at, id", wanted)  # noqa: S608 - fixed state names / placeholders only
+        return [_request_from_row(r) for r in rows]
+
+    def live(self) -> list[ChangeRequest]:
+        return self.in_states(*LIVE_STATES)
+
+    def needs_sync(self) -> list[ChangeRequest]:
+        """Requests whose latest state people have not been told about (the presenter's to-do list)."""
+        rows = self._rows(
+            "SELECT * FROM requests WHERE notified_state IS NULL OR notified_state != state ORDER BY updated_at, id"
+        )
+        return [_request_from_row(r) for r in rows]
+
+    def recent(self, limit: int = 20) -> list[ChangeRequest]:
+        rows = self._rows("SELECT * FROM requests ORDER BY created_at DESC, id DESC LIMIT ?", [int(limit)])
+        return [_request_from_row(r) for r in rows]
+
+    def due_for_expiry(self, now: datetime | None = None) -> list[ChangeRequest]:
+        rows = self._rows(
+            "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at",
+            [RequestState.PENDING_APPROVAL.value, _iso(now or self._clock())],
+        )
+        return [_request_from_row(r) for r in rows]
+
+    def _write(
+        self, db: Database, row: dict[str, Any], updates: dict[str, Any], guard: frozenset[RequestState] | None
+    ) -> ChangeRequest | None:
+        current = _request_from_row(row)
+        new = ChangeRequest.model_validate({**current.model_dump(), **updates})  # validates the new values
+        sets = ", ".join(f"[{k}] = ?" for k in updates)
+        params = [_encode(k, getattr(new, k)) for k in updates]
+        sql = f"UPDATE requests SET {sets} WHERE id = ?"  # noqa: S608 - fixed state names / placeholders only
+        params.append(current.id)
+        if guard is not None:
+            sql += f" AND state IN ({','.join('?' * len(guard))})"
+            params += [s.value for s in sorted(guard)]
+        return new if db.execute(sql, params).rowcount == 1 else None
+
+    def transition(
+        self,
+        request_id: str,
+        *,
+        to: RequestState | str,
+        expected: RequestState | str | Iterable[RequestState | str],
+        actor: str,
+        detail: str = "",
+        **fields: Any,
+    ) -> ChangeRequest | None:
+        """Move the request to `to` if it is in one of `expected`; None when it is not (a lost race).
+
+        `fields` are set in the same UPDATE. Entering a terminal state stamps `finished_at` unless given.
+        `InvalidTransition` only for a move the state machine never allows, which is a bug in the caller.
+        """
+        target = RequestState(to)
+        guard = _states(expected)
+        if not guard:
+            raise ValueError("expected must name at least one state")
+        for state in guard:
+            if not can_transition(state, target):
+                raise InvalidTransition(state, target)
+        self._check_fields(fields)
+        now = self._clock()
+        updates = {**fields, "state": target, "updated_at": fields.get("updated_at", now)}
+        if target in TERMINAL_STATES and "finished_at" not in fields:
+            updates["finished_at"] = now
+        with self._tx() as db:
+            row = self._select(db, request_id)
+            if row is None or row["state"] not in guard:
+                return None
+            new = self._write(db, row, updates, guard)
+            if new is None:
+                return None
+            self._audit_row(
+                db,
+                request_id,
+                at=now,
+                actor=actor,
+                action=target.value,
+                from_state=RequestState(row["state"]),
+                to_state=target,
+                detail=detail,
+            )
+            return new
+
+    def update(self, request_id: str, **fields: Any) -> ChangeRequest:
+        """Set non-state fields (message ts, poll schedule, job progress). Not audited: nothing a person decided."""
+        self._check_fields(fields)
+        updates = {**fields, "updated_at": fields.get("updated_at", self._clock())}
+        with self._tx() as db:
+            row = self._select(db, request_id)
+            if row is None:
+                raise RequestNotFound(request_id)
+            new = self._write(db, row, updates, None)
+            assert new is not None
+            return new
+
+    def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:
+        """Append `user` to the approvals while pending; None if not pending or `user` already approved."""
+        now = self._clock()
+        with self._tx() as db:
+            row = self._select(db, request_id)
+            if row is None or row["state"] != RequestState.PENDING_APPROVAL.value:
+                return None
+            approvals = json.loads(row["approvals"] or "[]")
+            if user in approvals:
+                return None
+            approvals.append(user)
+            new = self._write(
+                db, row, {"approvals": approvals, "updated_at": now}, frozenset({RequestState.PENDING_APPROVAL})
+            )
+            if new is None:
+                return None
+            self._audit_row(
+                db,
+                request_id,
+                at=now,
+                actor=actor,
+                action="approval",
+                detail=f"approved by {user} ({len(approvals)} of {new.approvals_required})",
+            )
+            return new
+
+    def record(self, request_id: str, *, actor: str, action: str, detail: str = "") -> None:
+        """An audit event that is not a transition, e.g. a refused click."""
+        try:
+            with self._tx() as db:
+                self._audit_row(db, request_id, at=self._clock(), actor=actor, action=action, detail=detail)
+        except sqlite3.IntegrityError:
+            raise RequestNotFound(request_id) from None
+
+    def audit(self, request_id: str) -> list[AuditEvent]:
+        rows = self._rows("SELECT * FROM audit WHERE request_id = ? ORDER BY seq", [request_id])
+        return [
+            AuditEvent(
+                request_id=r["request_id"],
+                at=datetime.fromisoformat(r["at"]),
+                actor=r["actor"],
+                action=r["action"],
+                from_state=r["from_state"],
+                to_state=r["to_state"],
+                detail=r["detail"],
+            )
+            for r in rows
+        ]
+
+    # --- secrets -----------------------------------------------------------------------------------------------------
+
+    def put_secret(self, key: str, ciphertext: bytes, *, expires_at: datetime | None) -> None:
+        if not isinstance(ciphertext, bytes | bytearray):
+            raise TypeError("put_secret stores ciphertext bytes only (encrypt with SecretBox first)")
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO secrets (key, ciphertext, created_at, expires_at) VALUES (?,?,?,?)",
+                [key, bytes(ciphertext), _iso(self._clock()), _iso(expires_at) if expires_at else None],
+            )
+
+    def get_secret(self, key: str) -> bytes | None:
+        """The ciphertext, or None when missing or expired."""
+        rows = self._rows(
+            "SELECT ciphertext FROM secrets WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            [key, _iso(self._clock())],
+        )
+        return bytes(rows[0]["ciphertext"]) if rows else None
+
+    def move_secret(self, old_key: str, new_key: str) -> bool:
+        """Rebind a secret (e.g. from a form token to the request id it now belongs to)."""
+        with self._tx() as db:
+            if not list(db.query("SELECT 1 FROM secrets WHERE key = ?", [old_key])):
+                return False
+            db.execute("DELETE FROM secrets WHERE key = ?", [new_key])
+            db.execute("UPDATE secrets SET key = ? WHERE key = ?", [new_key, old_key])
+            return True
+
+    def delete_secret(self, key: str) -> bool:
+        """Delete and overwrite (secure_delete), then checkpoint so the WAL's old copy goes too."""
+        with self._tx() as db:
+            deleted = db.execute("DELETE FROM secrets WHERE key = ?", [key]).rowcount > 0
+        if deleted:
+            self.checkpoint()
+        return deleted
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        """Housekeeping: drop expired secrets and tokens. Returns how many rows went."""
+        stamp = _iso(now or self._clock())
+        with self._tx() as db:
+            n = db.execute("DELETE FROM secrets WHERE expires_at IS NOT NULL AND expires_at <= ?", [stamp]).rowcount
+            n += db.execute("DELETE FROM tokens WHERE expires_at <= ?", [stamp]).rowcount
+        if n:
+            self.checkpoint()
+        return n
+
+    # --- leases ------------------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float, now: float) -> bool:
+        """Take or renew the lease; True if it was free, expired, or already `owner`'s."""
+        with self._tx() as db:
+            rows = list(db.query("SELECT owner, expires_at FROM leases WHERE name = ?", [name]))
+            if rows and rows[0]["owner"] != owner and rows[0]["expires_at"] > now:
+                return False
+            db.execute(
+                """INSERT INTO leases (name, owner, expires_at, acquired_at) VALUES (?,?,?,?)
+                   ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
+                   acquired_at = CASE WHEN leases.owner = excluded.owner THEN leases.acquired_at
+                                      ELSE excluded.acquired_at END""",
+                [name, owner, now + ttl_s, now],
+            )
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
+
+    def lease_owner(self, name: str, now: float) -> str | None:
+        rows = self._rows("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", [name, now])
+        return rows[0]["owner"] if rows else None
+
+    # --- one-time tokens ---------------------------------------------------------------------------------------------
+
+    def put_token(self, token_hash: str, *, purpose: str, subject: str, user_id: str, expires_at: datetime) -> None:
+        """Store a token by its hash only; the raw token lives in the link and nowhere else."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tokens (token_hash, purpose, subject, user_id, created_at, expires_at) "
+                "VALUES (?,?,?,?,?,?)",
+                [token_hash, purpose, subject, user_id, _iso(self._clock()), _iso(expires_at)],
+            )
+
+    @staticmethod
+    def _token_dict(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "token_hash": row["token_hash"],
+            "purpose": row["purpose"],
+            "subject": row["subject"],
+            "user_id": row["user_id"],
+            "expires_at": datetime.fromisoformat(row["expires_at"]),
+            "used_at": datetime.fromisoformat(row["used_at"]) if row["used_at"] else None,
+        }
+
+    def peek_token(self, token_hash: str, *, user_id: str, now: datetime | None = None) -> dict[str, Any] | None:
+        """The token if it could be consumed now by `user_id`, without using it up."""
+        rows = self._rows(
+            "SELECT * FROM tokens WHERE token_hash = ? AND user_id = ? AND used_at IS NULL AND expires_at > ?",
+            [token_hash, user_id, _iso(now or self._clock())],
+        )
+        return self._token_dict(rows[0]) if rows else None
+
+    def consume_token(self, token_hash: str, *, user_id: str, now: datetime | None = None) -> dict[str, Any] | None:
+        """Use the token up, atomically; None if unknown, used, expired or another user's."""
+        stamp = _iso(now or self._clock())
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE tokens SET used_at = ? WHERE token_hash = ? AND user_id = ? AND used_at IS NULL "
+                "AND expires_at > ?",
+                [stamp, token_hash, user_id, stamp],
+            )
+            if cursor.rowcount != 1:
+                return None
+            rows = list(db.query("SELECT * FROM tokens WHERE token_hash = ?", [token_hash]))
+            return self._token_dict(rows[0])

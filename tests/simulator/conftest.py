@@ -1,0 +1,166 @@
+"""Shared helpers: a started simulator and a client that signs raw HTTP requests with bot.cloud.signer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from bot.cloud.signer import sign
+from bot.simulator import ManualClock, SimulatorServer
+
+PROJECT = "0605767ef600d5762f23c013c6e7ad23"
+AK = "SIMULATORAK000000000"
+SK = "simulator-secret-key-0000000000000000000"
+USER = "7e25b1da389f4697a79df3a0e5bd494e"
+
+WEB_01 = "7a9f4d3b-0000-4f00-8000-000000000001"
+DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
+LOCKED_01 = "7a9f4d3b-0000-4f00-8000-000000000003"
+NODISK_01 = "7a9f4d3b-0000-4f00-8000-000000000004"
+WIN_01 = "7a9f4d3b-0000-4f00-8000-000000000005"
+FAILED_01 = "7a9f4d3b-0000-4f00-8000-000000000006"
+SMALL_01 = "7a9f4d3b-0000-4f00-8000-000000000007"
+APP_01_A = "7a9f4d3b-0000-4f00-8000-000000000008"
+APP_01_B = "7a9f4d3b-0000-4f00-8000-000000000009"
+
+UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
+UBUNTU_24_CI = "0b1e7a42-2404-4c1d-8a5e-c10d1417a240"
+UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"
+WINDOWS_2022 = "7d3f1c90-2022-4e8a-b6c1-9f0e2d4a2022"
+CENTOS_OLD = "c3e7a0b1-0007-4f2d-8e9a-1b2c3d4e0007"
+ROCKY_LARGE = "9a8b7c6d-0009-4e5f-a1b2-c3d4e5f60009"
+
+GOOD_PASSWORD = "Blue-Kettle-42"  # also passes the Windows rules
+
+
+class Cloud:
+    """Signs each request exactly as the SDK does, then sends the signed bytes with httpx."""
+
+    def __init__(self, base_url: str, *, ak: str = AK, sk: str = SK, project: str = PROJECT) -> None:
+        self.base_url = base_url
+        self.host = urlsplit(base_url).netloc
+        self.ak, self.sk, self.project = ak, sk, project
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10.0)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        json_body: Any = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        now: datetime | None = None,
+        tamper: Callable[[dict[str, str]], None] | None = None,
+    ) -> httpx.Response:
+        raw = body if body is not None else (json.dumps(json_body).encode() if json_body is not None else b"")
+        sent = {"Content-Type": "application/json", "X-Project-Id": self.project, **(headers or {})}
+        signed = sign(
+            access_key=self.ak,
+            secret_key=self.sk,
+            method=method,
+            host=self.host,
+            path=path,
+            query=list(query),
+            headers=sent,
+            body=raw,
+            now=now,
+        )
+        out = dict(signed.headers)
+        if tamper:
+            tamper(out)
+        url = path + (f"?{signed.query_string}" if signed.query_string else "")
+        return await self.http.request(method, url, content=raw, headers=out)
+
+    async def get(self, path: str, **query: str | int) -> httpx.Response:
+        return await self.request("GET", path, query=[(k, str(v)) for k, v in query.items()])
+
+    async def post(self, path: str, json_body: Any) -> httpx.Response:
+        return await self.request("POST", path, json_body=json_body)
+
+    # shortcuts for the ECS paths
+    async def server(self, server_id: str) -> dict[str, Any]:
+        response = await self.get(f"/v1/{self.project}/cloudservers/{server_id}")
+        assert response.status_code == 200, response.text
+        return response.json()["server"]
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        response = await self.get(f"/v1/{self.project}/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def change_os(self, server_id: str, option: dict[str, Any], *, v2: bool = False) -> httpx.Response:
+        version = "v2" if v2 else "v1"
+        return await self.post(f"/{version}/{self.project}/cloudservers/{server_id}/changeos", {"os-change": option})
+
+    async def stop(self, server_id: str, stop_type: str = "SOFT") -> httpx.Response:
+        body = {"os-stop": {"servers": [{"id": server_id}], "type": stop_type}}
+        return await self.post(f"/v1/{self.project}/cloudservers/action", body)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def key_option(image_id: str = UBUNTU_22, keyname: str = "ops-key") -> dict[str, Any]:
+    return {"keyname": keyname, "userid": USER, "imageid": image_id}
+
+
+def error_of(response: httpx.Response) -> tuple[int, str]:
+    body = response.json()
+    code = body["error"]["code"] if "error" in body else body["error_code"]
+    return response.status_code, code
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(every)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def sim(clock: ManualClock) -> AsyncIterator[SimulatorServer]:
+    """Real time for signatures, a manual clock for the cloud: tests step jobs forward without waiting."""
+    async with SimulatorServer(speed=1.0, seed=7, clock=clock) as server:
+        yield server
+
+
+@pytest.fixture
+async def fast_sim() -> AsyncIterator[SimulatorServer]:
+    """The system clock at speed 500: a 3-5 minute change takes well under a second."""
+    async with SimulatorServer(speed=500.0, seed=3) as server:
+        yield server
+
+
+@pytest.fixture
+def sim_url(sim: SimulatorServer) -> str:
+    return sim.base_url
+
+
+@pytest.fixture
+async def cloud(sim: SimulatorServer) -> AsyncIterator[Cloud]:
+    client = Cloud(sim.base_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def fast_cloud(fast_sim: SimulatorServer) -> AsyncIterator[Cloud]:
+    client = Cloud(fast_sim.base_url)
+    yield client
+    await client.aclose()
