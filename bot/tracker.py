@@ -126,6 +126,8 @@ class Tracker:
             now = self._clock()
             self.has_lease = self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
             if not self.has_lease:
+                if self._take_over_dead_lease(now):
+                    continue
                 await self._sleep(self.config.lease_ttl / 3)
                 continue
             if not resumed:
@@ -140,6 +142,15 @@ class Tracker:
             self._dispatch_due(now)
             next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
             await self._sleep(min(max(0.0, next_at - self._clock()), self.config.lease_ttl / 3))
+
+    def _take_over_dead_lease(self, now: float) -> bool:
+        """A restart after a crash (SIGKILL, OOM) need not wait out the old lease: its holder provably is gone."""
+        holder = self.store.lease_owner(LEASE, now)
+        if holder is None or not holder_is_gone(holder):
+            return False
+        log.warning("tracker lease held by %s, a process of this host that no longer runs: taking it over", holder)
+        self.store.release_lease(LEASE, holder)
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -477,6 +488,29 @@ class Tracker:
             finished_at=datetime.now(UTC),
             next_poll_at=None,
         )
+
+
+def holder_is_gone(owner: str) -> bool:
+    """True only when a lease owner (`host:pid:random`) ran on this host and that pid no longer exists.
+
+    Anything uncertain counts as alive (another host, our own pid, a pid we may not signal), so the worst case is
+    waiting out the TTL. A pid reused by an unrelated process also counts as alive. Not safe if two machines or
+    containers share one hostname, pid namespace aside, and one database file; give them distinct hostnames.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _progress(job: Job) -> str:

@@ -169,7 +169,7 @@ class LocalStack:
 
     async def plan_view(self, *, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
         """The modal once the lookups are back (the first views.update after views.open)."""
-        call = await self.slack.wait_for("views.update", timeout=timeout)
+        call = await self.slack.wait_for("views.update", lambda c: c.ok, timeout=timeout)
         return self.slack.views[call.body.get("view_id") or next(iter(self.slack.views))]
 
     async def submit(self, view: dict[str, Any], overrides: dict[str, Any] | None = None, *, user: str = REQUESTER):

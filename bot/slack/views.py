@@ -272,9 +272,8 @@ def plan_modal(plan: ModalPlan) -> dict:
         }
     )
     blocks.append(checklist_block(plan.checks))
-    blocked = any(c.level is CheckLevel.BLOCK for c in plan.checks)
-    submit = None if server is None else ("Request approval" if not blocked else "Re-check")
-    return _modal("Change OS", blocks, plan.metadata, submit=submit)
+    # Slack requires a submit button on any modal with inputs; a blocked plan is refused inline on submit.
+    return _modal("Change OS", blocks, plan.metadata, submit="Request approval" if server else "Continue")
 
 
 def _label_for(candidates: Sequence[tuple[str, str]], server_id: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from bot.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
@@ -12,38 +10,14 @@ from bot.devtools.stack import (
 )
 from bot.domain.request import RequestState
 from bot.slack import views
+from tests.e2e.conftest import submit_plan, wait_state
 
 WEB_01 = "web-01"
 
 
-@pytest.fixture
-async def stack():
-    async with LocalStack() as s:
-        yield s
-
-
-async def wait_state(stack: LocalStack, request_id: str, *states: RequestState, timeout: float = 20.0):
-    def done():
-        request = stack.rt.store.get(request_id)
-        return request if request is not None and request.state in states else None
-
-    return await stack.slack.wait_until(done, timeout=timeout, what=f"{request_id} in {states}")
-
-
-async def submit_plan(stack: LocalStack, text: str) -> str:
-    response = await stack.command(text)
-    assert response.status_code == 200
-    view = await stack.plan_view()
-    reply = await stack.submit(view)
-    assert reply.status_code == 200
-    assert reply.text == "", reply.text  # the modal closed: no errors
-    request = next(iter(stack.rt.store.live()))
-    return request.id
-
-
 async def test_keypair_change_from_command_to_success(stack: LocalStack) -> None:
-    request_id = await submit_plan(stack, f"{WEB_01} ubuntu-22.04 --key ops-key --reason 'kernel CVE'")
-    request = stack.rt.store.get(request_id)
+    request = await submit_plan(stack, f"{WEB_01} ubuntu-22.04 --key ops-key --reason 'kernel CVE'")
+    request_id = request.id
     assert request.state is RequestState.PENDING_APPROVAL
     assert request.stop_first is True and request.keyname == "ops-key"
     card = stack.slack.message(APPROVALS_CHANNEL, request.approval_ts)

@@ -163,3 +163,9 @@ async def test_unknown_route_is_apigw_0101(cloud: Cloud) -> None:
     assert body["error_code"] == "APIGW.0101" and body["request_id"] == response.headers["X-Request-Id"]
     wrong_method = await cloud.request("DELETE", SERVER_PATH)
     assert wrong_method.status_code == 404
+
+
+async def test_body_over_the_gateway_limit_is_refused_with_a_request_id(cloud: Cloud) -> None:
+    response = await cloud.http.post(f"/v1/{PROJECT}/cloudservers/{WEB_01}/changeos", content=b"x" * (13 * 1024 * 1024))
+    assert response.status_code == 413 and response.headers["X-Request-Id"]
+    assert response.json()["request_id"] == response.headers["X-Request-Id"]

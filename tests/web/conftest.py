@@ -1,0 +1,112 @@
+"""A real aiohttp server with only the password page registered, on a real Store, Workflow and SecretBox.
+
+`serve_pages` is a plain (sync) fixture returning an async context manager factory, so both the function-loop HTTP
+tests and the module-loop browser tests can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from bot.domain.policy import Policy
+from bot.secretbox import SecretBox
+from bot.store import Store
+from bot.web.password_page import PasswordPages
+from bot.workflow import Workflow
+
+OWNER = "U01OWNER01"
+OTHER = "U02OTHER02"
+CANARY = "Canary-Pw#8d1f4Qx"  # valid for Linux and Windows; must never leave the page unencrypted
+
+
+class Clock:
+    """An injectable clock that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class PageServer:
+    url: str
+    pages: PasswordPages
+    store: Store
+    workflow: Workflow
+    box: SecretBox
+    clock: Clock
+    db_path: Path
+    set_calls: list[str] = field(default_factory=list)
+    seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path and query, headers) as received
+
+    def link(self, draft_id: str = "draft-1", user_id: str = OWNER, os_type: str = "Linux") -> str:
+        return self.pages.link_for(draft_id=draft_id, user_id=user_id, os_type=os_type)
+
+    @staticmethod
+    def parts(link: str) -> tuple[str, str]:
+        """(u, t) from the link's fragment."""
+        fragment = link.split("#", 1)[1]
+        values = dict(p.split("=", 1) for p in fragment.split("&"))
+        return values["u"], values["t"]
+
+    def stored_password(self, draft_id: str = "draft-1") -> str | None:
+        blob = self.store.get_secret(f"draft:{draft_id}")
+        return None if blob is None else self.box.decrypt(blob).get_secret_value()
+
+
+ServeFactory = Callable[..., AbstractAsyncContextManager[PageServer]]
+
+
+@pytest.fixture
+def serve_pages(tmp_path: Path) -> ServeFactory:
+    @asynccontextmanager
+    async def factory(*, ttl_seconds: float = 600, with_on_set: bool = True) -> AsyncIterator[PageServer]:
+        clock = Clock()
+        db_path = tmp_path / "ecsbot.db"
+        store = Store(db_path, clock=clock)
+        box = SecretBox(SecretBox.generate_key())
+        workflow = Workflow(store, Policy.parse(""), box, now=clock)
+        pages = PasswordPages(store, workflow, "http://placeholder.invalid", ttl_seconds=ttl_seconds, now=clock)
+        seen: list[tuple[str, dict[str, str]]] = []
+
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            seen.append((request.path_qs, dict(request.headers)))
+            return await handler(request)
+
+        app = web.Application(middlewares=[record])
+        pages.register(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        pages.public_url = url  # as the runtime does once the port is known
+        server = PageServer(url, pages, store, workflow, box, clock, db_path, seen=seen)
+        if with_on_set:
+
+            async def on_set(draft_id: str) -> None:
+                server.set_calls.append(draft_id)
+
+            pages.on_set = on_set
+        try:
+            yield server
+        finally:
+            await runner.cleanup()
+            store.close()
+
+    return factory

@@ -1,0 +1,359 @@
+"""The password page's HTTP surface, over real HTTP against a real aiohttp server, store and secret box."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import timedelta
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.domain.passwords import password_problems
+from bot.web.password_page import CSP, GONE, SECURITY_HEADERS, PasswordPages, token_hash
+
+from .conftest import CANARY, OTHER, OWNER, PageServer, ServeFactory
+
+API_HEADERS = {"X-Requested-With": "ecsbot"}
+
+
+@pytest.fixture
+async def srv(serve_pages: ServeFactory) -> AsyncIterator[PageServer]:
+    async with serve_pages() as server:
+        yield server
+
+
+@pytest.fixture
+async def http(srv: PageServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=srv.url, headers=API_HEADERS, timeout=5.0) as client:
+        yield client
+
+
+def body(link: str, **extra: Any) -> dict[str, Any]:
+    u, t = PageServer.parts(link)
+    return {"u": u, "t": t, **extra}
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, (response.request.url, name)
+    assert "access-control-allow-origin" not in response.headers
+
+
+# --------------------------------------------------------------------------------------------------------- links
+
+
+def test_link_carries_a_256_bit_token_in_the_fragment_and_the_store_keeps_only_its_hash(srv: PageServer) -> None:
+    link = srv.link()
+    assert link.startswith(srv.url + "/password#u=" + OWNER + "&t=")
+    u, t = PageServer.parts(link)
+    assert u == OWNER and len(t) >= 43  # token_urlsafe(32): 256 bits
+    rows = list(srv.store.db.query("SELECT * FROM tokens"))
+    assert len(rows) == 1
+    assert rows[0]["token_hash"] == token_hash(t) and t not in str(rows[0])
+    assert rows[0]["subject"] == "draft-1|Linux" and rows[0]["user_id"] == OWNER and rows[0]["purpose"] == "password"
+    assert srv.link() != link  # fresh every time
+
+
+def test_link_for_another_users_draft_is_refused(srv: PageServer) -> None:
+    srv.link(draft_id="d-own", user_id=OWNER)
+    with pytest.raises(PermissionError, match="another Slack user"):
+        srv.link(draft_id="d-own", user_id=OTHER)
+
+
+def test_public_url_is_reassignable_and_a_trailing_slash_is_tolerated(srv: PageServer) -> None:
+    srv.pages.public_url = "https://bot.example.com/"
+    assert srv.link().startswith("https://bot.example.com/password#u=")
+    assert srv.pages.origin == "https://bot.example.com"
+    assert "placeholder" not in repr(srv.pages) and "example.com" in repr(srv.pages)
+
+
+# ------------------------------------------------------------------------------------------------------- headers
+
+
+async def test_every_route_carries_the_security_headers(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link()
+    responses = [
+        await http.get("/password"),
+        await http.get("/password/static/password.js"),
+        await http.get("/password/static/password.css"),
+        await http.get("/password/static/nope.js"),
+        await http.get("/password/api/info"),  # 405
+        await http.post("/password/api/info", json=body(link)),
+        await http.post("/password/api/info", json={"u": OWNER, "t": "x" * 43}),  # 410
+        await http.post("/password/api/set", json=body(link, password="a", confirm="b")),  # 422
+        await http.post("/password/api/info", json=body(link), headers={"X-Requested-With": ""}),  # 403
+        await http.post("/password/api/generate", json=body(link)),
+        await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY)),  # 410 now
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 405, 200, 410, 422, 403, 200, 410]
+    for response in responses:
+        assert_security_headers(response)
+    assert CSP == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+async def test_page_and_assets_have_no_inline_or_third_party_code(http: httpx.AsyncClient) -> None:
+    page = await http.get("/password")
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "<title>Set the admin password</title>" in html
+    assert html.count('type="password"') == 2 and html.count('autocomplete="new-password"') == 2
+    assert "style=" not in html and "<style" not in html and "<script>" not in html and "on" + "click" not in html
+    assert "http://" not in html and "https://" not in html and "//" + "cdn" not in html
+    js = await http.get("/password/static/password.js")
+    assert js.headers["content-type"].startswith("text/javascript")
+    assert "history.replaceState" in js.text and "X-Requested-With" in js.text
+    css = await http.get("/password/static/password.css")
+    assert css.headers["content-type"].startswith("text/css") and "@import" not in css.text and "url(" not in css.text
+
+
+async def test_unknown_static_names_and_traversal_are_not_served(http: httpx.AsyncClient) -> None:
+    for path in ("/password/static/password.html", "/password/static/..%2Fpassword_page.py", "/password/static/x"):
+        response = await http.get(path)
+        assert response.status_code == 404, path
+        assert "import" not in response.text
+
+
+# ---------------------------------------------------------------------------------------------------------- info
+
+
+async def test_info_gives_the_rules_without_using_the_token(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link(os_type="Linux")
+    first = await http.post("/password/api/info", json=body(link))
+    second = await http.post("/password/api/info", json=body(link))
+    assert first.status_code == second.status_code == 200
+    data = first.json()
+    assert data["os_type"] == "Linux" and data["username"] is None
+    assert 590 <= data["expires_in"] <= 600
+    assert [r["id"] for r in data["rules"]] == ["length", "classes", "allowed"]
+    assert data["specials"] == "!@$%^-_=+[{}]:,./?~#*"
+
+
+async def test_info_for_windows_adds_the_username_rule(srv: PageServer, http: httpx.AsyncClient) -> None:
+    data = (await http.post("/password/api/info", json=body(srv.link(os_type="Windows")))).json()
+    assert data["os_type"] == "Windows" and data["username"] == "Administrator"
+    assert [r["id"] for r in data["rules"]][-1] == "username"
+
+
+# ----------------------------------------------------------------------------------------------------------- set
+
+
+async def test_set_keeps_the_password_encrypted_on_the_draft_and_tells_slack(
+    srv: PageServer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    link = srv.link(draft_id="draft-7")
+    response = await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    assert CANARY not in response.text
+    assert srv.stored_password("draft-7") == CANARY
+    assert srv.workflow.draft_has_password("draft-7")
+    assert srv.set_calls == ["draft-7"]
+    assert "password set for draft draft-7" in caplog.text
+    _, token = PageServer.parts(link)
+    assert CANARY not in caplog.text and token not in caplog.text
+
+
+async def test_second_use_is_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link()
+    assert (await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))).status_code == 200
+    again = await http.post("/password/api/set", json=body(link, password="Other-Pw#12345", confirm="Other-Pw#12345"))
+    assert again.status_code == 410 and again.json()["error"] == GONE
+    assert (await http.post("/password/api/info", json=body(link))).status_code == 410
+    assert (await http.post("/password/api/generate", json=body(link))).status_code == 410
+    assert srv.stored_password() == CANARY
+    assert srv.set_calls == ["draft-1"]
+
+
+@pytest.mark.parametrize(
+    ("password", "confirm", "fragment"),
+    [
+        ("short1A!", "short1A?", "do not match"),
+        ("alllowercase", "alllowercase", "at least three"),
+        ("Abc 1234!", "Abc 1234!", "spaces are not allowed"),
+        ("Ab1!", "Ab1!", "8 to 26"),
+    ],
+)
+async def test_weak_or_mismatched_is_422_and_the_token_stays_usable(
+    srv: PageServer, http: httpx.AsyncClient, password: str, confirm: str, fragment: str
+) -> None:
+    link = srv.link()
+    response = await http.post("/password/api/set", json=body(link, password=password, confirm=confirm))
+    assert response.status_code == 422
+    data = response.json()
+    assert any(fragment in p for p in data["problems"]), data
+    assert password not in response.text
+    assert srv.stored_password() is None and srv.set_calls == []
+    ok = await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))
+    assert ok.status_code == 200
+
+
+async def test_windows_rules_are_checked_on_the_server(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link(os_type="Windows")
+    for bad in ("Xrotartsinimda9!", "My-Administrator1", "Q9!zzADMzzzz"):
+        assert password_problems(bad, os_type="Linux") == []  # fine for Linux: only the Windows rule catches it
+        response = await http.post("/password/api/set", json=body(link, password=bad, confirm=bad))
+        assert response.status_code == 422, bad
+        assert any("Administrator" in p for p in response.json()["problems"])
+    assert (await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))).status_code == 200
+
+
+async def test_expired_link_is_410(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link()
+    srv.clock.advance(599)
+    assert (await http.post("/password/api/info", json=body(link))).json()["expires_in"] == 1
+    srv.clock.advance(1)
+    for path, extra in (("info", {}), ("set", {"password": CANARY, "confirm": CANARY}), ("generate", {})):
+        response = await http.post(f"/password/api/{path}", json=body(link, **extra))
+        assert response.status_code == 410 and response.json()["error"] == GONE, path
+    assert srv.stored_password() is None
+
+
+async def test_another_users_u_is_refused_exactly_like_an_unknown_token(
+    srv: PageServer, http: httpx.AsyncClient
+) -> None:
+    link = srv.link(user_id=OWNER)
+    _, token = PageServer.parts(link)
+    wrong_user = await http.post("/password/api/set", json={"u": OTHER, "t": token, "password": CANARY, "confirm": CANARY})
+    unknown = await http.post(
+        "/password/api/set", json={"u": OWNER, "t": "A" * 43, "password": CANARY, "confirm": CANARY}
+    )
+    malformed = await http.post("/password/api/set", json={"u": "<x>", "t": 5, "password": CANARY, "confirm": CANARY})
+    assert wrong_user.status_code == unknown.status_code == malformed.status_code == 410
+    assert wrong_user.json() == unknown.json() == malformed.json() == {"error": GONE}
+    assert srv.stored_password() is None
+    assert (await http.post("/password/api/info", json=body(link))).status_code == 200  # not used up by the attempt
+
+
+async def test_a_token_for_someone_elses_draft_is_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
+    """Belt and braces: a token that names a draft owned by another user (minted behind link_for's back)."""
+    srv.link(draft_id="d-a", user_id=OWNER)
+    token = "T" * 43
+    srv.store.put_token(
+        token_hash(token), purpose="password", subject="d-a|Linux", user_id=OTHER, expires_at=srv.clock() + timedelta(minutes=5)
+    )
+    response = await http.post("/password/api/set", json={"u": OTHER, "t": token, "password": CANARY, "confirm": CANARY})
+    assert response.status_code == 410
+    assert srv.stored_password("d-a") is None
+
+
+async def test_a_token_of_another_purpose_is_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
+    token = "P" * 43
+    srv.store.put_token(
+        token_hash(token), purpose="other", subject="d-p|Linux", user_id=OWNER, expires_at=srv.clock() + timedelta(minutes=5)
+    )
+    assert (await http.post("/password/api/info", json={"u": OWNER, "t": token})).status_code == 410
+
+
+# ------------------------------------------------------------------------------------------------------ generate
+
+
+async def test_generate_stores_a_valid_password_and_returns_it_once(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link(draft_id="draft-g", os_type="Windows")
+    response = await http.post("/password/api/generate", json=body(link))
+    assert response.status_code == 200
+    generated = response.json()["password"]
+    assert password_problems(generated, os_type="Windows") == []
+    assert srv.stored_password("draft-g") == generated
+    assert srv.set_calls == ["draft-g"]
+    again = await http.post("/password/api/generate", json=body(link))
+    assert again.status_code == 410 and generated not in again.text
+
+
+# --------------------------------------------------------------------------------------------------- cross-site
+
+
+async def test_cross_site_requests_are_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link()
+    payload = body(link, password=CANARY, confirm=CANARY)
+    cases = [
+        ({"X-Requested-With": ""}, 403),
+        ({"X-Requested-With": "XMLHttpRequest"}, 403),
+        ({"Origin": "https://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": srv.url.replace("127.0.0.1", "localhost")}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Sec-Fetch-Site": "same-site"}, 403),
+    ]
+    for headers, status in cases:
+        response = await http.post("/password/api/set", json=payload, headers=headers)
+        assert response.status_code == status, headers
+        assert "access-control-allow-origin" not in response.headers
+    form = await http.post("/password/api/set", data={"u": payload["u"], "t": payload["t"]})
+    assert form.status_code == 415
+    plain = await http.post(
+        "/password/api/set", content=b'{"u":"x"}', headers={"Content-Type": "text/plain", "Origin": srv.url}
+    )
+    assert plain.status_code == 415
+    preflight = await http.request("OPTIONS", "/password/api/set", headers={"Origin": "https://evil.example"})
+    assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
+    assert srv.stored_password() is None
+    same_origin = await http.post("/password/api/set", json=payload, headers={"Origin": srv.url})
+    assert same_origin.status_code == 200
+
+
+async def test_bad_bodies_get_clear_messages(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link()
+    not_json = await http.post("/password/api/set", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]
+    a_list = await http.post("/password/api/set", json=[1, 2])
+    assert a_list.status_code == 400
+    missing = await http.post("/password/api/set", json=body(link))
+    assert missing.status_code == 400 and "password and its confirmation" in missing.json()["error"]
+    huge = await http.post("/password/api/set", json=body(link, password="A" * 5000, confirm="A" * 5000))
+    assert huge.status_code == 413
+    assert (await http.post("/password/api/info", json=body(link))).status_code == 200
+
+
+# -------------------------------------------------------------------------------------------------- at rest
+
+
+async def test_the_database_file_never_holds_the_password_or_the_token(srv: PageServer, http: httpx.AsyncClient) -> None:
+    link = srv.link()
+    _, token = PageServer.parts(link)
+    assert (await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))).status_code == 200
+    srv.store.checkpoint()
+    files = [srv.db_path, srv.db_path.with_name(srv.db_path.name + "-wal")]
+    raw = b"".join(p.read_bytes() for p in files if p.exists())
+    assert token_hash(token).encode() in raw  # the check can see what is in the file
+    assert CANARY.encode() not in raw and token.encode() not in raw
+    with sqlite3.connect(srv.db_path) as conn:
+        blob = conn.execute("SELECT ciphertext FROM secrets WHERE key = 'draft:draft-1'").fetchone()[0]
+    assert srv.box.decrypt(bytes(blob)).get_secret_value() == CANARY
+
+
+async def test_without_on_set_and_with_a_failing_on_set_the_password_is_still_kept(serve_pages: ServeFactory) -> None:
+    async with serve_pages(with_on_set=False) as srv:
+        async with httpx.AsyncClient(base_url=srv.url, headers=API_HEADERS) as http:
+            r = await http.post("/password/api/set", json=body(srv.link(), password=CANARY, confirm=CANARY))
+            assert r.status_code == 200 and srv.stored_password() == CANARY
+
+            async def broken(draft_id: str) -> None:
+                raise RuntimeError("slack is down " + draft_id)
+
+            srv.pages.on_set = broken
+            r = await http.post(
+                "/password/api/set", json=body(srv.link("draft-2"), password=CANARY, confirm=CANARY)
+            )
+            assert r.status_code == 200 and srv.stored_password("draft-2") == CANARY
+
+
+async def test_no_secret_key_means_503_and_the_token_is_kept(serve_pages: ServeFactory) -> None:
+    async with serve_pages() as srv:
+        srv.workflow.secretbox = None
+        async with httpx.AsyncClient(base_url=srv.url, headers=API_HEADERS) as http:
+            link = srv.link()
+            r = await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))
+            assert r.status_code == 503 and "ECSBOT_SECRET_KEY" in r.json()["error"]
+            assert (await http.post("/password/api/info", json=body(link))).status_code == 200
+
+
+def test_pages_is_built_the_way_runtime_builds_it(srv: PageServer) -> None:
+    pages = PasswordPages(srv.store, srv.workflow, "https://bot.example.com")
+    assert pages.ttl_seconds == 600 and pages.on_set is None
+    assert pages.link_for(draft_id="x", user_id=OWNER, os_type="Linux").startswith("https://bot.example.com/password#")
