@@ -38,7 +38,7 @@ class FailJob(BaseModel):
 
 
 class FaultSpec(BaseModel):
-    """One rule as written in JSON or TOML; keys documented in docs/simulator.md."""
+    """One rule as written in JSON or TOML; keys documented in the README (Huawei Cloud simulator)."""
 
     model_config = ConfigDict(extra="forbid")
 

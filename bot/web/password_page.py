@@ -88,7 +88,10 @@ def rules_for(os_type: str) -> dict[str, Any]:
     windows = os_type.strip().lower() == "windows"
     rules = [
         {"id": "length", "text": f"{MIN_LENGTH} to {MAX_LENGTH} characters"},
-        {"id": "classes", "text": "At least three of: uppercase letters, lowercase letters, digits, special characters"},
+        {
+            "id": "classes",
+            "text": "At least three of: uppercase letters, lowercase letters, digits, special characters",
+        },
         {"id": "allowed", "text": f"Only letters, digits and these special characters: {SPECIALS}"},
     ]
     if windows:
@@ -276,7 +279,9 @@ class PasswordPages:
             problems = [] if password == confirm else ["The two entries do not match: type the same password twice."]
             problems += _password_problems(password, os_type=grant.os_type)
             if problems:
-                return _error(422, "This password cannot be used. Fix the points below and try again.", problems=problems)
+                return _error(
+                    422, "This password cannot be used. Fix the points below and try again.", problems=problems
+                )
             return await self._store(grant, SecretStr(password))
         except _Refused as refused:
             return refused.response
@@ -310,5 +315,7 @@ class PasswordPages:
             try:
                 await self.on_set(draft_id)
             except Exception as exc:
-                log.warning("password set for draft %s, but the form was not refreshed: %s", draft_id, type(exc).__name__)
+                log.warning(
+                    "password set for draft %s, but the form was not refreshed: %s", draft_id, type(exc).__name__
+                )
         return web.json_response({"ok": True})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -219,7 +219,9 @@ async def test_another_users_u_is_refused_exactly_like_an_unknown_token(
 ) -> None:
     link = srv.link(user_id=OWNER)
     _, token = PageServer.parts(link)
-    wrong_user = await http.post("/password/api/set", json={"u": OTHER, "t": token, "password": CANARY, "confirm": CANARY})
+    wrong_user = await http.post(
+        "/password/api/set", json={"u": OTHER, "t": token, "password": CANARY, "confirm": CANARY}
+    )
     unknown = await http.post(
         "/password/api/set", json={"u": OWNER, "t": "A" * 43, "password": CANARY, "confirm": CANARY}
     )
@@ -235,9 +237,15 @@ async def test_a_token_for_someone_elses_draft_is_refused(srv: PageServer, http:
     srv.link(draft_id="d-a", user_id=OWNER)
     token = "T" * 43
     srv.store.put_token(
-        token_hash(token), purpose="password", subject="d-a|Linux", user_id=OTHER, expires_at=srv.clock() + timedelta(minutes=5)
+        token_hash(token),
+        purpose="password",
+        subject="d-a|Linux",
+        user_id=OTHER,
+        expires_at=srv.clock() + timedelta(minutes=5),
     )
-    response = await http.post("/password/api/set", json={"u": OTHER, "t": token, "password": CANARY, "confirm": CANARY})
+    response = await http.post(
+        "/password/api/set", json={"u": OTHER, "t": token, "password": CANARY, "confirm": CANARY}
+    )
     assert response.status_code == 410
     assert srv.stored_password("d-a") is None
 
@@ -245,7 +253,11 @@ async def test_a_token_for_someone_elses_draft_is_refused(srv: PageServer, http:
 async def test_a_token_of_another_purpose_is_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
     token = "P" * 43
     srv.store.put_token(
-        token_hash(token), purpose="other", subject="d-p|Linux", user_id=OWNER, expires_at=srv.clock() + timedelta(minutes=5)
+        token_hash(token),
+        purpose="other",
+        subject="d-p|Linux",
+        user_id=OWNER,
+        expires_at=srv.clock() + timedelta(minutes=5),
     )
     assert (await http.post("/password/api/info", json={"u": OWNER, "t": token})).status_code == 410
 
@@ -313,7 +325,9 @@ async def test_bad_bodies_get_clear_messages(srv: PageServer, http: httpx.AsyncC
 # -------------------------------------------------------------------------------------------------- at rest
 
 
-async def test_the_database_file_never_holds_the_password_or_the_token(srv: PageServer, http: httpx.AsyncClient) -> None:
+async def test_the_database_file_never_holds_the_password_or_the_token(
+    srv: PageServer, http: httpx.AsyncClient
+) -> None:
     link = srv.link()
     _, token = PageServer.parts(link)
     assert (await http.post("/password/api/set", json=body(link, password=CANARY, confirm=CANARY))).status_code == 200
@@ -337,9 +351,7 @@ async def test_without_on_set_and_with_a_failing_on_set_the_password_is_still_ke
                 raise RuntimeError("slack is down " + draft_id)
 
             srv.pages.on_set = broken
-            r = await http.post(
-                "/password/api/set", json=body(srv.link("draft-2"), password=CANARY, confirm=CANARY)
-            )
+            r = await http.post("/password/api/set", json=body(srv.link("draft-2"), password=CANARY, confirm=CANARY))
             assert r.status_code == 200 and srv.stored_password("draft-2") == CANARY
 
 

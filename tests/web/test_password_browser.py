@@ -58,6 +58,7 @@ class Tab:
         page.on("pageerror", lambda e: self.errors.append(str(e)))
 
     async def open(self, link: str) -> None:
+        await self.page.goto("about:blank")  # a fresh document, as a click on the Slack button gives
         await self.page.goto(link)
         await expect(self.page.locator("#loading")).to_be_hidden(timeout=WAIT_MS)
 
@@ -67,7 +68,7 @@ class Tab:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def tab(browser: Browser) -> AsyncIterator[Tab]:
-    context = await browser.new_context(viewport={"width": 560, "height": 820})
+    context = await browser.new_context(viewport={"width": 560, "height": 680})
     page = await context.new_page()
     page.set_default_timeout(WAIT_MS)
     try:
@@ -222,7 +223,9 @@ async def test_expired_link_shows_the_expired_message(serve_pages: ServeFactory,
         link = srv.link()
         srv.clock.advance(601)
         await tab.open(link)
-        await expect(tab.page.locator("#gone")).to_contain_text("Open the form in Slack again and choose Admin password")
+        await expect(tab.page.locator("#gone")).to_contain_text(
+            "Open the form in Slack again and choose Admin password"
+        )
         await expect(tab.page.locator("#form")).to_be_hidden()
 
 

@@ -257,4 +257,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", start);
+  // Another link pasted into this tab changes only the fragment, which loads nothing: start afresh.
+  window.addEventListener("hashchange", () => window.location.reload());
 })();
