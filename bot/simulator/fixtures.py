@@ -143,7 +143,9 @@ def parse_fixtures(data: dict[str, Any], *, source: str = "fixtures") -> Fixture
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
         )
-        raise FixtureError(f"{source}: {problems}. See the README section "Huawei Cloud simulator" for the fixtures format.") from None
+        raise FixtureError(
+            f"{source}: {problems}. See the README section 'Huawei Cloud simulator' for the fixtures format."
+        ) from None
 
 
 def load_fixtures(path: Path | None = None) -> Fixtures:

@@ -7,6 +7,7 @@ simulator costs nothing.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import random
@@ -99,6 +100,10 @@ class Server:
     failed_change: bool = False
     fault: dict[str, Any] | None = None
     busy_job: str | None = None
+    # What the guest would now accept at login: a key pair name, or the SHA-256 of the admin password (never the
+    # password itself), so tests can prove the password reached the cloud without the simulator keeping it.
+    login_keyname: str | None = None
+    login_password_sha256: str | None = None
 
     @property
     def status(self) -> str:
@@ -481,6 +486,10 @@ class SimState:
             raise SimError(
                 400, "Ecs.0090", "Image license type is BYOL, the BYOL feature is not supported at this time."
             )
+        server.login_keyname = request.keyname
+        server.login_password_sha256 = (
+            hashlib.sha256(request.adminpass.get_secret_value().encode()).hexdigest() if request.adminpass else None
+        )
         return self._start_change(server, image, request, system_volume.size, with_stop=with_stop)
 
     def _start_change(

@@ -294,11 +294,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await stack.sim.stop()
 
 
-def test_settings_env_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_settings_env_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The subprocess reads back exactly the settings the in-process stack would use."""
     stack = LocalStack(workdir=tmp_path)
     stack.sim.base_url = "http://127.0.0.1:9"
-    settings = stack.settings()
+    async with stack.slack:
+        settings = stack.settings()
     for key, value in settings_env(settings).items():
         monkeypatch.setenv(key, value)
     again = Settings(_env_file=None)
