@@ -83,6 +83,10 @@ class Workflow:
     def draft_has_password(self, draft_id: str) -> bool:
         return self.store.get_secret(draft_secret_key(draft_id)) is not None
 
+    def draft_password(self, draft_id: str) -> SecretStr | None:
+        blob = self.store.get_secret(draft_secret_key(draft_id))
+        return None if blob is None else self._box().decrypt(blob)
+
     def password_for(self, request_id: str) -> SecretStr | None:
         blob = self.store.get_secret(request_secret_key(request_id))
         return None if blob is None else self._box().decrypt(blob)

@@ -206,7 +206,7 @@ class PasswordPages:
     async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
         """On every response under /password, errors from aiohttp itself (404, 405) included."""
         if request.path == "/password" or request.path.startswith("/password/"):
-            pass
+            response.headers.update(SECURITY_HEADERS)
 
     async def _page(self, _: web.Request) -> web.Response:
         return web.Response(body=self._assets["password.html"], content_type="text/html", charset="utf-8")

@@ -98,3 +98,48 @@ async def test_without_secret_key_password_logins_are_refused_but_keys_work() ->
         reply = (await stack.submit(rebuilt)).json()
         assert reply["response_action"] == "errors"
         assert "ECSBOT_SECRET_KEY" in str(reply["errors"]) or "off" in str(reply["errors"])
+
+
+async def test_secure_page_path_sets_the_password_outside_slack(caplog) -> None:
+    import httpx
+
+    from bot.devtools.stack import StackOptions
+
+    caplog.set_level(logging.DEBUG)
+    async with LocalStack(StackOptions(public_url=True)) as stack:
+        view = await open_plan(stack, "db-01 ubuntu-22.04 --reason secure page")
+        view = await modal_action(stack, view, views.LOGIN_ACTION, "password")
+        link_block = next(b for b in view["blocks"] if b.get("block_id") == views.PASSWORD_LINK_BLOCK)
+        link = link_block["accessory"]["url"]
+        assert link.startswith(stack.url + "/password#"), link
+        fragment = dict(part.split("=", 1) for part in link.split("#", 1)[1].split("&"))
+        updates = len(stack.slack.calls_to("views.update"))
+        async with httpx.AsyncClient(base_url=stack.url, headers={"X-Requested-With": "ecsbot"}) as http:
+            answer = await http.post(
+                "/password/api/set",
+                json={"u": fragment["u"], "t": fragment["t"], "password": CANARY, "confirm": CANARY},
+            )
+            assert answer.status_code == 200, answer.text
+            again = await http.post(
+                "/password/api/set",
+                json={"u": fragment["u"], "t": fragment["t"], "password": CANARY, "confirm": CANARY},
+            )
+            assert again.status_code == 410
+        refreshed = await stack.slack.wait_until(
+            lambda: stack.slack.calls_to("views.update")[updates:] or None, what="the modal refreshed"
+        )
+        shown = stack.slack.views[refreshed[-1].body["view_id"]]
+        assert "Password set" in str(shown["blocks"])
+        reply = await stack.submit(shown)
+        assert reply.text == "", reply.text
+        request = await stack.slack.wait_until(
+            lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+        )
+        await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
+        final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
+        assert final.state is RequestState.SUCCEEDED, final.result
+        server = stack.sim.state.servers[final.server_id]
+        assert server.login_password_sha256 == hashlib.sha256(CANARY.encode()).hexdigest()
+        assert CANARY not in caplog.text
+        assert CANARY.encode() not in stack.slack.raw_traffic()
+        assert CANARY.encode() not in database_bytes(stack)

@@ -254,7 +254,8 @@ class Rig:
 
         def succeeded_replies() -> list[str]:
             assert final.approval_ts is not None
-            return [m.text for m in fake.thread(APPROVALS_CHANNEL, final.approval_ts) if "Succeeded" in m.text]
+            thread = fake.thread(APPROVALS_CHANNEL, final.approval_ts)
+            return [m.text for m in thread if "Succeeded" in m.text and "now runs" in m.text]
 
         await until(lambda: ends() and succeeded_replies(), timeout=10, what="the end in Slack")
         synced = await self.wait_for(request_id, lambda r: r.notified_state is RequestState.SUCCEEDED, "synced")
@@ -329,7 +330,11 @@ async def test_kill_while_running_with_faults_on_the_job_route(rig: Rig) -> None
         {"route": "show_job", "error_rate": 0.4, "status": 503, "code": "Common.0002"},
         {"route": "show_job", "latency_ms": 300},
     )
-    await rig.wait_for(request_id, lambda r: r.job_progress is not None and "Job" in r.job_progress, "a poll")
+    await until(
+        lambda: [r for r in rig.sim.requests if r["route"] == "show_job" and r["status"] in (429, 503)],
+        timeout=10,
+        what="a faulted job poll",
+    )
     await rig.bot.kill()
     await rig.restart()
     final = await rig.assert_finished_once(request_id)

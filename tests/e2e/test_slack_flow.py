@@ -129,8 +129,10 @@ async def test_outsider_and_requester_cannot_approve_and_are_audited(stack: Loca
     await stack.click(views.APPROVE_ACTION, request.id, user=OUTSIDER)
     await stack.click(views.APPROVE_ACTION, request.id, user=REQUESTER)
     refusals = await stack.slack.wait_until(
-        lambda: [c for c in stack.slack.calls_to("chat.postEphemeral") if "⛔" in c.body.get("text", "")][1:] and
-        [c for c in stack.slack.calls_to("chat.postEphemeral") if "⛔" in c.body.get("text", "")],
+        lambda: (
+            [c for c in stack.slack.calls_to("chat.postEphemeral") if "⛔" in c.body.get("text", "")][1:]
+            and [c for c in stack.slack.calls_to("chat.postEphemeral") if "⛔" in c.body.get("text", "")]
+        ),
         what="two refusals",
     )
     assert {c.body["user"] for c in refusals} == {OUTSIDER, REQUESTER}
@@ -161,8 +163,9 @@ async def test_reject_with_reason_updates_card_and_tells_the_thread(stack: Local
     opened = await stack.slack.wait_for(
         "views.open", lambda c: c.body["view"].get("callback_id") == views.REJECT_CALLBACK
     )
-    modal = stack.slack.views[next(v for v, stored in stack.slack.views.items() if stored.get("callback_id")
-                                   == views.REJECT_CALLBACK)]
+    modal = stack.slack.views[
+        next(v for v, stored in stack.slack.views.items() if stored.get("callback_id") == views.REJECT_CALLBACK)
+    ]
     assert opened
     values = sr.state_from_view(modal, {views.REJECT_REASON_BLOCK: sr.text_value("not during the freeze")})
     reply = await stack.sender.send(sr.view_submission(user_id=APPROVER, view=modal, values=values))

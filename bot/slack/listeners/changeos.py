@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ SUBMIT_RECHECK_SECONDS = 2.0  # the cloud gets this long to confirm the plan bef
 
 def register(app: AsyncApp, rt: Runtime) -> None:
     card = PlanCard(rt)
+    if rt.password_pages is not None:
+        rt.password_pages.on_set = card.password_set
 
     @app.command("/changeos")
     async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -63,9 +66,33 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         await card.submit(ack, body, client)
 
 
+@dataclass
+class _Draft:
+    """What the bot remembers of an open modal, so the secure page can refresh it ("password set ✓")."""
+
+    view_id: str
+    meta: dict[str, Any]
+    user: str
+    chosen: ModalInput = field(default_factory=ModalInput)
+
+
 class PlanCard:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._drafts: dict[str, _Draft] = {}
+
+    def _remember(self, view_id: str, meta: dict[str, Any], user: str, chosen: ModalInput | None = None) -> None:
+        if len(self._drafts) > 10_000:  # modals people abandoned; the oldest go first
+            for key in list(self._drafts)[:1000]:
+                del self._drafts[key]
+        self._drafts[meta["d"]] = _Draft(view_id, dict(meta), user, chosen or ModalInput())
+
+    async def password_set(self, draft_id: str) -> None:
+        draft = self._drafts.get(draft_id)
+        if draft is None or not draft.meta.get("s"):
+            return
+        view = await self._plan(draft.meta, draft.user, draft.chosen)
+        await self._update(self.rt.slack, draft.view_id, None, view)
 
     # ------------------------------------------------------------------ the command
 
@@ -119,6 +146,7 @@ class PlanCard:
             new_view = await self._first_plan(meta, user, channel, cmd)
         except CloudError as exc:
             new_view = views.message_modal(meta, "Cloud unavailable", texts.cloud_trouble(exc))
+        self._remember(view["id"], meta, user)
         await self._update(client, view["id"], view.get("hash"), new_view)
 
     async def _first_plan(self, meta: dict[str, Any], user: str, channel: str, cmd: ChangeCommand) -> dict:
@@ -215,7 +243,10 @@ class PlanCard:
                 ),
             )
         if rt.password_pages is not None:
-            link = rt.password_pages.link_for(draft_id=meta["d"], user_id=user, os_type=os_type or "Linux")
+            try:
+                link = rt.password_pages.link_for(draft_id=meta["d"], user_id=user, os_type=os_type or "Linux")
+            except (PermissionError, ValueError):
+                return views.PasswordEntry(mode="unavailable", why_unavailable="This form belongs to someone else.")
             return views.PasswordEntry(mode="link", link=link, is_set=rt.workflow.draft_has_password(meta["d"]))
         if rt.policy.allow_password_in_modal:
             return views.PasswordEntry(mode="inline", nonce=str(meta.get("n", 0)))
@@ -245,6 +276,8 @@ class PlanCard:
             meta["s"] = chosen.server_id
         if not meta.get("s"):
             return
+        if meta.get("d") and meta.get("u") == user:
+            self._remember(view["id"], meta, user, chosen)
         try:
             new_view = await self._plan(meta, user, chosen)
         except CloudError as exc:
@@ -293,6 +326,18 @@ class PlanCard:
                 new_view = await self._plan(meta, user, chosen)
                 new_view["blocks"].insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": f"⛔ {problem}"}})
                 await ack(response_action="update", view=new_view)
+                return
+        if chosen.login is LoginMethod.PASSWORD and inline_password is None:
+            kept = rt.workflow.draft_password(meta["d"])
+            os_type = (target.os_type if target else None) or "Linux"
+            if kept is not None and target and password_problems(kept.get_secret_value(), os_type=os_type):
+                await ack(
+                    response_action="errors",
+                    errors={
+                        views.LOGIN_BLOCK: "The password set on the secure page does not meet the rules of "
+                        f"{target.name} ({target.os_type}). Set it again with the link."
+                    },
+                )
                 return
         password_set = inline_password is not None or rt.workflow.draft_has_password(meta["d"])
         selection = Selection(
