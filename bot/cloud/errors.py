@@ -49,6 +49,8 @@ _HINTS: dict[str, str] = {
     "bot's clock is correct.",
     "APIGW.0101": "The API does not exist at this endpoint. Check ECS_ENDPOINT, IMS_ENDPOINT, EVS_ENDPOINT and "
     "HUAWEICLOUD_REGION.",
+    "Ecs.1002": "The cloud timed out talking to the compute service. Check the server in the console (it may need "
+    "a start or a retry of the change), then submit a new request.",
     "Pdp.0001": "IAM policy does not allow this action. Ask an administrator to grant the bot's user the ECS "
     "permission (for example ecs:cloudServers:changeOS).",
 }

@@ -100,6 +100,8 @@ class Style:
 _ENTITY = re.compile(r"<([^<>]+)>")
 _BOLD = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
 _CODE = re.compile(r"`([^`\n]+)`")
+_SHORTCODE = re.compile(r":([a-z0-9_+-]+):")
+_EMOJI = {"hourglass_flowing_sand": "⏳", "white_check_mark": "✅", "x": "❌", "warning": "⚠️", "no_entry": "⛔"}
 _USER_ID = re.compile(r"\b[UW]0[0-9A-Z]{7,}\b")
 
 
@@ -128,10 +130,12 @@ def _entity(match: re.Match[str]) -> str:
 
 
 def mrkdwn(text: str, style: Style) -> str:
-    """Slack mrkdwn as a terminal shows it: *bold*, `code`, <@U…> and <#C…> names, dates' fallbacks; emoji kept."""
+    """Slack mrkdwn as a terminal shows it: *bold*, `code`, <@U…> and <#C…> names, dates' fallbacks; emoji kept
+    (the few :shortcodes: the bot uses become the characters Slack would draw)."""
     text = _ENTITY.sub(_entity, text)
     text = _BOLD.sub(lambda m: style.bold(m.group(1)), text)
     text = _CODE.sub(lambda m: style.code(m.group(1)), text)
+    text = _SHORTCODE.sub(lambda m: _EMOJI.get(m.group(1), m.group(0)), text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
@@ -401,12 +405,11 @@ async def _wait(fake: FakeSlack, condition: Callable[[], Any], *, within: float,
 
 
 class _Demo:
-    def __init__(self, stack: LocalStack, t: Transcript, *, password: str | None, fail: bool) -> None:
+    def __init__(self, stack: LocalStack, t: Transcript, *, password: str | None) -> None:
         self.stack = stack
         self.t = t
         self.fake = stack.slack
         self.password = password
-        self.fail = fail
 
     @property
     def rt(self) -> Runtime:
@@ -556,7 +559,7 @@ def _banner(t: Transcript, *, password: bool, fail: bool) -> None:
     t.write()
 
 
-def _summary(t: Transcript, stack: LocalStack, request: ChangeRequest, wall_start: datetime, *, fail: bool) -> None:
+def _summary(t: Transcript, stack: LocalStack, request: ChangeRequest, wall_start: datetime) -> None:
     s = t.style
     t.write()
     label = views.STATE_LABEL[request.state]
@@ -595,7 +598,6 @@ async def run_demo(
         extra_settings={"slack_app_token": None, "public_url": None},
     )
     secret = (admin_password or generate_password("Linux")) if password else None
-    wall_start = datetime.now(UTC)
     try:
         async with LocalStack(options) as stack:
             if fail:
@@ -603,10 +605,10 @@ async def run_demo(
             t.started = time.monotonic()
             wall_start = datetime.now(UTC)
             try:
-                final = await _Demo(stack, t, password=secret, fail=fail).run()
+                final = await _Demo(stack, t, password=secret).run()
             finally:
                 t.flush(stack.slack)
-            _summary(t, stack, final, wall_start, fail=fail)
+            _summary(t, stack, final, wall_start)
             problems = _verdict(stack, final, fail=fail)
     except (DemoError, TimeoutError) as exc:
         t.write(t.style.bad(f"✗ demo stopped: {exc}"))
@@ -625,7 +627,8 @@ async def run_demo(
         t.write(t.style.good(f"✓ demo done in {time.monotonic() - t.started:.1f}s: the OS change succeeded."))
     t.write(
         t.style.dim(
-            "Next: `ecsbot demo --password`, `ecsbot demo --fail`; then README → “Run it for real”, and `ecsbot check`."
+            "Next: `ecsbot demo --password` and `ecsbot demo --fail`. For a real workspace and cloud: create the app "
+            "from config/slack-manifest.yml, set the environment, then `ecsbot check --online`."
         )
     )
     return 0

@@ -201,7 +201,7 @@ class PlanCard:
             image_id=image_id,
             login=login,
             keyname=keyname if login is LoginMethod.KEYPAIR else None,
-            password_set=password.is_set or password.mode == "inline",
+            password_set=password.is_set,
             password=None,
             stop_type=stop_type,
         )

@@ -1,0 +1,253 @@
+"""`ecsbot check` on good and broken configurations, offline and --online against the simulator and fake Slack."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.checks import run_checks
+from bot.devtools.fake_slack import FakeSlack
+from bot.secretbox import SecretBox
+from bot.simulator.server import SimulatorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+CANARY_TOKEN = "xoxb-CANARY-bot-token-5f1e2d"
+CANARY_APP_TOKEN = "xapp-CANARY-app-token-9c8b7a"
+CANARY_SIGNING = "c0ffee00c0ffee00c0ffee00c0ffee00"
+CANARY_SK = "CANARY-secret-key-3a4b5c6d7e8f"
+CANARY_KEY = SecretBox.generate_key()
+CANARIES = (CANARY_TOKEN[5:], CANARY_APP_TOKEN[5:], CANARY_SIGNING, CANARY_SK, CANARY_KEY)
+PROJECT_ID = "0605767ef600d5762f23c013c6e7ad23"
+
+
+@pytest.fixture
+def good_env(tmp_path: Path) -> dict[str, str]:
+    policy = tmp_path / "policy.toml"
+    shutil.copy(ROOT / "config" / "policy.example.toml", policy)
+    (tmp_path / "data").mkdir()
+    return {
+        "SLACK_BOT_TOKEN": CANARY_TOKEN,
+        "SLACK_SIGNING_SECRET": CANARY_SIGNING,
+        "HUAWEICLOUD_SDK_AK": "HPUAEXAMPLEAK0000001",
+        "HUAWEICLOUD_SDK_SK": CANARY_SK,
+        "HUAWEICLOUD_PROJECT_ID": PROJECT_ID,
+        "HUAWEICLOUD_REGION": "my-kualalumpur-1",
+        "HUAWEICLOUD_USER_ID": "7e25b1da389f4697a79df3a0e5bd494e",
+        "ECSBOT_DB": str(tmp_path / "data" / "ecsbot.db"),
+        "ECSBOT_POLICY": str(policy),
+        "ECSBOT_SECRET_KEY": CANARY_KEY,
+        "ECSBOT_PUBLIC_URL": "https://ecsbot.example.com",
+    }
+
+
+async def check(env: dict[str, str], *, online: bool = False) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await run_checks(online=online, out=out, env=env)
+    text = out.getvalue()
+    for canary in CANARIES:
+        assert canary not in text, f"a secret value was printed:\n{text}"
+    return code, text
+
+
+def changed(env: dict[str, str], **changes: str | None) -> dict[str, str]:
+    result = dict(env)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = value
+    return result
+
+
+async def test_the_example_policy_and_a_complete_environment_pass(good_env: dict[str, str]) -> None:
+    code, text = await check(good_env)
+    assert code == 0, text
+    assert "⛔" not in text and "⚠️" not in text, text
+    assert "Mode: HTTP" in text
+    assert "SLACK_BOT_TOKEN is set (xoxb-…)" in text
+    assert "loads: 2 rules" in text
+    assert "Endpoints (Huawei Cloud): ECS https://ecs.my-kualalumpur-1.myhuaweicloud.com" in text
+    assert "password logins are on" in text
+    assert "✅ Ready to run" in text
+
+
+async def test_socket_mode_needs_no_signing_secret(good_env: dict[str, str]) -> None:
+    code, text = await check(changed(good_env, SLACK_APP_TOKEN=CANARY_APP_TOKEN, SLACK_SIGNING_SECRET=None))
+    assert code == 0, text
+    assert "Mode: Socket Mode" in text and "exactly one process" in text
+    assert "SLACK_APP_TOKEN is set (xapp-…)" in text
+
+
+BROKEN = {
+    "no bot token": ({"SLACK_BOT_TOKEN": None}, "SLACK_BOT_TOKEN is not set"),
+    "user token": ({"SLACK_BOT_TOKEN": "xoxp-CANARY-bot-token-5f1e2d"}, "starts with xoxp-… (a user token)"),
+    "bot token as app token": ({"SLACK_APP_TOKEN": CANARY_TOKEN}, "Socket Mode needs an app-level token (xapp-…"),
+    "empty app token": ({"SLACK_APP_TOKEN": ""}, "SLACK_APP_TOKEN is set but empty"),
+    "http mode without signing secret": ({"SLACK_SIGNING_SECRET": None}, "SLACK_SIGNING_SECRET is not set"),
+    "slack api url not a url": ({"SLACK_API_URL": "slack"}, "SLACK_API_URL 'slack' is not a URL"),
+    "no access key": ({"HUAWEICLOUD_SDK_AK": None}, "HUAWEICLOUD_SDK_AK is not set"),
+    "no secret key": ({"HUAWEICLOUD_SDK_SK": None}, "HUAWEICLOUD_SDK_SK is not set"),
+    "no project": ({"HUAWEICLOUD_PROJECT_ID": None}, "HUAWEICLOUD_PROJECT_ID is not set"),
+    "project not hex": ({"HUAWEICLOUD_PROJECT_ID": "my-project"}, "32 lower-case hexadecimal characters"),
+    "no region": ({"HUAWEICLOUD_REGION": ""}, "HUAWEICLOUD_REGION is empty"),
+    "endpoint not http": ({"ECS_ENDPOINT": "ftp://ecs.example.com"}, "ECS_ENDPOINT: Endpoint"),
+    "database folder missing": ({"ECSBOT_DB": "/nonexistent-ecsbot/ecsbot.db"}, "does not exist: create it"),
+    "policy missing": ({"ECSBOT_POLICY": "/nonexistent-ecsbot/policy.toml"}, "No policy file at"),
+    "secret key too short": ({"ECSBOT_SECRET_KEY": "short"}, "ECSBOT_SECRET_KEY is too short"),
+    "public url not a url": ({"ECSBOT_PUBLIC_URL": "ecsbot.example.com"}, "ECSBOT_PUBLIC_URL 'ecsbot.example.com'"),
+    "poll interval negative": ({"ECSBOT_POLL_INTERVAL": "-1"}, "ECSBOT_POLL_INTERVAL: Input should be greater than 0"),
+    "rate not a number": ({"ECSBOT_ECS_RATE": "fast"}, "ECSBOT_ECS_RATE: Input should be a valid number"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+async def test_each_broken_configuration_fails_with_the_right_words(good_env: dict[str, str], case: str) -> None:
+    changes, words = BROKEN[case]
+    code, text = await check(changed(good_env, **changes))
+    assert code == 1, text
+    assert words in text, text
+    assert "⛔" in text and "Traceback" not in text
+
+
+async def test_a_broken_policy_says_where(good_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rules]]\nname = "x"\nservers = ["*"]\napprovals_required = "two"\n')
+    code, text = await check(changed(good_env, ECSBOT_POLICY=str(bad)))
+    assert code == 1, text
+    assert "approvals_required" in text
+
+
+async def test_an_unwritable_database_folder_blocks(good_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        try:
+            (folder / "probe").touch()
+        except OSError:
+            pass
+        else:  # root writes anywhere: /proc refuses new files even to root
+            folder = Path("/proc")
+            if not folder.is_dir():
+                pytest.skip("no read-only folder available to this user")
+        code, text = await check(changed(good_env, ECSBOT_DB=str(folder / "ecsbot.db")))
+        assert code == 1, text
+        assert f"cannot write in {folder}" in text
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+
+
+WARNINGS = {
+    "no secret key": ({"ECSBOT_SECRET_KEY": None}, "password logins are off"),
+    "public url over http": ({"ECSBOT_PUBLIC_URL": "http://ecsbot.example.com"}, "uses plain http"),
+    "no user id": ({"HUAWEICLOUD_USER_ID": None}, "HUAWEICLOUD_USER_ID is not set"),
+    "odd region": ({"HUAWEICLOUD_REGION": "Kuala Lumpur"}, "does not look like a region ID"),
+    "signing secret odd": ({"SLACK_SIGNING_SECRET": "not-a-signing-secret"}, "does not look like Slack's"),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNINGS))
+async def test_warnings_do_not_fail_the_check(good_env: dict[str, str], case: str) -> None:
+    changes, words = WARNINGS[case]
+    code, text = await check(changed(good_env, **changes))
+    assert code == 0, text
+    assert "⚠️" in text and words in text, text
+
+
+async def test_public_url_on_localhost_may_be_http(good_env: dict[str, str]) -> None:
+    code, text = await check(changed(good_env, ECSBOT_PUBLIC_URL="http://localhost:3000"))
+    assert code == 0 and "⚠️" not in text, text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# --online
+
+
+@pytest.fixture
+async def services() -> AsyncIterator[tuple[SimulatorServer, FakeSlack]]:
+    sim = SimulatorServer()
+    slack = FakeSlack(bot_token=CANARY_TOKEN)
+    await sim.start()
+    await slack.start()
+    try:
+        yield sim, slack
+    finally:
+        await slack.stop()
+        await sim.stop()
+
+
+def online_env(env: dict[str, str], sim: SimulatorServer, slack: FakeSlack) -> dict[str, str]:
+    return changed(
+        env,
+        SLACK_API_URL=slack.api_url,
+        HUAWEICLOUD_SDK_AK=sim.access_key,
+        HUAWEICLOUD_SDK_SK=sim.secret_key.get_secret_value(),
+        HUAWEICLOUD_PROJECT_ID=sim.project_id,
+        HUAWEICLOUD_USER_ID=sim.user_id,
+        ECS_ENDPOINT=sim.base_url,
+        IMS_ENDPOINT=sim.base_url,
+        EVS_ENDPOINT=sim.base_url,
+    )
+
+
+async def test_online_against_the_simulator_and_fake_slack(good_env: dict[str, str], services) -> None:
+    sim, slack = services
+    code, text = await check(online_env(good_env, sim, slack), online=True)
+    assert code == 0, text
+    assert "✅ Huawei Cloud answered list servers (limit 1)" in text
+    assert "✅ Slack auth.test: the token works" in text
+    assert "Endpoints (a local simulator)" in text
+    listed = [r for r in sim.requests if r["route"] == "list_servers"]
+    assert len(listed) == 1, listed
+    assert [c.method for c in slack.calls] == ["auth.test"]
+
+
+async def test_online_reports_rejected_credentials_with_hints(good_env: dict[str, str], services) -> None:
+    sim, slack = services
+    env = changed(online_env(good_env, sim, slack), HUAWEICLOUD_SDK_SK=CANARY_SK, SLACK_BOT_TOKEN="xoxb-CANARY-wrong")
+    code, text = await check(env, online=True)
+    assert code == 1, text
+    assert "⛔ Huawei Cloud: list servers failed. HTTP 401 APIGW.0301" in text
+    assert "Check HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK" in text
+    assert "⛔ Slack auth.test failed: invalid_auth. Slack rejected the token" in text
+
+
+async def test_online_reports_an_unreachable_cloud(good_env: dict[str, str], services) -> None:
+    sim, slack = services
+    base = sim.base_url
+    await sim.stop()  # nothing listens there any more
+    env = changed(online_env(good_env, sim, slack), ECS_ENDPOINT=base, IMS_ENDPOINT=base, EVS_ENDPOINT=base)
+    code, text = await check(env, online=True)
+    assert code == 1, text
+    assert "⛔ Huawei Cloud: list servers failed. Could not reach the cloud" in text
+    assert "✅ Slack auth.test" in text
+
+
+async def test_online_skips_a_call_that_cannot_work(good_env: dict[str, str]) -> None:
+    code, text = await check(changed(good_env, HUAWEICLOUD_SDK_AK=None, SLACK_BOT_TOKEN=None), online=True)
+    assert code == 1
+    assert "Huawei Cloud: not called" in text and "auth.test not called" in text
+
+
+def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
+    yaml = pytest.importorskip("yaml")
+    manifest = yaml.safe_load((ROOT / "config" / "slack-manifest.yml").read_text())
+    assert manifest["oauth_config"]["scopes"]["bot"] == [
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "usergroups:read",
+    ]
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/changeos" and command["should_escape"] is True
+    assert command["url"].endswith("/slack/events")
+    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": command["url"]}
+
+
+def test_procfile_has_one_http_and_one_socket_mode_process() -> None:
+    lines = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert lines == ["web: ecsbot run --port $PORT", "worker: ecsbot run"]
