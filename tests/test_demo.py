@@ -95,7 +95,7 @@ async def test_fail_demo_shows_the_clouds_reason_and_exits_zero() -> None:
     assert code == 0, text
     _common(text)
     assert re.search(r"✎ status message edited:\n.*\n\s+❌ Failed", text), text
-    assert f"{FAIL_CODE}: {FAIL_REASON}" in text
+    assert f"({FAIL_CODE}): {FAIL_REASON}" in text
     assert re.search(r"#incident-42  ❌ CR-\w+: the OS change of web-01 failed: .*Ecs\.1002", text)
     assert re.search(r"Result  ❌ Failed · CR-\w+", text)
     assert "the cloud failed the job and the bot said why" in text

@@ -31,6 +31,19 @@ EXECUTION_STATES = frozenset(
     }
 )
 ENDED = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
+_ORDER = (
+    RequestState.PENDING_APPROVAL,
+    RequestState.APPROVED,
+    RequestState.STOPPING,
+    RequestState.SUBMITTING,
+    RequestState.RECONCILING,
+    RequestState.RUNNING,
+)
+
+
+def _rank(state: RequestState) -> int:
+    """States in the order a request passes them; every end ranks last, so nothing is told twice."""
+    return _ORDER.index(state) if state in _ORDER else len(_ORDER)
 
 
 class Presenter:
@@ -52,41 +65,45 @@ class Presenter:
             text, blocks = views.approval_card(request)
             await self._notifier.update(request.approvals_channel, request.approval_ts, text, blocks)
 
-    async def sync(self, request_id: str) -> ChangeRequest | None:
-        """Bring Slack up to date with the request as stored now; safe to call any number of times."""
+    async def sync(self, request_id: str, moved: ChangeRequest | None = None) -> ChangeRequest | None:
+        """Bring Slack up to date; safe to call any number of times.
+
+        `moved` is the request as it was right after a transition: its thread reply is told from that snapshot, so
+        fast transitions are each told, in order (the per-request lock is FIFO), even when the store has moved on.
+        """
         lock = self._locks.setdefault(request_id, asyncio.Lock())
         async with lock:
-            request = self._store.get(request_id)
-            if request is None:
+            current = self._store.get(request_id)
+            if current is None:
                 return None
-            request = await self._sync(request)
-        if request.is_terminal and request.notified_state is request.state:
+            current = await self._sync(current, moved or current)
+        if current.is_terminal and current.notified_state is current.state:
             self._locks.pop(request_id, None)
-        return request
+        return current
 
-    async def _sync(self, request: ChangeRequest) -> ChangeRequest:
-        seen = request.notified_state
-        state = request.state
-        channel = request.approvals_channel
-        thread = request.approval_ts
-        if state is not seen:
-            await self.refresh_card(request)
-        if state in EXECUTION_STATES and thread:
-            text, blocks = views.status_message(request, self._now())
-            if request.status_ts is None:
+    async def _sync(self, current: ChangeRequest, moved: ChangeRequest) -> ChangeRequest:
+        seen = current.notified_state
+        fresh = seen is None or _rank(moved.state) > _rank(seen)
+        channel = current.approvals_channel
+        thread = current.approval_ts
+        if fresh:
+            await self.refresh_card(current)
+        if current.state in EXECUTION_STATES and thread:
+            text, blocks = views.status_message(current, self._now())
+            if current.status_ts is None:
                 ts = await self._notifier.post(channel, text, blocks, thread_ts=thread)
                 if ts is not None:
-                    request = self._store.update(request.id, status_channel=channel, status_ts=ts)
-                    await self._announce_start(request)
+                    current = self._store.update(current.id, status_channel=channel, status_ts=ts)
+                    await self._announce_start(current)
             else:
-                await self._notifier.update(channel, request.status_ts, text, blocks)
-        if state is seen:
-            return request
-        if thread and (seen is not None or state is not RequestState.PENDING_APPROVAL):
-            await self._notifier.post(channel, views.transition_reply(request, seen), thread_ts=thread)
-        if state in ENDED:
-            await self._announce_end(request)
-        return self._store.update(request.id, notified_state=state)
+                await self._notifier.update(channel, current.status_ts, text, blocks)
+        if not fresh:
+            return current
+        if thread and (seen is not None or moved.state is not RequestState.PENDING_APPROVAL):
+            await self._notifier.post(channel, views.transition_reply(moved), thread_ts=thread)
+        if moved.state in ENDED:
+            await self._announce_end(current)
+        return self._store.update(current.id, notified_state=moved.state)
 
     async def _announce_start(self, request: ChangeRequest) -> None:
         link = await self._link(request)

@@ -508,7 +508,7 @@ def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
     label = STATE_LABEL[req.state]
     text = f"{req.id} {req.server_name}: {label}"
     lines = [f"*{label}*"]
-    if req.job_progress:
+    if req.job_progress and req.is_live:
         lines.append(escape(req.job_progress))
     if req.overdue and req.is_live:
         lines.append("⚠️ Taking longer than expected; still checking with the cloud.")
@@ -530,15 +530,24 @@ def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
     return text, blocks
 
 
-def transition_reply(req: ChangeRequest, previous: RequestState | None) -> str:
-    """A thread reply for each state change."""
+def transition_reply(req: ChangeRequest) -> str:
+    """A thread reply for a state change, told from the request as it was right after that change."""
     label = STATE_LABEL[req.state]
-    if req.state is RequestState.SUCCEEDED:
-        return f"{label}: {escape(req.server_name)} now runs {escape(req.target_image_name)}. " + _mentions(req)
-    if req.state is RequestState.FAILED:
-        return f"{label}: {escape(req.result or 'the change did not complete')} " + _mentions(req)
-    detail = f" ({escape(req.job_progress)})" if req.job_progress else ""
-    return f"{label}{detail}"
+    match req.state:
+        case RequestState.SUCCEEDED:
+            return f"{label}: {escape(req.server_name)} now runs {escape(req.target_image_name)}. " + _mentions(req)
+        case RequestState.FAILED:
+            return f"{label}: {escape(req.result or 'the change did not complete')} " + _mentions(req)
+        case RequestState.REJECTED | RequestState.CANCELLED | RequestState.EXPIRED:
+            return f"{decision_line(req)} <@{req.requester}>"
+        case RequestState.STOPPING:
+            return f"{label} ({req.stop_type.value})"
+        case RequestState.RUNNING if req.job_id:
+            return f"{label} (job `{req.job_id}`)"
+        case RequestState.RUNNING | RequestState.RECONCILING:
+            return f"{label} ({escape(req.job_progress or 'no job id: following the server')})"
+        case _:
+            return label
 
 
 def _mentions(req: ChangeRequest) -> str:

@@ -39,7 +39,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             return
         if outcome.request is not None and outcome.request.state.value == "approved":
             rt.tracker.wake()
-            await rt.presenter.sync(request_id)
+            await rt.presenter.sync(request_id, outcome.request)
         elif outcome.request is not None:
             await rt.presenter.refresh_card(outcome.request)  # one of several approvals counted
 
@@ -74,7 +74,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             await ack(response_action="errors", errors={views.REJECT_REASON_BLOCK: outcome.refused[:300]})
             return
         await ack()
-        await rt.presenter.sync(request_id)
+        await rt.presenter.sync(request_id, outcome.request)
 
     @app.action(views.CANCEL_ACTION)
     async def on_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -84,4 +84,4 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if outcome.refused:
             await refuse(channel, user, outcome.refused)
             return
-        await rt.presenter.sync(request_id)
+        await rt.presenter.sync(request_id, outcome.request)

@@ -116,7 +116,7 @@ class PlanCard:
                     await ack(text=f"⛔ {outcome.refused}", response_type="ephemeral")
                     return
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
-                await self.rt.presenter.sync(parsed.request_id)
+                await self.rt.presenter.sync(parsed.request_id, outcome.request)
             case ChangeCommand():
                 await ack()
                 await self._open(body, client, parsed, user, channel)
@@ -409,7 +409,7 @@ class PlanCard:
             await rt.notifier.ephemeral(
                 stored.origin_channel, user, f"📨 {stored.id} is waiting for approval in {where}."
             )
-        await rt.presenter.sync(stored.id)
+        await rt.presenter.sync(stored.id, stored)
 
 
 def _label(name: str, status: str, server_id: str) -> str:
