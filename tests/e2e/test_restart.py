@@ -29,11 +29,11 @@ from bot.devtools import slack_requests as sr
 from bot.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
+    GROUP_APPROVER,
     INCIDENT_CHANNEL,
     OPS_GROUP,
     REQUESTER,
     SIGNING_SECRET,
-    GROUP_APPROVER,
     LocalStack,
     StackOptions,
 )
@@ -122,7 +122,7 @@ class BotProcess:
             )
         await self.wait_healthy()
 
-    async def wait_healthy(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    async def wait_healthy(self, timeout: float = 20.0) -> None:
         """Up, serving, and holding the tracker lease (a restarted process must take it from the killed one)."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -219,7 +219,11 @@ class Rig:
             timeout=10,
             what="the approval card",
         )
-        request = next(r for r in self.store.live() if r.approval_ts == card.ts)
+        request = await until(
+            lambda: next((r for r in self.store.live() if r.approval_ts == card.ts), None),
+            timeout=5,
+            what="the card's ts stored",
+        )
         return request.id
 
     async def approve(self, request_id: str) -> None:

@@ -1,0 +1,297 @@
+"""How fast the bot acks `/changeos`, next to an empty Bolt app that only acks (DESIGN §6 "Ack").
+
+Three processes besides this one, so nobody's event loop skews another's numbers:
+- the simulator and the fake Slack (this file with --child stack),
+- the bot: `python -m bot.cli run` pointed at them,
+- an empty Bolt AsyncApp that only acks `/changeos`, served the same way (aiohttp + Bolt's adapter; --child empty).
+This process sends signed slash commands, `--concurrency` at once, for `--rounds` rounds to each, then again to the
+bot while the simulator answers every route after 2 s (the bot must ack before any cloud call).
+
+    .venv/bin/python bench/ack.py --rounds 10 --concurrency 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx  # noqa: E402
+
+from bot.devtools import slack_requests as sr  # noqa: E402
+
+SIGNING_SECRET = "bench-signing-secret-000000000000"
+BOT_TOKEN = "xoxb-test"
+COMMAND = "web-01 ubuntu-22.04 --key ops-key --reason 'ack bench'"
+SLACK_LIMIT_S = 3.0
+
+
+# ---------------------------------------------------------------------------------------------------- children
+
+
+async def child_stack(speed: float) -> None:
+    """The simulator and the fake Slack; prints their addresses as one JSON line, then serves until killed."""
+    from bot.devtools.fake_slack import FakeSlack
+    from bot.simulator.server import SimulatorServer
+
+    os.nice(10)  # it stands in for Slack and Huawei Cloud, which run elsewhere: the bot gets the CPU first
+    sim = SimulatorServer(speed=speed)
+    fake = FakeSlack(bot_token=BOT_TOKEN)
+    await sim.start()
+    await fake.start()
+    info = {
+        "sim": sim.base_url,
+        "slack_api": fake.api_url,
+        "ak": sim.access_key,
+        "sk": sim.secret_key.get_secret_value(),
+        "project": sim.project_id,
+        "user": sim.user_id,
+    }
+    print(json.dumps(info), flush=True)
+    await wait_for_sigterm()
+
+
+async def child_empty(port: int, slack_api: str) -> None:
+    """An empty Bolt app that only acks the command, behind the same aiohttp adapter the bot uses."""
+    import logging
+
+    from aiohttp import web
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    from slack_bolt.async_app import AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    for name in ("slack_bolt", "slack_sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    bolt = AsyncApp(client=AsyncWebClient(token=BOT_TOKEN, base_url=slack_api), signing_secret=SIGNING_SECRET)
+
+    @bolt.command("/changeos")
+    async def on_command(ack: Any) -> None:
+        await ack()
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"ok": True})
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post("/slack/events", events)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await wait_for_sigterm()
+
+
+async def wait_for_sigterm() -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+# ---------------------------------------------------------------------------------------------------- the parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def process(*argv: str, env: dict[str, str] | None = None, log: Path) -> AsyncIterator[Any]:
+    full = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **(env or {})}
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, env=full, cwd=str(log.parent), stdout=asyncio.subprocess.PIPE, stderr=out
+        )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def wait_healthy(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url + "/healthz")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} never answered /healthz")
+            await asyncio.sleep(0.1)
+
+
+async def one_command(session: aiohttp.ClientSession, url: str, response_base: str) -> float:
+    body = sr.slash_command(COMMAND, response_url=f"{response_base}/response/{secrets.token_hex(6)}")
+    headers = {**sr.sign(SIGNING_SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
+    started = time.perf_counter()
+    async with session.post(url + "/slack/events", data=body, headers=headers) as response:
+        await response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+    return elapsed
+
+
+async def measure(url: str, response_base: str, *, rounds: int, concurrency: int, pause: float) -> list[float]:
+    """`rounds` bursts of `concurrency` simultaneous commands, after one warm-up burst that is not counted.
+
+    aiohttp rather than httpx on this side: the load generator must cost far less than what it measures."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    samples: list[float] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for index in range(rounds + 1):
+            burst = await asyncio.gather(*(one_command(session, url, response_base) for _ in range(concurrency)))
+            if index:
+                samples.extend(burst)
+            await asyncio.sleep(pause)  # Slack spreads real commands out; back-to-back bursts stack after-ack work
+    return samples
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    return {
+        "n": len(samples),
+        "p50_ms": pct(samples, 50) * 1000,
+        "p99_ms": pct(samples, 99) * 1000,
+        "max_ms": max(samples) * 1000,
+        "mean_ms": statistics.fmean(samples) * 1000,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bot.devtools.stack import DEFAULT_POLICY
+    from bot.secretbox import SecretBox
+
+    with tempfile.TemporaryDirectory(prefix="ecsbot-ack-") as tmp:
+        workdir = Path(tmp)
+        this = str(Path(__file__).resolve())
+        async with process(this, "--child", "stack", log=workdir / "stack.log") as stack_proc:
+            line = await asyncio.wait_for(stack_proc.stdout.readline(), 30)
+            info = json.loads(line)
+            policy = workdir / "policy.toml"
+            policy.write_text(DEFAULT_POLICY)
+            env = {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": info["slack_api"],
+                "HUAWEICLOUD_SDK_AK": info["ak"],
+                "HUAWEICLOUD_SDK_SK": info["sk"],
+                "HUAWEICLOUD_PROJECT_ID": info["project"],
+                "HUAWEICLOUD_USER_ID": info["user"],
+                "ECS_ENDPOINT": info["sim"],
+                "IMS_ENDPOINT": info["sim"],
+                "EVS_ENDPOINT": info["sim"],
+                "ECSBOT_DB": str(workdir / "ecsbot.db"),
+                "ECSBOT_POLICY": str(policy),
+                "ECSBOT_SECRET_KEY": SecretBox.generate_key(),
+                "ECSBOT_LOG_LEVEL": "WARNING",
+            }
+            response_base = info["slack_api"].removesuffix("/api/")
+            bot_port, empty_port = free_port(), free_port()
+            bot_url, empty_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{empty_port}"
+            bot_argv = ("-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(bot_port))
+            empty_argv = (this, "--child", "empty", "--port", str(empty_port), "--slack-api", info["slack_api"])
+            async with (
+                process(*bot_argv, env=env, log=workdir / "bot.log"),
+                process(*empty_argv, log=workdir / "empty.log"),
+            ):
+                await wait_healthy(bot_url)
+                await wait_healthy(empty_url)
+                kw = {"rounds": args.rounds, "concurrency": args.concurrency, "pause": args.pause}
+                empty = await measure(empty_url, response_base, **kw)
+                bot = await measure(bot_url, response_base, **kw)
+                async with httpx.AsyncClient() as admin:
+                    fault = {"route": "*", "latency_ms": int(args.cloud_latency * 1000)}
+                    (await admin.post(info["sim"] + "/_sim/faults", json=fault)).raise_for_status()
+                slow = await measure(bot_url, response_base, **kw)
+    result = {"empty": stats(empty), "bot": stats(bot), "bot_slow_cloud": stats(slow)}
+    result["ratio_p99"] = result["bot"]["p99_ms"] / result["empty"]["p99_ms"]
+    result["ratio_p50"] = result["bot"]["p50_ms"] / result["empty"]["p50_ms"]
+    result["ratio_p99_slow_cloud"] = result["bot_slow_cloud"]["p99_ms"] / result["empty"]["p99_ms"]
+    result.update(
+        concurrency=args.concurrency, rounds=args.rounds, cloud_latency_s=args.cloud_latency, pause_s=args.pause
+    )
+    return result
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(
+        f"ack bench: {r['rounds']} rounds of {r['concurrency']} concurrent `/changeos {COMMAND}` "
+        f"({r['empty']['n']} samples each, {r['pause_s']:g} s apart)"
+    )
+    rows = [("target", "p50 ms", "p99 ms", "max ms")]
+    for key, label in (
+        ("empty", "empty Bolt app (ack only)"),
+        ("bot", "ecsbot"),
+        ("bot_slow_cloud", f"ecsbot, cloud answers in {r['cloud_latency_s']:g} s"),
+    ):
+        s = r[key]
+        rows.append((label, f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}", f"{s['max_ms']:.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    worst = max(r["bot"]["max_ms"], r["bot_slow_cloud"]["max_ms"]) / 1000
+    print(
+        f"ratio p99 bot/empty: {r['ratio_p99']:.2f} (target <= 1.2: {'yes' if r['ratio_p99'] <= 1.2 else 'NO'}); "
+        f"p50 {r['ratio_p50']:.2f}; with the slow cloud p99 {r['ratio_p99_slow_cloud']:.2f}"
+    )
+    print(f"slowest ack {worst:.3f} s vs Slack's {SLACK_LIMIT_S:g} s limit: {'ok' if worst < 1.0 else 'TOO SLOW'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=10, help="bursts per target (default 10)")
+    parser.add_argument("--concurrency", type=int, default=50, help="commands per burst (default 50)")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between bursts (default 3)")
+    parser.add_argument("--cloud-latency", type=float, default=2.0, help="simulator latency, s, for the last run")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--child", choices=("stack", "empty"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--slack-api", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "stack":
+        asyncio.run(child_stack(speed=200.0))
+        return 0
+    if args.child == "empty":
+        asyncio.run(child_empty(args.port, args.slack_api))
+        return 0
+    if args.rounds < 1 or args.concurrency < 1 or args.cloud_latency < 0:
+        parser.error("--rounds and --concurrency must be at least 1, --cloud-latency at least 0")
+    result = asyncio.run(run(args))
+    print_table(result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
