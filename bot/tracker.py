@@ -148,6 +148,7 @@ class Tracker:
             if self._reload_wanted or now - last_reload >= self.config.lease_ttl / 3:
                 self._reload_wanted = False
                 self._reload()
+                self.store.purge_expired()
                 for request in self.workflow.expire_due():
                     self._spawn(self.presenter.sync(request.id, request))
                 last_reload = now

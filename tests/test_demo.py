@@ -45,7 +45,6 @@ def _common(text: str) -> None:
         "[ Approve ]  [ Reject ]  [ Cancel ]",
         "(only @alice sees this)",
         "@bob clicks [ Approve ]",
-        "Approved by @bob",
         "status message:",
         "⏹️ Stopping the server",
         "✎ status message edited:",
@@ -58,6 +57,7 @@ def _common(text: str) -> None:
     assert re.search(r"Fingerprint [0-9a-f]{4}-[0-9a-f]{4} · approvals 0/1", text), text
     assert "#incident-42  🔄" in text and "changing the OS of web-01" in text
     assert "Notify: #incident-42" in text
+    assert text.find("Approved by @bob") > text.find("@bob clicks [ Approve ]")  # the card edit lands alongside
     assert "<@" not in text and "<#" not in text and "<!date" not in text  # mrkdwn was rendered for people
     assert not ANSI.search(text)
     assert "Audit trail of CR-" in text

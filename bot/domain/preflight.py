@@ -191,7 +191,9 @@ def _login_checks(f: PlanFacts) -> list[Check]:
             return [Check(_WARN, "Key pair not checked", f"Could not list key pairs to confirm {f.keyname}.")]
         return [Check(_OK, "Key pair login", f"Log in with key pair {f.keyname}.")]
     if not f.password_set:
-        return [Check(_BLOCK, "Password not set", "Set the admin password: with the secure link, or type it twice below.")]
+        return [
+            Check(_BLOCK, "Password not set", "Set the admin password: with the secure link, or type it twice below.")
+        ]
     if f.password_problems:
         return [Check(_BLOCK, "Password rejected", problem) for problem in f.password_problems]
     return [Check(_OK, "Admin password set", "Stored encrypted until the change is submitted.")]

@@ -86,8 +86,12 @@ class Presenter:
         fresh = seen is None or _rank(moved.state) > _rank(seen)
         channel = current.approvals_channel
         thread = current.approval_ts
-        if fresh:
-            await self.refresh_card(current)
+        # Edits share one workspace-wide budget: start them, but let the thread reply and end posts (per-channel
+        # budgets) go out meanwhile instead of queueing behind every other request's edits.
+        edits: list[asyncio.Task[bool]] = []
+        if fresh and current.approval_ts:
+            text, blocks = views.approval_card(current)
+            edits.append(asyncio.ensure_future(self._notifier.update(channel, current.approval_ts, text, blocks)))
         if current.state in EXECUTION_STATES and thread:
             text, blocks = views.status_message(current, self._now())
             if current.status_ts is None:
@@ -96,13 +100,15 @@ class Presenter:
                     current = self._store.update(current.id, status_channel=channel, status_ts=ts)
                     await self._announce_start(current)
             else:
-                await self._notifier.update(channel, current.status_ts, text, blocks)
+                edits.append(asyncio.ensure_future(self._notifier.update(channel, current.status_ts, text, blocks)))
+        if fresh:
+            if thread and (seen is not None or moved.state is not RequestState.PENDING_APPROVAL):
+                await self._notifier.post(channel, views.transition_reply(moved), thread_ts=thread)
+            if moved.state in ENDED:
+                await self._announce_end(current)
+        await asyncio.gather(*edits)
         if not fresh:
             return current
-        if thread and (seen is not None or moved.state is not RequestState.PENDING_APPROVAL):
-            await self._notifier.post(channel, views.transition_reply(moved), thread_ts=thread)
-        if moved.state in ENDED:
-            await self._announce_end(current)
         return self._store.update(current.id, notified_state=moved.state)
 
     async def _announce_start(self, request: ChangeRequest) -> None:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBMIT_RECHECK_SECONDS = 2.0  # the cloud gets this long to confirm the plan before the 3 s view_submission deadline
+# After the ack, the modal work waits this long: in a burst of commands every ack goes out first, instead of later
+# acks queueing behind earlier commands' lookups on the one event loop. The trigger stays valid for 3 s.
+AFTER_ACK_DEFER_SECONDS = 0.1
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:
@@ -119,6 +122,7 @@ class PlanCard:
                 await self.rt.presenter.sync(parsed.request_id, outcome.request)
             case ChangeCommand():
                 await ack()
+                await asyncio.sleep(AFTER_ACK_DEFER_SECONDS)
                 await self._open(body, client, parsed, user, channel)
 
     async def _groups(self, user: str) -> set[str]:
