@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.cloud import CloudAPIError, CloudClient, Image, KeyPair, Server
-from bot.domain.passwords import password_problems
 from bot.domain.policy import Policy, Rule
 from bot.domain.preflight import Check, PlanFacts, preflight
 from bot.domain.request import LoginMethod, StopType
@@ -60,7 +59,6 @@ class Selection:
     login: LoginMethod | None
     keyname: str | None
     password_set: bool
-    password: str | None  # only ever the inline fallback's value, checked and dropped
     stop_type: StopType
 
 
@@ -111,9 +109,6 @@ class Planner:
         self._cache[server_id] = (self._clock(), facts)
         return facts
 
-    def forget(self, server_id: str) -> None:
-        self._cache.pop(server_id, None)
-
     def rule_for(self, server: Server) -> Rule | None:
         return self._policy.rule_for(server.name, server.id, _tags(server))
 
@@ -129,10 +124,6 @@ class Planner:
     def checks(self, facts: CloudFacts, rule: Rule | None, choice: Selection) -> list[Check]:
         server = facts.server
         image = facts.image(choice.image_id)
-        target_os = (image.os_type if image else None) or "Linux"
-        problems: list[str] = []
-        if choice.login is LoginMethod.PASSWORD and choice.password is not None:
-            problems = password_problems(choice.password, os_type=target_os)
         return preflight(
             PlanFacts(
                 server_status=server.status,
@@ -152,8 +143,8 @@ class Planner:
                 login=choice.login,
                 keyname=choice.keyname,
                 keypair_exists=(choice.keyname in facts.keypair_names) if choice.keyname else None,
-                password_set=choice.password_set or bool(choice.password),
-                password_problems=problems,
+                password_set=choice.password_set,
+                password_problems=[],  # a typed password is checked on submit, a page-set one on the page
                 stop_first=server.status == "ACTIVE",
                 stop_type=choice.stop_type,
             )

@@ -25,8 +25,8 @@ from bot.domain.command import (
     parse_command,
 )
 from bot.domain.passwords import password_problems
-from bot.domain.preflight import CheckLevel
-from bot.domain.request import ID_PATTERN, ChangeRequest, LoginMethod, StopType
+from bot.domain.preflight import Check, CheckLevel
+from bot.domain.request import ChangeRequest, LoginMethod, StopType
 from bot.planner import CloudFacts, Selection
 from bot.slack import texts, views
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
@@ -206,13 +206,10 @@ class PlanCard:
             login=login,
             keyname=keyname if login is LoginMethod.KEYPAIR else None,
             password_set=password.is_set,
-            password=None,
             stop_type=stop_type,
         )
         checks = self.rt.planner.checks(facts, rule, selection)
         if login is LoginMethod.PASSWORD and password.mode == "unavailable":
-            from bot.domain.preflight import Check
-
             checks = [*checks, Check(CheckLevel.BLOCK, "Password login unavailable", password.why_unavailable)]
         notify = chosen.notify or meta.get("nc") or []
         return views.plan_modal(
@@ -349,7 +346,6 @@ class PlanCard:
             login=chosen.login,
             keyname=chosen.keyname,
             password_set=password_set,
-            password=None,
             stop_type=chosen.stop_type or StopType.SOFT,
         )
         checks = rt.planner.checks(facts, decision.rule, selection)
@@ -484,7 +480,3 @@ def _errors_for(blocking, chosen: ModalInput) -> dict[str, str]:
             f"⛔ {check.title}: {check.detail}" if check.detail else f"⛔ {check.title}"
         )
     return {block: " ".join(msgs)[:1900] for block, msgs in errors.items()}
-
-
-def is_request_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value))

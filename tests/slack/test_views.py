@@ -1,0 +1,159 @@
+"""Block Kit builders and the modal-state reader: pure functions, checked against Slack's own models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from bot.devtools import slack_requests as sr
+from bot.devtools.fake_slack import validate_blocks, validate_view
+from bot.domain.preflight import Check, CheckLevel
+from bot.domain.request import ChangeRequest, LoginMethod, RequestState
+from bot.slack import views
+from bot.slack.modal_state import read_input, read_metadata
+
+NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+SERVER = views.ServerInfo(
+    "7a9f4d3b-0000-4f00-8000-000000000001", "web-01", "ACTIVE", "s6.large.2", "img", "u20", "Linux", 40
+)
+IMAGES = [views.ImageChoice("67f433d8-ed0e-4321-a8a2-a71838539e09", "ubuntu-22.04", "Linux")]
+
+
+def request(**changes) -> ChangeRequest:
+    base = dict(
+        requester="U01REQ0001",
+        origin_channel="C01CHAN001",
+        server_id=SERVER.id,
+        server_name="web-01 <!channel>",
+        target_image_id=IMAGES[0].id,
+        target_image_name="ubuntu-22.04",
+        login=LoginMethod.KEYPAIR,
+        keyname="ops-key",
+        reason="patch *now* <https://evil|click>",
+        approvals_channel="C01APPROVE1",
+        expires_at=NOW + timedelta(hours=1),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    base.update(changes)
+    return ChangeRequest(**base)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        views.PasswordEntry(mode="inline", nonce="3"),
+        views.PasswordEntry(mode="link", link="https://bot.example/password#u=U1&t=x"),
+        views.PasswordEntry(mode="link", link="https://bot.example/password#u=U1&t=x", is_set=True),
+        views.PasswordEntry(mode="unavailable", why_unavailable="off"),
+    ],
+)
+def test_plan_modal_is_valid_block_kit_for_every_password_mode(entry: views.PasswordEntry) -> None:
+    plan = views.ModalPlan(
+        metadata={"d": "draft", "c": "C01CHAN001"},
+        server=SERVER,
+        images=IMAGES,
+        image_id=IMAGES[0].id,
+        keypairs=["ops-key"],
+        login=LoginMethod.PASSWORD,
+        password=entry,
+        reason="r",
+        notify=["C01INCIDNT1"],
+        checks=[Check(CheckLevel.OK, "fine", ""), Check(CheckLevel.BLOCK, "locked", "unlock it")],
+    )
+    view = views.plan_modal(plan)
+    assert validate_view(view) == []
+    text = str(view["blocks"])
+    assert "⛔ *locked*: unlock it" in text
+    if entry.mode == "inline":
+        assert any(b.get("block_id") == f"{views.PASSWORD_BLOCK_PREFIX}:3" for b in view["blocks"])
+        assert "visible while you type" in text
+    if entry.is_set:
+        assert "Password set" in text
+
+
+def test_ambiguous_server_modal_and_message_modal_are_valid() -> None:
+    plan = views.ModalPlan(metadata={"d": "x"}, server=None, candidates=[("a", "app-01 · ACTIVE"), ("b", "app-01")])
+    view = views.plan_modal(plan)
+    assert validate_view(view) == []
+    assert view["submit"]["text"] == "Continue"
+    assert validate_view(views.message_modal({}, "Server not found", "No server named x")) == []
+    assert validate_view(views.loading_modal({}, "web-01")) == []
+    assert validate_view(views.reject_modal("CR-ABCDEF")) == []
+
+
+@pytest.mark.parametrize("state", list(RequestState))
+def test_cards_and_status_are_valid_in_every_state(state: RequestState) -> None:
+    req = request(
+        state=state,
+        job_id="job-1",
+        job_progress="Job RUNNING",
+        result="done",
+        decided_by="U01APR0001",
+        approvals=["U01APR0001"],
+    )
+    text, blocks = views.approval_card(req, [Check(CheckLevel.WARN, "unknown size", "")])
+    assert text and validate_blocks(blocks, max_blocks=50, pointer="/blocks") == []
+    has_buttons = any(b["type"] == "actions" for b in blocks)
+    assert has_buttons is (state is RequestState.PENDING_APPROVAL)
+    text, blocks = views.status_message(req, NOW)
+    assert validate_blocks(blocks, max_blocks=50, pointer="/blocks") == []
+    assert views.transition_reply(req)
+
+
+def test_user_text_cannot_ping_or_fake_links() -> None:
+    _, blocks = views.approval_card(request())
+    rendered = str(blocks)
+    assert "<!channel>" not in rendered and "&lt;!channel&gt;" in rendered
+    assert "<https://evil|click>" not in rendered
+
+
+def test_password_login_card_never_shows_a_value() -> None:
+    _, blocks = views.approval_card(request(login=LoginMethod.PASSWORD, keyname=None, has_password=True))
+    assert "Admin password (set ✓)" in str(blocks)
+
+
+def test_read_input_tolerates_null_and_absent_values() -> None:
+    empty = read_input(
+        {
+            "state": {
+                "values": {
+                    views.IMAGE_BLOCK: {views.IMAGE_ACTION: {"selected_option": None}},
+                    views.REASON_BLOCK: {views.REASON_ACTION: {"value": None}},
+                }
+            }
+        }
+    )
+    assert empty.image_id is None and empty.reason is None and empty.login is None
+    assert read_input({}).notify == []
+    assert read_metadata({"private_metadata": "not json"}) == {}
+
+
+def test_read_input_reads_every_field_and_keeps_the_password_secret() -> None:
+    view = views.plan_modal(
+        views.ModalPlan(
+            metadata={},
+            server=SERVER,
+            images=IMAGES,
+            keypairs=["ops-key"],
+            login=LoginMethod.PASSWORD,
+            password=views.PasswordEntry(mode="inline", nonce="1"),
+        )
+    )
+    values = sr.state_from_view(
+        view,
+        {
+            views.IMAGE_BLOCK: sr.select_value(IMAGES[0].id),
+            f"{views.PASSWORD_BLOCK_PREFIX}:1": sr.text_value("Canary-Pw-1!"),
+            f"{views.PASSWORD_CONFIRM_PREFIX}:1": sr.text_value("Canary-Pw-1!"),
+            views.REASON_BLOCK: sr.text_value("  why  "),
+            views.STOP_BLOCK: sr.radio_value("HARD"),
+            views.NOTIFY_BLOCK: sr.multi_conversations_value(["C01INCIDNT1"]),
+        },
+    )
+    chosen = read_input({"state": {"values": values}})
+    assert chosen.image_id == IMAGES[0].id and chosen.reason == "why" and chosen.stop_type.value == "HARD"
+    assert chosen.password == SecretStr("Canary-Pw-1!") and chosen.notify == ["C01INCIDNT1"]
+    assert "Canary-Pw-1!" not in repr(chosen)
