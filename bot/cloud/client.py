@@ -154,7 +154,7 @@ class CloudClient:
         self._retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0),
             transport=transport,
             follow_redirects=False,
         )
