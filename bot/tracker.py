@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from bot.cloud import (
     ChangeOsOption,
     CloudAPIError,
@@ -53,6 +55,10 @@ DRIVEN = (
 LEASE = "tracker"
 REBUILDING = ("rebuilding", "rebuild_block_device_mapping", "rebuild_spawning")
 MAX_SUBMIT_ATTEMPTS = 5
+MISSING_USER_ID = (
+    "HUAWEICLOUD_USER_ID is not set: Huawei needs the IAM user ID (`userid`) with a key pair login when the bot signs "
+    "with AK/SK."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,13 +411,24 @@ class Tracker:
         self._retry_later(request.id, exc)
 
     def _option(self, request: ChangeRequest) -> ChangeOsOption | None:
-        if request.login is LoginMethod.KEYPAIR:
-            return ChangeOsOption(imageid=request.target_image_id, keyname=request.keyname, userid=self.user_id)
-        password = self.workflow.password_for(request.id)
-        if password is None:
-            self._fail(request, "The admin password is gone (expired or lost). Nothing was sent; submit a new request.")
+        """The change-OS body, or None (the request failed, saying why) when it cannot be built: nothing is sent."""
+        if request.login is LoginMethod.KEYPAIR and not self.user_id:
+            self._fail(request, f"{MISSING_USER_ID} Nothing was sent; set it, then submit a new request.")
             return None
-        return ChangeOsOption(imageid=request.target_image_id, adminpass=password, os_type=request.target_os_type)
+        password = None
+        if request.login is LoginMethod.PASSWORD:
+            password = self.workflow.password_for(request.id)
+            if password is None:
+                self._fail(request, "The admin password is gone (expired or lost). Nothing was sent; submit again.")
+                return None
+        try:
+            if password is None:
+                return ChangeOsOption(imageid=request.target_image_id, keyname=request.keyname, userid=self.user_id)
+            return ChangeOsOption(imageid=request.target_image_id, adminpass=password, os_type=request.target_os_type)
+        except ValidationError as exc:  # its text never carries the password (SecretStr, no input echoed)
+            reason = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+            self._fail(request, f"The change could not be built: {reason}. Nothing was sent; submit a new request.")
+            return None
 
     # reconciling → running | succeeded | failed
     async def _reconcile(self, request: ChangeRequest) -> None:

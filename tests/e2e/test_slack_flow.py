@@ -225,3 +225,14 @@ async def test_self_service_rule_skips_approval(tmp_path) -> None:
         assert final.state is RequestState.SUCCEEDED, final.result
         assert final.decided_by == REQUESTER
         assert any(c.body.get("channel") == COMMAND_CHANNEL for c in stack.slack.calls_to("chat.postEphemeral"))
+
+
+async def test_key_pair_login_needs_the_iam_user_id() -> None:
+    from bot.devtools.stack import StackOptions
+
+    async with LocalStack(StackOptions(extra_settings={"huaweicloud_user_id": None})) as stack:
+        view = await open_plan(stack, "db-01 ubuntu-22.04 --key ops-key --reason no user id")
+        assert "HUAWEICLOUD_USER_ID" in blocks_text(view)
+        reply = (await stack.submit(view)).json()
+        assert reply["response_action"] == "errors" and "HUAWEICLOUD_USER_ID" in json.dumps(reply["errors"])
+        assert not stack.rt.store.live()

@@ -31,6 +31,7 @@ from bot.planner import CloudFacts, Selection
 from bot.slack import texts, views
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
 from bot.store import ServerBusyError
+from bot.tracker import MISSING_USER_ID
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -211,6 +212,8 @@ class PlanCard:
         checks = self.rt.planner.checks(facts, rule, selection)
         if login is LoginMethod.PASSWORD and password.mode == "unavailable":
             checks = [*checks, Check(CheckLevel.BLOCK, "Password login unavailable", password.why_unavailable)]
+        if login is LoginMethod.KEYPAIR and not self.rt.settings.huaweicloud_user_id:
+            checks = [*checks, Check(CheckLevel.BLOCK, "Key pair login unavailable", MISSING_USER_ID)]
         notify = chosen.notify or meta.get("nc") or []
         return views.plan_modal(
             views.ModalPlan(
@@ -349,6 +352,8 @@ class PlanCard:
             stop_type=chosen.stop_type or StopType.SOFT,
         )
         checks = rt.planner.checks(facts, decision.rule, selection)
+        if chosen.login is LoginMethod.KEYPAIR and not rt.settings.huaweicloud_user_id:
+            checks.append(Check(CheckLevel.BLOCK, "Key pair login unavailable", MISSING_USER_ID))
         blocking = [c for c in checks if c.level is CheckLevel.BLOCK]
         if blocking:
             await ack(response_action="errors", errors=_errors_for(blocking, chosen))
