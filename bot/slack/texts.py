@@ -12,6 +12,10 @@ from bot.domain.request import ID_PATTERN, ChangeRequest
 from bot.slack import views
 from bot.store import Store
 
+INTERNAL_ERROR = (
+    "Something went wrong on the bot's side; nothing was changed in the cloud. Try again; if it happens again, "
+    "tell the bot's admin (the details are in the bot's log)."
+)
 USAGE = (
     "`/changeos <server> [image] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
     "[--notify #channel ...]`"

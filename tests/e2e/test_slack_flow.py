@@ -236,3 +236,15 @@ async def test_key_pair_login_needs_the_iam_user_id() -> None:
         reply = (await stack.submit(view)).json()
         assert reply["response_action"] == "errors" and "HUAWEICLOUD_USER_ID" in json.dumps(reply["errors"])
         assert not stack.rt.store.live()
+
+
+async def test_a_broken_submission_gets_a_message_not_a_stack_trace(stack: LocalStack) -> None:
+    view = await open_plan(stack, "db-01 ubuntu-22.04 --key ops-key --reason broken")
+    metadata = json.loads(view["private_metadata"])
+    del metadata["d"]  # a payload the bot never produced
+    reply = await stack.submit(dict(view, private_metadata=json.dumps(metadata)))
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["response_action"] == "errors"
+    assert "nothing was changed" in json.dumps(body["errors"])
+    assert "Traceback" not in reply.text and not stack.rt.store.live()

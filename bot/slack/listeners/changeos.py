@@ -51,7 +51,14 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     @app.command("/changeos")
     async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await card.command(ack, body, client)
+        try:
+            await card.command(ack, body, client)
+        except Exception:
+            log.exception("/changeos failed")
+            if ack.response is None:
+                await ack(text=texts.INTERNAL_ERROR, response_type="ephemeral")
+            else:
+                await rt.notifier.ephemeral(body.get("channel_id", ""), body.get("user_id", ""), texts.INTERNAL_ERROR)
 
     @app.action(views.IMAGE_ACTION)
     @app.action(views.LOGIN_ACTION)
@@ -67,7 +74,12 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     @app.view(views.MODAL_CALLBACK)
     async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await card.submit(ack, body, client)
+        try:
+            await card.submit(ack, body, client)
+        except Exception:
+            log.exception("plan submission failed")  # the scrubber keeps state.values out of the log
+            if ack.response is None:
+                await ack(response_action="errors", errors={views.REASON_BLOCK: texts.INTERNAL_ERROR[:300]})
 
 
 @dataclass
