@@ -36,7 +36,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pydantic import AliasChoices, SecretStr  # noqa: E402
 
 from bot.config import Settings  # noqa: E402
 
@@ -79,18 +78,6 @@ def _usage() -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------------- the parent
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        alias = field.validation_alias
-        key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
-        env[str(key)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    return env
 
 
 def server_id(i: int) -> str:
@@ -228,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "lease_ttl": 30.0,
             **({"concurrency": args.concurrency} if args.concurrency else {}),
         }
-        child = await start_child(settings_env(settings), config, workdir / "bot.log")
+        child = await start_child(settings.to_env(), config, workdir / "bot.log")
         started = time.time()
         say(f"bot started: {n} jobs, poll interval {interval}s, ECS budget {ecs_rate:.0f}/s")
         ended_all = await wait_for_ends(store, n, args.timeout, started)

@@ -34,3 +34,15 @@ class Settings(BaseSettings):
     job_deadline: float = Field(default=1800.0, gt=0, validation_alias=AliasChoices("ECSBOT_JOB_DEADLINE"))
     ecs_rate: float = Field(default=20.0, gt=0, validation_alias=AliasChoices("ECSBOT_ECS_RATE"))
     log_level: str = Field(default="INFO", validation_alias="ECSBOT_LOG_LEVEL")
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make another `ecsbot` process read exactly these settings."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            alias = field.validation_alias
+            key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+            env[str(key)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return env

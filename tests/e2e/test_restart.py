@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from pydantic import AliasChoices, SecretStr
 
 from bot.config import Settings
 from bot.devtools import slack_requests as sr
@@ -53,20 +52,6 @@ SPEED = 60.0
 TIMING = Timing(stop_soft=(120.0, 150.0), job_init=(3.0, 6.0), change_running=(240.0, 300.0))
 CHANGE_ROUTES = ("change_os_v1", "change_os_v2")
 ENDED = (RequestState.SUCCEEDED, RequestState.FAILED)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that make `ecsbot run` read exactly these settings."""
-    env: dict[str, str] = {}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        alias = field.validation_alias
-        key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
-        assert isinstance(key, str), name
-        env[key] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    return env
 
 
 def free_port() -> int:
@@ -279,7 +264,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await stack.sim.start()
     await stack.slack.start()
     stack.slack.set_usergroup(OPS_GROUP, [GROUP_APPROVER])
-    env = settings_env(stack.settings())
+    env = stack.settings().to_env()
     env["ECSBOT_LOG_LEVEL"] = "INFO"
     bot = BotProcess(env, tmp_path)
     store: Store | None = None
@@ -305,7 +290,7 @@ async def test_settings_env_round_trips(tmp_path: Path, monkeypatch: pytest.Monk
     stack.sim.base_url = "http://127.0.0.1:9"
     async with stack.slack:
         settings = stack.settings()
-    for key, value in settings_env(settings).items():
+    for key, value in settings.to_env().items():
         monkeypatch.setenv(key, value)
     again = Settings(_env_file=None)
     assert again.model_dump() == settings.model_dump()
