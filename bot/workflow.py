@@ -175,22 +175,15 @@ class Workflow:
             self.store.record(request_id, actor=user, action="reject_refused", detail=decision.reason)
             hint = " To withdraw your own request, use Cancel." if user == request.requester else ""
             return Outcome(request, decision.reason + hint)
-        rejected = self.store.transition(
+        return self._close(
             request_id,
             to=RequestState.REJECTED,
-            expected=RequestState.PENDING_APPROVAL,
+            expected=(RequestState.PENDING_APPROVAL,),
             actor=user,
             detail=note or "",
-            decided_by=user,
+            too_late="it can no longer be rejected",
             decision_note=note or None,
-            finished_at=self._now(),
         )
-        if rejected is None:
-            current = self.store.get(request_id)
-            state = current.state.value.replace("_", " ") if current else "gone"
-            return Outcome(current, f"{request_id} is {state}; it can no longer be rejected.")
-        self.forget_password(request_id)
-        return Outcome(rejected, None, changed=True)
 
     def cancel(self, request_id: str, user: str) -> Outcome:
         request = self.store.get(request_id)
@@ -199,21 +192,43 @@ class Workflow:
         if user != request.requester:
             self.store.record(request_id, actor=user, action="cancel_refused", detail="not the requester")
             return Outcome(request, f"Only <@{request.requester}>, who asked for {request_id}, can cancel it.")
-        cancelled = self.store.transition(
+        return self._close(
             request_id,
             to=RequestState.CANCELLED,
             expected=CANCELLABLE,
             actor=user,
             detail="cancelled by the requester",
-            decided_by=user,
-            finished_at=self._now(),
+            too_late="it is too late to cancel it",
         )
-        if cancelled is None:
+
+    def _close(
+        self,
+        request_id: str,
+        *,
+        to: RequestState,
+        expected: Iterable[RequestState],
+        actor: str,
+        detail: str,
+        too_late: str,
+        **fields: object,
+    ) -> Outcome:
+        """A person ends a request before it reached the cloud: one guarded move, and its password goes."""
+        closed = self.store.transition(
+            request_id,
+            to=to,
+            expected=expected,
+            actor=actor,
+            detail=detail,
+            decided_by=actor,
+            finished_at=self._now(),
+            **fields,
+        )
+        if closed is None:
             current = self.store.get(request_id)
             state = current.state.value.replace("_", " ") if current else "gone"
-            return Outcome(current, f"{request_id} is {state}: it is too late to cancel it.")
+            return Outcome(current, f"{request_id} is {state}: {too_late}.")
         self.forget_password(request_id)
-        return Outcome(cancelled, None, changed=True)
+        return Outcome(closed, None, changed=True)
 
     def expire_due(self) -> list[ChangeRequest]:
         expired: list[ChangeRequest] = []
