@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.cloud import CloudAPIError, CloudClient, Image, KeyPair, Server
-from bot.domain.policy import Policy, Rule
+from bot.domain.policy import Decision, Policy, Rule
 from bot.domain.preflight import Check, PlanFacts, preflight
 from bot.domain.request import LoginMethod, StopType
 
@@ -109,8 +109,9 @@ class Planner:
         self._cache[server_id] = (self._clock(), facts)
         return facts
 
-    def rule_for(self, server: Server) -> Rule | None:
-        return self._policy.rule_for(server.name, server.id, _tags(server))
+    def may_request(self, user_id: str, groups: set[str], server: Server) -> Decision:
+        """The policy's answer for this person and this server (by name, id and tags)."""
+        return self._policy.may_request(user_id, groups, server.name, server.id, _tags(server))
 
     def allowed_images(self, facts: CloudFacts, rule: Rule | None) -> list[Image]:
         """Active images the policy allows for this server, Linux first, by name."""

@@ -69,13 +69,12 @@ class Runtime:
         notifier = Notifier(slack)
         presenter = Presenter(notifier, store)
         box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
-        tracker_holder: list[Tracker] = []
-        workflow = Workflow(store, policy, box, wake=lambda: tracker_holder[0].wake() if tracker_holder else None)
+        workflow = Workflow(store, policy, box)
         config = tracker_config or TrackerConfig(
             poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
         )
         tracker = Tracker(store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id)
-        tracker_holder.append(tracker)
+        workflow.wake = tracker.wake
         pages = None
         if settings.public_url:
             from bot.web.password_page import PasswordPages

@@ -316,17 +316,16 @@ class Tracker:
             except OutcomeUnknownError:
                 self._schedule(request.id, self.config.first_poll, job_progress="Stop sent; checking the server")
                 return
-            except CloudAPIError as exc:
-                if exc.status >= 500 or isinstance(exc, ThrottledError) or exc.code == "Ecs.0603":
+            except CloudError as exc:
+                if _not_now(exc):
                     self.store.update(request.id, stop_sent_at=None)
+                    raise
+                if not isinstance(exc, CloudAPIError):
                     raise
                 self._fail(
                     request, f"The cloud refused to stop the server: {exc.hint}", code=exc.code, reason=exc.message
                 )
                 return
-            except CloudUnreachableError:
-                self.store.update(request.id, stop_sent_at=None)
-                raise
             self._schedule(request.id, self.config.first_poll, stop_job_id=job_id, job_progress="Stop job started")
             return
         if request.stop_job_id is not None:
@@ -374,13 +373,12 @@ class Tracker:
         except OutcomeUnknownError:
             self._move(request, RequestState.RECONCILING, "no answer to the change-OS request", next_poll_at=0.0)
             return
-        except (ThrottledError, CloudUnreachableError) as exc:
-            self._resubmit_later(request, exc)
-            return
-        except CloudAPIError as exc:
-            if exc.status >= 500 or exc.code == "Ecs.0603":
+        except CloudError as exc:
+            if _not_now(exc):
                 self._resubmit_later(request, exc)
                 return
+            if not isinstance(exc, CloudAPIError):
+                raise
             self._fail(request, f"The cloud refused the change: {exc.hint}", code=exc.code, reason=exc.message)
             return
         now = datetime.now(UTC)
@@ -541,6 +539,16 @@ def holder_is_gone(owner: str) -> bool:
     except OSError:
         return False
     return False
+
+
+def _not_now(exc: CloudError) -> bool:
+    """A definite 'not now' (unreachable before sending, throttled, busy, 5xx): nothing happened, asking again is safe.
+
+    OutcomeUnknownError is caught before this is asked; any other CloudError is the cloud's answer (a refusal).
+    """
+    if isinstance(exc, CloudUnreachableError | ThrottledError):
+        return True
+    return isinstance(exc, CloudAPIError) and (exc.status >= 500 or exc.code == "Ecs.0603")
 
 
 def _progress(job: Job) -> str:

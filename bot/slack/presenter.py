@@ -88,10 +88,9 @@ class Presenter:
         thread = current.approval_ts
         # Edits share one workspace-wide budget: start them, but let the thread reply and end posts (per-channel
         # budgets) go out meanwhile instead of queueing behind every other request's edits.
-        edits: list[asyncio.Task[bool]] = []
-        if fresh and current.approval_ts:
-            text, blocks = views.approval_card(current)
-            edits.append(asyncio.ensure_future(self._notifier.update(channel, current.approval_ts, text, blocks)))
+        edits: list[asyncio.Future[object]] = []
+        if fresh:
+            edits.append(asyncio.ensure_future(self.refresh_card(current)))
         if current.state in EXECUTION_STATES and thread:
             text, blocks = views.status_message(current, self._now())
             if current.status_ts is None:

@@ -68,13 +68,10 @@ def status_text(store: Store, target: str | None) -> str:
         lines.append(views.escape(request.result))
     lines.append("*Audit trail*")
     for event in store.audit(request.id)[-25:]:
+        who = f"<@{event.actor}>" if event.actor.startswith(("U", "W")) else event.actor
         move = f" {event.from_state or '·'} → {event.to_state}" if event.to_state else ""
         detail = f": {views.escape(event.detail)}" if event.detail else ""
-        lines.append(
-            f"• {views.slack_date(event.at, '{time}')} <@{event.actor}> {event.action}{move}{detail}"
-            if event.actor.startswith(("U", "W"))
-            else f"• {views.slack_date(event.at, '{time}')} {event.actor} {event.action}{move}{detail}"
-        )
+        lines.append(f"• {views.slack_date(event.at, '{time}')} {who} {event.action}{move}{detail}")
     return "\n".join(lines)
 
 

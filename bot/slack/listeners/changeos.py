@@ -14,7 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cloud import CloudError
+from bot.cloud import CloudError, Server
 from bot.domain.command import (
     CancelCommand,
     ChangeCommand,
@@ -170,7 +170,7 @@ class PlanCard:
         planner = self.rt.planner
         if not cmd.server:
             servers = await self.rt.cloud.list_servers(limit=100)
-            meta["k"] = [[s.id, _label(s.name, s.status, s.id)] for s in servers[:100]]
+            meta["k"] = _candidates(servers)
             return self._plan_without_server(meta)
         lookup = await planner.lookup(cmd.server)
         if not lookup.matches:
@@ -178,7 +178,7 @@ class PlanCard:
             await self.rt.notifier.ephemeral(channel, user, text)
             return views.message_modal(meta, "Server not found", text)
         if len(lookup.matches) > 1:
-            meta["k"] = [[s.id, _label(s.name, s.status, s.id)] for s in lookup.matches[:100]]
+            meta["k"] = _candidates(lookup.matches)
             return self._plan_without_server(meta)
         meta["s"] = lookup.matches[0].id
         return await self._plan(meta, user, ModalInput(), cmd)
@@ -194,7 +194,7 @@ class PlanCard:
         """The plan card for the server in `meta`, with what was chosen so far (or what the command said)."""
         facts = await self.rt.planner.facts(meta["s"], fresh=fresh)
         server = facts.server
-        decision = self.rt.policy.may_request(user, await self._groups(user), server.name, server.id, _tags(server))
+        decision = self.rt.planner.may_request(user, await self._groups(user), server)
         if not decision.allowed:
             return views.message_modal(meta, "Not allowed", f"⛔ {decision.reason}")
         rule = decision.rule
@@ -329,7 +329,7 @@ class PlanCard:
                 await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.short_cloud_trouble(exc)})
                 return
         server = facts.server
-        decision = rt.policy.may_request(user, await self._groups(user), server.name, server.id, _tags(server))
+        decision = rt.planner.may_request(user, await self._groups(user), server)
         if not decision.allowed:
             await ack(response_action="errors", errors={views.IMAGE_BLOCK: decision.reason[:300]})
             return
@@ -429,12 +429,9 @@ class PlanCard:
         await rt.presenter.sync(stored.id, stored)
 
 
-def _label(name: str, status: str, server_id: str) -> str:
-    return f"{name} · {status} · {server_id[:8]}"
-
-
-def _tags(server) -> list[str]:
-    return [str(t) for t in (getattr(server, "tags", None) or [])]
+def _candidates(servers: list[Server]) -> list[list[str]]:
+    """[id, label] pairs for the server chooser (kept short: they travel in private_metadata)."""
+    return [[s.id, f"{s.name} · {s.status} · {s.id[:8]}"] for s in servers[:100]]
 
 
 def _server_info(facts: CloudFacts) -> views.ServerInfo:
