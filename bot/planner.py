@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bot.cloud import CloudAPIError, CloudClient, Image, KeyPair, Server
 from bot.domain.policy import Decision, Policy, Rule
-from bot.domain.preflight import Check, PlanFacts, preflight
+from bot.domain.preflight import Check, CheckLevel, PlanFacts, preflight
 from bot.domain.request import LoginMethod, StopType
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -72,7 +72,8 @@ class Planner:
         self._clock = clock
         self._cache: dict[str, tuple[float, CloudFacts]] = {}
 
-    async def lookup(self, query: str) -> ServerLookup:
+    async def lookup(self, query: str, may_change: Callable[[Server], bool]) -> ServerLookup:
+        """Exact matches (by name or ID), else close names; suggestions only name servers `may_change` allows."""
         query = query.strip()
         if UUID_RE.match(query):
             try:
@@ -85,7 +86,7 @@ class Planner:
         if matches:
             return ServerLookup(matches, [])
         everything = await self._cloud.list_servers(limit=1000)
-        names = sorted({s.name for s in everything})
+        names = sorted({s.name for s in everything if may_change(s)})
         lowered = {n.lower(): n for n in names}
         close = difflib.get_close_matches(query.lower(), list(lowered), n=5, cutoff=0.5)
         contains = [n for n in names if query.lower() in n.lower() and n.lower() not in close]
@@ -109,6 +110,10 @@ class Planner:
         self._cache[server_id] = (self._clock(), facts)
         return facts
 
+    async def servers_for(self, may_change: Callable[[Server], bool]) -> list[Server]:
+        """The servers a person may change, for the chooser when no server was named."""
+        return [s for s in await self._cloud.list_servers(limit=1000) if may_change(s)]
+
     def may_request(self, user_id: str, groups: set[str], server: Server) -> Decision:
         """The policy's answer for this person and this server (by name, id and tags)."""
         return self._policy.may_request(user_id, groups, server.name, server.id, _tags(server))
@@ -122,10 +127,13 @@ class Planner:
         ]
         return sorted(usable, key=lambda i: (i.os_type != "Linux", i.name.lower()))
 
-    def checks(self, facts: CloudFacts, rule: Rule | None, choice: Selection) -> list[Check]:
+    def checks(
+        self, facts: CloudFacts, rule: Rule | None, choice: Selection, *, image_query: str | None = None
+    ) -> list[Check]:
+        """Pre-flight checks; `image_query` is the image as typed, named in the check when it selects no image."""
         server = facts.server
         image = facts.image(choice.image_id)
-        return preflight(
+        checks = preflight(
             PlanFacts(
                 server_status=server.status,
                 task_state=server.task_state,
@@ -150,6 +158,36 @@ class Planner:
                 stop_type=choice.stop_type,
             )
         )
+        if image is None:
+            missing = _no_image_check(image_query, self.allowed_images(facts, rule))
+            checks = [missing if c.title == "Image not found" else c for c in checks]
+        return checks
+
+
+def _no_image_check(query: str | None, allowed: list[Image]) -> Check:
+    """Why no image is selected: none given, several match, or none matches; matches are named."""
+    if not query:
+        return Check(CheckLevel.BLOCK, "No image chosen", "The command named none: pick the target image in the list.")
+    lowered = query.lower()
+    matches = [i.name for i in allowed if lowered in i.name.lower()]
+    shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+    if len(matches) > 1:
+        return Check(
+            CheckLevel.BLOCK,
+            "Several images match",
+            f"{query} matches {len(matches)} images: {shown}. Pick one in the list, or give its exact name.",
+        )
+    if matches:
+        return Check(
+            CheckLevel.BLOCK,
+            "Image name not exact",
+            f"No image is named exactly {query}; {shown} is the one that matches. Pick it in the list.",
+        )
+    return Check(
+        CheckLevel.BLOCK,
+        "Image not found",
+        f"No image you may use is named {query}. Pick an image from the list, or check its name or ID.",
+    )
 
 
 def _tags(server: Server) -> Sequence[str]:

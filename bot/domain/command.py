@@ -14,10 +14,18 @@ from dataclasses import dataclass, field
 from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
 
 USAGE = (
-    "/changeos <server> [image] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
-    "[--notify #channel …]  ·  /changeos status [CR-… | server]  ·  /changeos list  ·  /changeos cancel CR-…  ·  "
+    "/changeos SERVER [IMAGE] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
+    "[--notify #channel …]  ·  /changeos status [CR-… | SERVER]  ·  /changeos list  ·  /changeos cancel CR-…  ·  "
     "/changeos help"
 )
+
+# What Slack and the cloud accept; a longer value is refused with a message, never cut (we never change what was
+# typed). Slack sends at most 4,000 characters of command text; ECS names and key pair names have at most 64, IMS
+# image names 128; the plan modal's reason and ticket inputs allow 500 and 100.
+MAX_TEXT = 4000
+MAX_LENGTHS = {"server": 64, "image": 128, "key": 64, "reason": 500, "ticket": 100}
+MAX_NOTIFY = 20
+MAX_MESSAGE = 480  # every usage message stays short, whatever was typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +199,7 @@ _EXAMPLES = {
     "server": "a server name or ID, e.g. --server web-01",
 }
 _CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{8,}$")
-_CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")  # Slack: at most 80 characters
 
 
 def _flag(token: _Token) -> tuple[str, str | None] | None:
@@ -239,6 +247,29 @@ def _channel_refs(token: _Token) -> tuple[list[str], list[str]] | None:
     return ids, names
 
 
+_WHAT = {
+    "server": "A server name",
+    "image": "An image name",
+    "key": "A key pair name",
+    "reason": "The reason",
+    "ticket": "The ticket",
+}
+_WHY = {
+    "server": "ECS names have at most 64; give the exact name or the server ID",
+    "image": "image names have at most 128; give the exact name or the image ID",
+    "key": "key pair names have at most 64",
+    "reason": "the form takes at most 500; say it shorter, or link a ticket with --ticket",
+    "ticket": "give the ticket ID, not its text",
+}
+
+
+def _check_length(name: str, value: str | None) -> None:
+    limit = MAX_LENGTHS.get(name)
+    if limit is None or value is None or len(value.strip()) <= limit:
+        return
+    raise _Usage(f"{_WHAT[name]} of {len(value.strip())} characters is too long: {_WHY[name]}.")
+
+
 class _ChangeBuilder:
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
@@ -262,14 +293,19 @@ class _ChangeBuilder:
         free = [slot for slot, given in (("server", server), ("image", image)) if given is None]
         words = [w for w in self.positionals if w.strip()]
         if len(words) > len(free):
-            shown = ", ".join(_show(w, 24) for w in words)
+            shown = ", ".join(_show(w, 24) for w in words[:3])
+            more = f" and {len(words) - 3} more" if len(words) > 3 else ""
             raise _Usage(
-                f"Too many words: /changeos takes one server and one image, but got {shown}. "
+                f"Too many words: /changeos takes one server and one image, but got {len(words)}: {shown}{more}. "
                 'Quote names with spaces ("Ubuntu 22.04 64bit") and put the reason after --reason.'
             )
         slots = dict(zip(free, words, strict=False))
         server = server or slots.get("server")
         image = image or slots.get("image")
+        for name, value in (("server", server), ("image", image), *self.values.items()):
+            _check_length(name, value)
+        if len(self.notify) + len(self.notify_names) > MAX_NOTIFY:
+            raise _Usage(f"--notify takes at most {MAX_NOTIFY} channels; name fewer.")
         stop: StopType | None = None
         if "stop" in self.values:
             raw = self.values["stop"].strip().upper()
@@ -394,6 +430,10 @@ def _parse(text: str) -> Command:
         if not args:
             return StatusCommand(None)
         target = args[0].text.strip()
+        if len(target) > MAX_LENGTHS["server"]:
+            raise _Usage(
+                f"/changeos status takes a request ID or a server name (at most {MAX_LENGTHS['server']} characters)."
+            )
         return StatusCommand(_request_id(target) or target or None)
     if verb == "cancel":
         if not args:
@@ -410,8 +450,15 @@ def _parse(text: str) -> Command:
 
 
 def parse_command(text: str) -> Command:
-    """Parse the text after `/changeos`. Total: every input gives a command or a `UsageError`."""
+    """Parse the text after `/changeos`. Total: every input gives a command or a `UsageError` of bounded length."""
+    text = text or ""
+    if len(text) > MAX_TEXT:
+        return UsageError(
+            f"The command is {len(text)} characters long; Slack sends at most {MAX_TEXT}. Keep the reason short "
+            "(at most 500 characters), or leave it out and write it in the form."
+        )
     try:
-        return _parse(text or "")
+        return _parse(text)
     except _Usage as exc:
-        return UsageError(str(exc))
+        message = str(exc)
+        return UsageError(message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…")

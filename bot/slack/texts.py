@@ -16,9 +16,14 @@ INTERNAL_ERROR = (
     "Something went wrong on the bot's side; nothing was changed in the cloud. Try again; if it happens again, "
     "tell the bot's admin (the details are in the bot's log)."
 )
+# Placeholders in capitals: Slack reads anything in <…> as a link or a mention, even inside backticks.
 USAGE = (
-    "`/changeos <server> [image] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
+    "`/changeos SERVER [IMAGE] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
     "[--notify #channel ...]`"
+)
+NOT_IN_POLICY = (
+    "⛔ You are not named in the bot's policy as someone who may request OS changes, so I looked nothing up. "
+    "Ask the bot's admin to add you (or one of your user groups) to config/policy.toml."
 )
 
 
@@ -30,12 +35,12 @@ def help_text(policy: Policy, user: str, groups: Iterable[str]) -> str:
     if may_request:
         lines += [
             f"• {USAGE}: opens the plan card; anything you leave out is asked for there.",
-            "• `/changeos cancel <request-id>`: cancel your request before it is submitted to the cloud.",
+            "• `/changeos cancel REQUEST-ID`: cancel your request before it is submitted to the cloud.",
         ]
     if may_approve:
         lines.append("• You may approve requests: use the *Approve* / *Reject* buttons on the approval card.")
     lines += [
-        "• `/changeos status [request-id | server]`: the live state and the audit trail.",
+        "• `/changeos status [REQUEST-ID | SERVER]`: the live state and the audit trail.",
         "• `/changeos list`: every live request.",
     ]
     if not may_request and not may_approve:
@@ -75,21 +80,32 @@ def status_text(store: Store, target: str | None) -> str:
     return "\n".join(lines)
 
 
-def server_not_found(query: str, suggestions: list[str]) -> str:
+def server_not_found(query: str, suggestions: list[str], typed: str = "") -> str:
+    """Suggestions name only servers the person may change; the typed command is shown back to copy and fix."""
     text = f"No server named `{views.escape(query)}` in this project."
     if suggestions:
         text += " Did you mean " + ", ".join(f"`{views.escape(s)}`" for s in suggestions) + "?"
-    return text + " Run `/changeos <server>` again with the exact name or the server ID."
+    text += " Run `/changeos SERVER` again with the exact name or the server ID."
+    if typed.strip():
+        text += f"\nYou typed:\n```/changeos {views.escape(typed.strip())}```"
+    return text
+
+
+def no_server_for_you() -> str:
+    return (
+        "No server in this project is covered by a policy rule that names you as a requester. "
+        "Ask the bot's admin to add a rule for the servers you look after to config/policy.toml."
+    )
 
 
 def cloud_trouble(exc: CloudError) -> str:
     if isinstance(exc, CloudUnreachableError):
         head = "I could not reach Huawei Cloud."
     elif isinstance(exc, CloudAPIError):
-        head = f"Huawei Cloud refused the lookup ({exc.code or exc.status})."
+        head = f"Huawei Cloud refused the lookup ({views.escape(str(exc.code or exc.status))})."
     else:
         head = "Huawei Cloud did not answer as expected."
-    return f"⚠️ {head} {exc.hint} Nothing was changed; run the command again in a minute."
+    return f"⚠️ {head} {views.escape(exc.hint)} Nothing was changed; run the command again in a minute."
 
 
 def short_cloud_trouble(exc: BaseException) -> str:
@@ -105,6 +121,7 @@ def validation_message(exc: ValidationError) -> str:
 
 
 def server_busy(server_name: str, live: ChangeRequest | None) -> str:
+    """For a view_submission error, which Slack shows as plain text: nothing to escape here."""
     if live is None:
         return f"{server_name} already has a live change request. `/changeos list` shows it."
     return (

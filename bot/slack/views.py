@@ -131,7 +131,8 @@ class PasswordEntry:
 class ModalPlan:
     metadata: dict
     server: ServerInfo | None
-    candidates: Sequence[tuple[str, str]] = ()  # (server id, label) when the name is ambiguous
+    candidates: Sequence[tuple[str, str]] = ()  # (server id, label) when no server or several were named
+    chooser_label: str = "Choose the server"
     images: Sequence[ImageChoice] = ()
     image_id: str | None = None
     keypairs: Sequence[str] = ()
@@ -142,6 +143,7 @@ class ModalPlan:
     reason: str | None = None
     ticket: str | None = None
     notify: Sequence[str] = ()
+    notify_unknown: Sequence[str] = ()  # "#name" typed as plain text: Slack did not recognise it as a channel
     checks: Sequence[Check] = ()
 
 
@@ -182,7 +184,7 @@ def plan_modal(plan: ModalPlan) -> dict:
                 "type": "input",
                 "block_id": SERVER_BLOCK,
                 "dispatch_action": True,
-                "label": _text("Several servers have that name: choose one"),
+                "label": _text(plan.chooser_label, 2000),
                 "element": {
                     "type": "static_select",
                     "action_id": SERVER_ACTION,
@@ -257,6 +259,8 @@ def plan_modal(plan: ModalPlan) -> dict:
             },
         }
     )
+    if plan.notify_unknown:
+        blocks.append({"type": "context", "elements": [_md(notify_unknown_text(plan.notify_unknown))]})
     blocks.append(
         {
             "type": "input",
@@ -274,6 +278,14 @@ def plan_modal(plan: ModalPlan) -> dict:
     blocks.append(checklist_block(plan.checks))
     # Slack requires a submit button on any modal with inputs; a blocked plan is refused inline on submit.
     return _modal("Change OS", blocks, plan.metadata, submit="Request approval" if server else "Continue")
+
+
+def notify_unknown_text(names: Sequence[str]) -> str:
+    shown = ", ".join(f"#{escape(n)}" for n in names)
+    return (
+        f"⚠️ Not told: {shown}. Slack sent it as plain text, not as a channel it knows (a typo, or a channel you "
+        "cannot see). Choose the channel below; in a command, pick it from Slack's autocomplete."
+    )
 
 
 def _label_for(candidates: Sequence[tuple[str, str]], server_id: str) -> str:
@@ -294,7 +306,8 @@ def _image_input(plan: ModalPlan) -> dict:
         if chosen is not None:
             element["initial_option"] = _option(chosen.label, chosen.id)
     else:
-        element["options"] = [_option("No image is allowed for this server", "none")]
+        label = "No image is allowed for this server" if plan.server else "Choose the server first"
+        element["options"] = [_option(label, "none")]
     return {
         "type": "input",
         "block_id": IMAGE_BLOCK,
@@ -437,7 +450,10 @@ def request_fields(req: ChangeRequest) -> list[dict]:
 
 def approval_card(req: ChangeRequest, checks: Sequence[Check] = ()) -> tuple[str, list[dict]]:
     """The card approvers act on: every parameter, a fingerprint of them, and the buttons while it is pending."""
-    text = f"Change OS request {req.id}: {req.server_name} → {req.target_image_name} (requested by <@{req.requester}>)"
+    text = (
+        f"Change OS request {req.id}: {escape(req.server_name)} → {escape(req.target_image_name)} "
+        f"(requested by <@{req.requester}>)"
+    )
     blocks: list[dict] = [
         {"type": "header", "text": _text(f"Change OS request {req.id}", 150)},
         {"type": "section", "fields": request_fields(req)},
@@ -506,7 +522,7 @@ def decision_line(req: ChangeRequest) -> str:
 def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
     """The one message edited in place while the change runs."""
     label = STATE_LABEL[req.state]
-    text = f"{req.id} {req.server_name}: {label}"
+    text = f"{req.id} {escape(req.server_name)}: {label}"
     lines = [f"*{label}*"]
     if req.job_progress and req.is_live:
         lines.append(escape(req.job_progress))
@@ -588,5 +604,5 @@ def request_line(req: ChangeRequest) -> str:
 
 def list_text(requests: Sequence[ChangeRequest]) -> str:
     if not requests:
-        return "No live change requests. Start one with `/changeos <server> [image]`."
+        return "No live change requests. Start one with `/changeos SERVER [IMAGE]`."
     return "*Live change requests*\n" + "\n".join(request_line(r) for r in requests[:40])

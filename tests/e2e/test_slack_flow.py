@@ -58,12 +58,11 @@ async def test_plan_card_shows_server_image_and_checks(stack: LocalStack) -> Non
 
 async def test_unknown_server_names_the_closest_matches(stack: LocalStack) -> None:
     await stack.command("web-1 ubuntu-22.04")
-    ephemeral = await stack.slack.wait_for("chat.postEphemeral")
-    assert "No server named `web-1`" in ephemeral.body["text"]
-    assert "web-01" in ephemeral.body["text"]
     view = await stack.plan_view()
     assert "Server not found" in json.dumps(view["title"])
+    assert "No server named `web-1`" in blocks_text(view) and "web-01" in blocks_text(view)
     assert not view.get("submit")
+    assert not stack.slack.calls_to("chat.postEphemeral"), "said once, in the modal already open on the trigger"
 
 
 async def test_ambiguous_name_lets_the_person_choose(stack: LocalStack) -> None:
@@ -109,9 +108,9 @@ async def test_help_shows_only_what_the_caller_may_do(stack: LocalStack) -> None
     requester = (await stack.command("help", user=REQUESTER)).text
     outsider = (await stack.command("help", user=OUTSIDER)).text
     approver = (await stack.command("help", user=APPROVER)).text
-    assert "/changeos <server>" in requester and "cancel" in requester
-    assert "/changeos <server>" not in outsider and "not named in the bot's policy" in outsider
-    assert "approve" in approver.lower() and "/changeos <server>" not in approver
+    assert "/changeos SERVER" in requester and "cancel" in requester
+    assert "/changeos SERVER" not in outsider and "not named in the bot's policy" in outsider
+    assert "approve" in approver.lower() and "/changeos SERVER" not in approver
 
 
 async def test_second_request_for_same_server_points_to_the_live_one(stack: LocalStack) -> None:

@@ -118,7 +118,7 @@ class PlanCard:
         parsed = parse_command(body.get("text") or "")
         match parsed:
             case UsageError():
-                await ack(text=f"{parsed.message}\n{parsed.usage}", response_type="ephemeral")
+                await ack(text=views.escape(f"{parsed.message}\n{parsed.usage}"), response_type="ephemeral")
             case HelpCommand():
                 groups = await self._groups(user)
                 await ack(text=texts.help_text(self.rt.policy, user, groups), response_type="ephemeral")
@@ -147,9 +147,17 @@ class PlanCard:
     async def _open(
         self, body: dict[str, Any], client: AsyncWebClient, cmd: ChangeCommand, user: str, channel: str
     ) -> None:
+        # Deny before looking anything up: someone the policy does not name learns nothing about the account.
+        groups = await self._groups(user)
+        if not self.rt.policy.can_request_anything(user, groups):
+            await self.rt.notifier.ephemeral(channel, user, texts.NOT_IN_POLICY)
+            return
         meta: dict[str, Any] = {"d": secrets.token_urlsafe(12), "c": channel, "u": user, "n": 0}
         if cmd.notify:
             meta["nc"] = cmd.notify[:20]
+        typed = _typed_meta(cmd)
+        if typed:
+            meta["t"] = typed
         try:
             opened = await client.views_open(trigger_id=body["trigger_id"], view=views.loading_modal(meta, cmd.server))
         except SlackApiError as exc:
@@ -160,59 +168,81 @@ class PlanCard:
             return
         view = opened["view"]
         try:
-            new_view = await self._first_plan(meta, user, channel, cmd)
+            new_view = await self._first_plan(meta, user, groups, cmd, body.get("text") or "")
         except CloudError as exc:
             new_view = views.message_modal(meta, "Cloud unavailable", texts.cloud_trouble(exc))
         self._remember(view["id"], meta, user)
         await self._update(client, view["id"], view.get("hash"), new_view)
 
-    async def _first_plan(self, meta: dict[str, Any], user: str, channel: str, cmd: ChangeCommand) -> dict:
+    async def _first_plan(
+        self, meta: dict[str, Any], user: str, groups: set[str], cmd: ChangeCommand, typed_text: str
+    ) -> dict:
+        """The first view on the already-open modal; every answer, "not found" included, is shown there."""
         planner = self.rt.planner
+
+        def may_change(server: Server) -> bool:
+            return planner.may_request(user, groups, server).allowed
+
         if not cmd.server:
-            servers = await self.rt.cloud.list_servers(limit=100)
+            servers = await planner.servers_for(may_change)
+            if not servers:
+                return views.message_modal(meta, "No server for you", texts.no_server_for_you())
             meta["k"] = _candidates(servers)
-            return self._plan_without_server(meta)
-        lookup = await planner.lookup(cmd.server)
+            return self._plan_without_server(meta, cmd)
+        lookup = await planner.lookup(cmd.server, may_change)
         if not lookup.matches:
-            text = texts.server_not_found(cmd.server, lookup.suggestions)
-            await self.rt.notifier.ephemeral(channel, user, text)
+            text = texts.server_not_found(cmd.server, lookup.suggestions, typed_text)
             return views.message_modal(meta, "Server not found", text)
-        if len(lookup.matches) > 1:
-            meta["k"] = _candidates(lookup.matches)
-            return self._plan_without_server(meta)
-        meta["s"] = lookup.matches[0].id
+        allowed = [server for server in lookup.matches if may_change(server)]
+        if len(allowed) > 1:
+            meta["k"] = _candidates(allowed)
+            meta["q"] = cmd.server
+            return self._plan_without_server(meta, cmd)
+        meta["s"] = (allowed or lookup.matches)[0].id  # none allowed: the plan says why
         return await self._plan(meta, user, ModalInput(), cmd)
 
-    def _plan_without_server(self, meta: dict[str, Any]) -> dict:
+    def _plan_without_server(self, meta: dict[str, Any], cmd: ChangeCommand) -> dict:
+        """The chooser, carrying what was typed: reason and ticket in the inputs, the rest in the metadata."""
         return views.plan_modal(
-            views.ModalPlan(metadata=meta, server=None, candidates=[tuple(c) for c in meta.get("k", [])])
+            views.ModalPlan(
+                metadata=meta,
+                server=None,
+                candidates=[tuple(c) for c in meta.get("k", [])],
+                chooser_label=_chooser_label(meta),
+                reason=cmd.reason,
+                ticket=cmd.ticket,
+                notify=meta.get("nc") or [],
+                notify_unknown=_typed_command(meta).notify_names,
+            )
         )
 
     async def _plan(
         self, meta: dict[str, Any], user: str, chosen: ModalInput, cmd: ChangeCommand | None = None, *, fresh=False
     ) -> dict:
-        """The plan card for the server in `meta`, with what was chosen so far (or what the command said)."""
+        """The plan card for the server in `meta`: what was chosen in the modal wins, then what the command said
+        (kept in the metadata, so it survives the chooser and every rebuild), then defaults."""
+        cmd = cmd or _typed_command(meta)
         facts = await self.rt.planner.facts(meta["s"], fresh=fresh)
         server = facts.server
         decision = self.rt.planner.may_request(user, await self._groups(user), server)
         if not decision.allowed:
-            return views.message_modal(meta, "Not allowed", f"⛔ {decision.reason}")
+            return views.message_modal(meta, "Not allowed", f"⛔ {views.escape(decision.reason)}")
         rule = decision.rule
         images = self.rt.planner.allowed_images(facts, rule)
         image_id = chosen.image_id
-        if image_id is None and cmd is not None and cmd.image:
+        if image_id is None and cmd.image:
             image = facts.image(cmd.image)
             image_id = image.id if image else None
         target = facts.image(image_id)
         login = chosen.login
-        if login is None and cmd is not None:
+        if login is None:
             login = LoginMethod.PASSWORD if cmd.password else (LoginMethod.KEYPAIR if cmd.keyname else None)
         if login is None:
             login = LoginMethod.PASSWORD if target and target.os_type == "Windows" else LoginMethod.KEYPAIR
-        keyname = chosen.keyname or (cmd.keyname if cmd else None)
+        keyname = chosen.keyname or cmd.keyname  # a typed key is never swapped; an unknown one is a ⛔ check
         if keyname is None and server.key_name in facts.keypair_names:
             keyname = server.key_name
-        stop_type = chosen.stop_type or (StopType(cmd.stop.value) if cmd and cmd.stop else StopType.SOFT)
+        stop_type = chosen.stop_type or (StopType(cmd.stop.value) if cmd.stop else StopType.SOFT)
         password = self._password_entry(meta, user, login, target.os_type if target else None)
         selection = Selection(
             image_id=image_id,
@@ -221,7 +251,7 @@ class PlanCard:
             password_set=password.is_set,
             stop_type=stop_type,
         )
-        checks = self.rt.planner.checks(facts, rule, selection)
+        checks = self.rt.planner.checks(facts, rule, selection, image_query=cmd.image)
         if login is LoginMethod.PASSWORD and password.mode == "unavailable":
             checks = [*checks, Check(CheckLevel.BLOCK, "Password login unavailable", password.why_unavailable)]
         if login is LoginMethod.KEYPAIR and not self.rt.settings.huaweicloud_user_id:
@@ -232,6 +262,7 @@ class PlanCard:
                 metadata=meta,
                 server=_server_info(facts),
                 candidates=[tuple(c) for c in meta.get("k", [])],
+                chooser_label=_chooser_label(meta),
                 images=[views.ImageChoice(i.id, i.name, i.os_type or "Other") for i in images],
                 image_id=image_id,
                 keypairs=facts.keypair_names,
@@ -239,9 +270,10 @@ class PlanCard:
                 keyname=keyname,
                 password=password,
                 stop_type=stop_type.value,
-                reason=chosen.reason or (cmd.reason if cmd else None),
-                ticket=chosen.ticket or (cmd.ticket if cmd else None),
+                reason=chosen.reason or cmd.reason,
+                ticket=chosen.ticket or cmd.ticket,
                 notify=notify,
+                notify_unknown=cmd.notify_names,
                 checks=checks,
             )
         )
@@ -427,6 +459,59 @@ class PlanCard:
                 stored.origin_channel, user, f"📨 {stored.id} is waiting for approval in {where}."
             )
         await rt.presenter.sync(stored.id, stored)
+
+
+def _typed_meta(cmd: ChangeCommand) -> dict[str, Any]:
+    """What the command said that no modal input carries yet, in a few bytes of private_metadata."""
+    typed: dict[str, Any] = {}
+    if cmd.image:
+        typed["i"] = cmd.image
+    if cmd.keyname:
+        typed["k"] = cmd.keyname
+    if cmd.password:
+        typed["p"] = 1
+    if cmd.stop:
+        typed["st"] = cmd.stop.value
+    if cmd.notify_names:
+        typed["nn"] = _within(cmd.notify_names, 400)
+    return typed
+
+
+def _typed_command(meta: dict[str, Any]) -> ChangeCommand:
+    """The typed values back from `_typed_meta`; metadata comes from Slack, so anything odd reads as not typed."""
+    typed = meta.get("t")
+    typed = typed if isinstance(typed, dict) else {}
+
+    def text(key: str) -> str | None:
+        value = typed.get(key)
+        return value if isinstance(value, str) and value else None
+
+    stop = text("st")
+    names = typed.get("nn")
+    return ChangeCommand(
+        image=text("i"),
+        keyname=text("k"),
+        password=typed.get("p") == 1,
+        stop=StopType(stop) if stop in StopType.__members__ else None,
+        notify_names=[n for n in names if isinstance(n, str)] if isinstance(names, list) else [],
+    )
+
+
+def _within(names: list[str], budget: int) -> list[str]:
+    kept: list[str] = []
+    for name in names:
+        budget -= len(name) + 4
+        if budget < 0:
+            break
+        kept.append(name)
+    return kept
+
+
+def _chooser_label(meta: dict[str, Any]) -> str:
+    query = meta.get("q")
+    if isinstance(query, str) and query:
+        return f"Several servers you may change are named {query}: choose one"
+    return "No server was named: choose the server"
 
 
 def _candidates(servers: list[Server]) -> list[list[str]]:
