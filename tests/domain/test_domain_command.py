@@ -3,6 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.command import (
+    MAX_MESSAGE,
+    MAX_TEXT,
     USAGE,
     CancelCommand,
     ChangeCommand,
@@ -175,6 +177,7 @@ def test_never_raises_on_any_text(text):
     assert isinstance(cmd, COMMANDS)
     if isinstance(cmd, UsageError):
         assert cmd.message.strip() and cmd.usage == USAGE
+        assert len(cmd.message) <= MAX_MESSAGE
 
 
 _PIECES = st.sampled_from(
@@ -221,3 +224,62 @@ def test_never_raises_on_command_like_text(pieces, sep):
     assert isinstance(cmd, COMMANDS)
     if isinstance(cmd, UsageError):
         assert cmd.message.strip() and cmd.usage == USAGE
+        assert len(cmd.message) <= MAX_MESSAGE
+
+
+# ---------------------------------------------------------------------------------------------------- length caps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("s" * 65, "at most 64"),
+        ("--server " + "s" * 65, "at most 64"),
+        ("web-01 " + "i" * 129, "at most 128"),
+        ("web-01 --key " + "k" * 65, "at most 64"),
+        ("web-01 --reason " + "r" * 501, "at most 500"),
+        ("web-01 --reason " + " ".join(["word"] * 200), "at most 500"),
+        ("web-01 --ticket " + "t" * 101, "ticket ID"),
+        ("web-01 --notify " + " ".join(f"#c{i}" for i in range(21)), "at most 20 channels"),
+        ("status " + "s" * 65, "at most 64"),
+        ("s" * (MAX_TEXT + 1), "at most 4000"),
+        ("web-01 --reason " + "x" * 20_000, "at most 4000"),
+    ],
+)
+def test_each_field_is_capped_with_a_message(text, expected):
+    message = usage(text)
+    assert expected in message and len(message) <= MAX_MESSAGE
+
+
+def test_values_at_the_caps_are_accepted():
+    cmd = change(f"{'s' * 64} {'i' * 128} --key {'k' * 64} --reason {'r' * 500} --ticket {'t' * 100}")
+    assert (len(cmd.server), len(cmd.image), len(cmd.keyname), len(cmd.reason), len(cmd.ticket)) == (
+        64,
+        128,
+        64,
+        500,
+        100,
+    )
+
+
+def test_too_many_words_names_a_few_and_counts_the_rest():
+    message = usage(" ".join(f"w{i}" for i in range(800)))
+    assert "got 800" in message and "“w0”" in message and "797 more" in message and "w799" not in message
+    assert len(message) <= MAX_MESSAGE
+
+
+def test_usage_has_no_slack_control_characters():
+    assert not set("<>&") & set(USAGE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["", "web-01 ", "--reason ", "web-01 --key ", "--ticket ", "status ", "cancel "]),
+    st.text(min_size=0, max_size=30),
+    st.integers(min_value=0, max_value=6000),
+)
+def test_messages_stay_short_whatever_the_length(prefix, piece, repeat):
+    cmd = parse_command(prefix + (piece or "x") * (repeat // max(1, len(piece or "x"))))
+    assert isinstance(cmd, COMMANDS)
+    if isinstance(cmd, UsageError):
+        assert 0 < len(cmd.message) <= MAX_MESSAGE

@@ -157,3 +157,64 @@ def test_read_input_reads_every_field_and_keeps_the_password_secret() -> None:
     assert chosen.image_id == IMAGES[0].id and chosen.reason == "why" and chosen.stop_type.value == "HARD"
     assert chosen.password == SecretStr("Canary-Pw-1!") and chosen.notify == ["C01INCIDNT1"]
     assert "Canary-Pw-1!" not in repr(chosen)
+
+
+# ---------------------------------------------------------------- what a new user meets (issue 11, part 2)
+
+
+def test_every_text_slack_formats_escapes_user_and_cloud_text() -> None:
+    req = request(state=RequestState.FAILED, result="cloud said <!everyone>", target_image_name="<!here> img")
+    texts_shown = [
+        *views.approval_card(req),
+        *views.status_message(req, NOW),
+        views.transition_reply(req),
+        views.notify_end(req, None),
+        views.notify_start(req, None),
+        views.request_line(req),
+        views.list_text([req]),
+    ]
+    rendered = str(texts_shown)
+    for raw in ("<!channel>", "<!here>", "<!everyone>", "<https://evil"):
+        assert raw not in rendered, raw
+
+
+def test_usage_placeholders_are_not_slack_control_sequences() -> None:
+    from bot.domain.policy import Policy
+    from bot.slack import texts
+
+    policy = Policy.parse(
+        'approvals_channel = "C01APPROVE1"\n[[rules]]\nservers = ["*"]\nrequesters = ["U01REQ0001"]\n'
+        'approvers = ["U01APR0001"]\nimages = ["*"]\n'
+    )
+    for text in (texts.USAGE, texts.help_text(policy, "U01REQ0001", []), views.list_text([])):
+        assert "<" not in text and ">" not in text, text
+    assert "SERVER" in texts.USAGE
+
+
+def test_server_not_found_escapes_the_query_and_the_typed_command() -> None:
+    from bot.slack import texts
+
+    text = texts.server_not_found("<!channel>", ["web-01"], "<!channel> ubuntu --reason <https://evil|x>")
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert "&lt;!channel&gt;" in text and "web-01" in text and "You typed" in text
+
+
+def test_chooser_says_why_it_is_shown() -> None:
+    candidates = [("a", "app-01 · ACTIVE"), ("b", "app-01 · SHUTOFF")]
+    plain = views.plan_modal(views.ModalPlan(metadata={}, server=None, candidates=candidates))
+    named = views.plan_modal(
+        views.ModalPlan(metadata={}, server=None, candidates=candidates, chooser_label="Several are named app-01")
+    )
+    assert "Several" not in str(plain["blocks"]) and "Choose the server" in str(plain["blocks"])
+    assert "Several are named app-01" in str(named["blocks"])
+    assert "No image is allowed" not in str(plain["blocks"]), "no server yet: the image list waits for it"
+
+
+def test_unknown_notify_names_are_said_next_to_the_channel_picker() -> None:
+    plan = views.ModalPlan(metadata={}, server=SERVER, notify_unknown=["inc<!here>", "ops"])
+    view = views.plan_modal(plan)
+    assert validate_view(view) == []
+    ids = [b.get("block_id") for b in view["blocks"]]
+    note = view["blocks"][ids.index(views.NOTIFY_BLOCK) - 1]
+    text = str(note)
+    assert "Not told: #inc&lt;!here&gt;, #ops" in text and "<!here>" not in text
