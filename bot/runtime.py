@@ -7,7 +7,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,8 +19,10 @@ from bot.domain.policy import Policy, PolicyError
 from bot.planner import Planner
 from bot.secretbox import SecretBox
 from bot.slack.directory import Directory
+from bot.slack.edge import SlackEdge
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
+from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
 from bot.store import Store
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import Workflow
@@ -128,23 +130,48 @@ def describe(settings: Settings) -> str:
     )
 
 
-async def serve(rt: Runtime, *, host: str, port: int) -> web.AppRunner:
-    """Start the aiohttp server (and Socket Mode when an app token is set) and the background parts."""
+@dataclass
+class Served:
+    """The running edges: the aiohttp server and, in Socket Mode, the socket client beside the tracker."""
+
+    runner: web.AppRunner
+    socket: SocketModeClient | None = None
+    socket_task: asyncio.Task[None] | None = None
+
+    async def aclose(self) -> None:
+        if self.socket is not None and self.socket_task is not None:
+            await self.socket.aclose()
+            await asyncio.gather(self.socket_task, return_exceptions=True)
+        await self.runner.cleanup()
+
+
+async def serve(rt: Runtime, *, host: str, port: int) -> Served:
+    """Start the background parts first, then the HTTP server, then (with an app token) Socket Mode beside them.
+
+    The tracker never waits for Slack: with Slack unreachable, approved and running jobs are still followed.
+    """
     from bot.slack.app import build_bolt_app
     from bot.web.server import build_web_app
 
+    await rt.start()
     bolt = build_bolt_app(rt)
-    socket_mode = rt.settings.slack_app_token is not None
-    runner = web.AppRunner(build_web_app(rt, None if socket_mode else bolt), access_log=None)
+    secret = rt.settings.slack_signing_secret
+    edge = SlackEdge(
+        bolt, signing_secret=secret.get_secret_value() if secret else None, tell_user=rt.notifier.ephemeral
+    )
+    app_token = rt.settings.slack_app_token
+    socket = (
+        SocketModeClient(edge, app_token.get_secret_value(), api_url=rt.settings.slack_api_url)
+        if app_token is not None
+        else None
+    )
+    runner = web.AppRunner(build_web_app(rt, None if socket else edge, socket=socket), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    if socket_mode:
-        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-        handler = AsyncSocketModeHandler(bolt, rt.settings.slack_app_token.get_secret_value())  # type: ignore[union-attr]
-        await handler.connect_async()
-    await rt.start()
-    return runner
+    served = Served(runner, socket)
+    if socket is not None:
+        served.socket_task = asyncio.create_task(socket.run(), name="slack-socket-mode")
+    return served
 
 
 async def run_bot(*, host: str, port: int) -> int:
@@ -170,14 +197,29 @@ async def run_bot(*, host: str, port: int) -> int:
         log.error("cannot start: %s", exc)
         return 2
     log.info(describe(settings))
-    runner = await serve(rt, host=host, port=port)
+    served = await serve(rt, host=host, port=port)
     log.info("listening on %s:%d", host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+    if served.socket_task is not None:
+        waits.add(served.socket_task)
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    task = served.socket_task
+    if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if isinstance(exc, SocketModeAuthError):
+            log.error("cannot start: %s", exc)
+            code = 2
+        else:
+            log.error("Socket Mode stopped: %s", type(exc).__name__, exc_info=exc)
+            code = 1
     log.info("stopping")
-    await runner.cleanup()
+    await served.aclose()
     await rt.aclose()
-    return 0
+    for waiter in waits:
+        waiter.cancel()
+    return code

@@ -31,6 +31,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.devtools.fake_socket_mode import FakeSocketMode
+
 T = TypeVar("T")
 
 DEFAULT_BOT_TOKEN = "xoxb-test"
@@ -387,6 +389,7 @@ class FakeSlack:
         self._ts_micros = _FIRST_TS_MICROS - _TS_STEP_MICROS
         self._view_seq = 0
         self._changed = asyncio.Event()
+        self.socket_mode = FakeSocketMode()
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -409,6 +412,7 @@ class FakeSlack:
         if self._root_url is not None:
             return self._root_url
         app = web.Application(client_max_size=4 * 1024 * 1024)
+        self.socket_mode.register(app)  # before the catch-all: apps.connections.open takes the app token
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{key}", self._handle_response_url)
         runner = web.AppRunner(app, access_log=None)

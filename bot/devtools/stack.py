@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from bot.config import Settings
 from bot.devtools import slack_requests as sr
 from bot.devtools.fake_slack import FakeSlack
-from bot.runtime import Runtime, serve
+from bot.runtime import Runtime, Served, serve
 from bot.secretbox import SecretBox
 from bot.simulator.server import SimulatorServer
 from bot.tracker import TrackerConfig
@@ -61,6 +59,7 @@ class StackOptions:
     public_url: bool = False
     secret_key: bool = True
     slack_rate_limits: bool = False
+    socket_mode: bool = False  # Slack requests come over the fake Slack's Socket Mode websocket instead of HTTP
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +73,7 @@ class LocalStack:
         self.sim = SimulatorServer(speed=self.options.speed, seed=self.options.seed)
         self.slack = FakeSlack(rate_limits=self.options.slack_rate_limits)
         self.rt: Runtime | None = None
-        self._runner: web.AppRunner | None = None
+        self.served: Served | None = None
         self.url = ""
         self.sender: sr.SlackSender | None = None
 
@@ -99,6 +98,9 @@ class LocalStack:
             "job_deadline": self.options.deadline,
             "ecs_rate": self.options.ecs_rate,
         }
+        if self.options.socket_mode:
+            values["slack_app_token"] = self.slack.socket_mode.app_token
+            values["slack_signing_secret"] = None
         if self.options.secret_key:
             values["secret_key"] = _stable_key(self.workdir)
         if self.options.public_url:
@@ -127,8 +129,8 @@ class LocalStack:
     async def start_bot(self) -> None:
         settings = self.settings()
         self.rt = Runtime.create(settings, tracker_config=self.tracker_config())
-        self._runner = await serve(self.rt, host="127.0.0.1", port=0)
-        host, port = self._runner.addresses[0][:2]
+        self.served = await serve(self.rt, host="127.0.0.1", port=0)
+        host, port = self.served.runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
         if self.rt.password_pages is not None:
             self.rt.password_pages.public_url = self.url
@@ -138,9 +140,9 @@ class LocalStack:
         if self.sender is not None:
             await self.sender.aclose()
             self.sender = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self.served is not None:
+            await self.served.aclose()
+            self.served = None
         if self.rt is not None:
             await self.rt.aclose()
             self.rt = None

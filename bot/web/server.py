@@ -5,21 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncApp
+
+from bot.slack.edge import MAX_BODY, SlackEdge
+from bot.slack.socket_mode import SocketModeClient
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
-MAX_BODY = 1024 * 1024  # Slack's payloads are far smaller; anything bigger is not Slack
 
-
-def build_web_app(rt: Runtime, bolt: AsyncApp | None) -> web.Application:
+def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClient | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
-        assert bolt is not None
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        assert edge is not None
+        if (request.content_length or 0) > MAX_BODY:
+            return web.json_response({"error": "request too large"}, status=413)
+        raw = await request.read()  # aiohttp answers 413 itself past client_max_size
+        answer = await edge.http(raw, request.headers, peer=request.remote or "?")
+        if answer.body is None:
+            return web.Response(status=answer.status)
+        return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
         live = len(rt.store.live())
@@ -29,10 +34,11 @@ def build_web_app(rt: Runtime, bolt: AsyncApp | None) -> web.Application:
                 "live_requests": live,
                 "tracker_lease": rt.tracker.has_lease,
                 "ecs_calls": rt.tracker.ecs_calls,
+                "slack": "http" if socket is None else ("connected" if socket.connected else "reconnecting"),
             }
         )
 
-    if bolt is not None:
+    if edge is not None:
         app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     if rt.password_pages is not None:
