@@ -1,6 +1,6 @@
 """A fake Slack Web API on loopback, for tests, benchmarks, `ecsbot demo` and sandbox mode.
 
-It answers in Slack's shapes (see shared/reference/slack-payloads.md §6-7), rejects Block Kit payloads that Slack
+It answers in Slack's shapes (Slack's documented Web API responses and errors), rejects Block Kit payloads that Slack
 would reject, can rate-limit like Slack's tiers, and records every request so a test can assert on what the bot
 sent, and that nothing invalid was ever sent (`errors()`).
 

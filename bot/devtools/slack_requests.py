@@ -1,7 +1,7 @@
 """Signed Slack requests to the bot's `POST /slack/events`, shaped exactly as Slack sends them.
 
 The builders are pure (they return the raw form body); `SlackSender` signs and posts. Shapes follow
-shared/reference/slack-payloads.md §1-4.
+Slack's documented payloads (slash commands, block_actions, view_submission, block_suggestion).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from bot.cloud.models import stop_body
 
 IMAGE = "67f433d8-ed0e-4321-a8a2-a71838539e09"
 VECTORS = json.loads(
-    (Path(__file__).resolve().parents[2].parent / "shared/reference/signing-vectors.json").read_text("utf-8")
+    (Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json").read_text("utf-8")
 )
 
 # ------------------------------------------------------------------------------------------ request bodies

@@ -12,7 +12,7 @@ import pytest
 
 from bot.cloud import signer
 
-VECTORS_FILE = Path(__file__).resolve().parents[2].parent / "shared/reference/signing-vectors.json"
+VECTORS_FILE = Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 
 

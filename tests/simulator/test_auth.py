@@ -14,7 +14,7 @@ from bot.simulator.auth import check_signature
 
 from .conftest import AK, PROJECT, SK, WEB_01, Cloud, error_of
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "signing-vectors.json"
+VECTORS = Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json"
 SERVER_PATH = f"/v1/{PROJECT}/cloudservers/{WEB_01}"
 
 
