@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,11 +29,44 @@ class Settings(BaseSettings):
     policy_path: Path = Field(default=Path("config/policy.toml"), validation_alias="ECSBOT_POLICY")
     secret_key: SecretStr | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEY")
     public_url: str | None = Field(default=None, validation_alias="ECSBOT_PUBLIC_URL")
+    # The secure password page: how long a password set there waits for the form's submission, and how long a link
+    # (and the page session it turns into) works. A link never outlives the draft password it feeds.
+    draft_password_minutes: float = Field(
+        default=15.0, ge=5, le=120, validation_alias=AliasChoices("ECSBOT_DRAFT_PASSWORD_MINUTES")
+    )
+    password_link_minutes: float = Field(
+        default=10.0, ge=2, le=60, validation_alias=AliasChoices("ECSBOT_PASSWORD_LINK_MINUTES")
+    )
+    # Sign in with Slack (OpenID Connect) for the password page: Basic Information → App Credentials.
+    slack_client_id: str | None = Field(default=None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(default=None, validation_alias="SLACK_CLIENT_SECRET")
+    slack_oidc_authorize_url: str = Field(
+        default="https://slack.com/openid/connect/authorize", validation_alias="SLACK_OIDC_AUTHORIZE_URL"
+    )
 
     poll_interval: float = Field(default=10.0, gt=0, validation_alias=AliasChoices("ECSBOT_POLL_INTERVAL"))
     job_deadline: float = Field(default=1800.0, gt=0, validation_alias=AliasChoices("ECSBOT_JOB_DEADLINE"))
     ecs_rate: float = Field(default=20.0, gt=0, validation_alias=AliasChoices("ECSBOT_ECS_RATE"))
     log_level: str = Field(default="INFO", validation_alias="ECSBOT_LOG_LEVEL")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.password_link_minutes > self.draft_password_minutes:
+            raise ValueError(
+                f"ECSBOT_PASSWORD_LINK_MINUTES ({self.password_link_minutes:g}) is longer than "
+                f"ECSBOT_DRAFT_PASSWORD_MINUTES ({self.draft_password_minutes:g}): a link must not outlive the "
+                "password it sets. Shorten the link or lengthen the draft password's lifetime."
+            )
+        if bool(self.slack_client_id) != bool(self.slack_client_secret):
+            raise ValueError(
+                "Sign in with Slack needs both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (Basic Information → App "
+                "Credentials); set both, or neither to keep the bearer link."
+            )
+        return self
+
+    @property
+    def signin_enabled(self) -> bool:
+        return bool(self.slack_client_id and self.slack_client_secret)
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that make another `ecsbot` process read exactly these settings."""

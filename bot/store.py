@@ -201,6 +201,16 @@ class Store:
                 """CREATE TABLE IF NOT EXISTS secrets (
                     key TEXT PRIMARY KEY, ciphertext BLOB NOT NULL, created_at TEXT NOT NULL, expires_at TEXT)"""
             )
+            if "set_by" not in db["secrets"].columns_dict:  # who set a draft password, and how (added later)
+                db.execute("ALTER TABLE secrets ADD COLUMN set_by TEXT")
+                db.execute("ALTER TABLE secrets ADD COLUMN set_via TEXT")
+            db.execute(
+                """CREATE TABLE IF NOT EXISTS page_sessions (
+                    sid_hash TEXT PRIMARY KEY, draft_id TEXT NOT NULL, os_type TEXT NOT NULL, user_id TEXT NOT NULL,
+                    created_at TEXT NOT NULL, expires_at TEXT NOT NULL, state_hash TEXT, binding_hash TEXT,
+                    nonce TEXT, signed_in_user TEXT)"""
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS page_sessions_draft ON page_sessions(draft_id)")
             db.execute(
                 """CREATE TABLE IF NOT EXISTS leases (
                     name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL, acquired_at REAL)"""
@@ -458,14 +468,51 @@ class Store:
 
     # --- secrets -----------------------------------------------------------------------------------------------------
 
-    def put_secret(self, key: str, ciphertext: bytes, *, expires_at: datetime | None) -> None:
+    def put_secret(
+        self,
+        key: str,
+        ciphertext: bytes,
+        *,
+        expires_at: datetime | None,
+        set_by: str | None = None,
+        set_via: str | None = None,
+    ) -> None:
         if not isinstance(ciphertext, bytes | bytearray):
             raise TypeError("put_secret stores ciphertext bytes only (encrypt with SecretBox first)")
         with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO secrets (key, ciphertext, created_at, expires_at) VALUES (?,?,?,?)",
-                [key, bytes(ciphertext), _iso(self._clock()), _iso(expires_at) if expires_at else None],
-            )
+            self._put_secret(db, key, ciphertext, expires_at, set_by, set_via)
+
+    def _put_secret(
+        self,
+        db: Database,
+        key: str,
+        ciphertext: bytes,
+        expires_at: datetime | None,
+        set_by: str | None,
+        set_via: str | None,
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO secrets (key, ciphertext, created_at, expires_at, set_by, set_via) "
+            "VALUES (?,?,?,?,?,?)",
+            [key, bytes(ciphertext), _iso(self._clock()), _iso(expires_at) if expires_at else None, set_by, set_via],
+        )
+
+    def secret_info(self, key: str) -> dict[str, Any] | None:
+        """When and by whom a live secret was stored, and when it expires; never the ciphertext."""
+        rows = self._rows(
+            "SELECT created_at, expires_at, set_by, set_via FROM secrets WHERE key = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            [key, _iso(self._clock())],
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return {
+            "created_at": datetime.fromisoformat(row["created_at"]),
+            "expires_at": datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None,
+            "set_by": row["set_by"],
+            "set_via": row["set_via"],
+        }
 
     def get_secret(self, key: str) -> bytes | None:
         """The ciphertext, or None when missing or expired."""
@@ -498,6 +545,7 @@ class Store:
         with self._tx() as db:
             n = db.execute("DELETE FROM secrets WHERE expires_at IS NOT NULL AND expires_at <= ?", [stamp]).rowcount
             n += db.execute("DELETE FROM tokens WHERE expires_at <= ?", [stamp]).rowcount
+            n += db.execute("DELETE FROM page_sessions WHERE expires_at <= ?", [stamp]).rowcount
         if n:
             self.checkpoint()
         return n
@@ -570,3 +618,104 @@ class Store:
                 return None
             rows = list(db.query("SELECT * FROM tokens WHERE token_hash = ?", [token_hash]))
             return self._token_dict(rows[0])
+
+    def revoke_subject(self, purpose: str, subject_prefix: str) -> list[str]:
+        """Delete every token of `purpose` whose subject starts with `subject_prefix`; their hashes, for tombstones."""
+        with self._tx() as db:
+            rows = list(
+                db.query(
+                    "SELECT token_hash FROM tokens WHERE purpose = ? AND substr(subject, 1, length(?)) = ?",
+                    [purpose, subject_prefix, subject_prefix],
+                )
+            )
+            db.execute(
+                "DELETE FROM tokens WHERE purpose = ? AND substr(subject, 1, length(?)) = ?",
+                [purpose, subject_prefix, subject_prefix],
+            )
+        return [r["token_hash"] for r in rows]
+
+    # --- password page sessions ---------------------------------------------------------------------------------------
+    # A link's token is exchanged for one of these on first open: the cookie holds the raw id, the row only its hash.
+
+    def put_session(
+        self, sid_hash: str, *, draft_id: str, os_type: str, user_id: str, expires_at: datetime
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO page_sessions (sid_hash, draft_id, os_type, user_id, created_at, expires_at) "
+                "VALUES (?,?,?,?,?,?)",
+                [sid_hash, draft_id, os_type, user_id, _iso(self._clock()), _iso(expires_at)],
+            )
+
+    @staticmethod
+    def _session_dict(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "expires_at": datetime.fromisoformat(row["expires_at"])}
+
+    def get_session(self, sid_hash: str, now: datetime | None = None) -> dict[str, Any] | None:
+        rows = self._rows(
+            "SELECT * FROM page_sessions WHERE sid_hash = ? AND expires_at > ?", [sid_hash, _iso(now or self._clock())]
+        )
+        return self._session_dict(rows[0]) if rows else None
+
+    def session_by_state(self, state_hash: str, now: datetime | None = None) -> dict[str, Any] | None:
+        rows = self._rows(
+            "SELECT * FROM page_sessions WHERE state_hash = ? AND expires_at > ?",
+            [state_hash, _iso(now or self._clock())],
+        )
+        return self._session_dict(rows[0]) if rows else None
+
+    def start_signin(self, sid_hash: str, *, state_hash: str, binding_hash: str, nonce: str) -> bool:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE page_sessions SET state_hash = ?, binding_hash = ?, nonce = ?, signed_in_user = NULL "
+                "WHERE sid_hash = ?",
+                [state_hash, binding_hash, nonce, sid_hash],
+            )
+            return cursor.rowcount == 1
+
+    def finish_signin(self, sid_hash: str, *, state_hash: str, user_id: str | None) -> bool:
+        """Use the state up (once) and record who signed in; None as user ends the session instead."""
+        with self._tx() as db:
+            if user_id is None:
+                return db.execute("DELETE FROM page_sessions WHERE sid_hash = ?", [sid_hash]).rowcount == 1
+            cursor = db.execute(
+                "UPDATE page_sessions SET state_hash = NULL, binding_hash = NULL, nonce = NULL, signed_in_user = ? "
+                "WHERE sid_hash = ? AND state_hash = ?",
+                [user_id, sid_hash, state_hash],
+            )
+            return cursor.rowcount == 1
+
+    def delete_session(self, sid_hash: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM page_sessions WHERE sid_hash = ?", [sid_hash]).rowcount == 1
+
+    def revoke_sessions(self, draft_id: str) -> list[str]:
+        with self._tx() as db:
+            rows = list(db.query("SELECT sid_hash FROM page_sessions WHERE draft_id = ?", [draft_id]))
+            db.execute("DELETE FROM page_sessions WHERE draft_id = ?", [draft_id])
+        return [r["sid_hash"] for r in rows]
+
+    def put_secret_for_session(
+        self,
+        sid_hash: str,
+        key: str,
+        ciphertext: bytes,
+        *,
+        expires_at: datetime,
+        set_by: str,
+        set_via: str,
+        now: datetime | None = None,
+    ) -> bool:
+        """Store a draft's password only while the page session that sent it is alive, and end that session:
+        one transaction, so a password can never land on a draft that was submitted or closed meanwhile."""
+        if not isinstance(ciphertext, bytes | bytearray):
+            raise TypeError("put_secret_for_session stores ciphertext bytes only")
+        with self._tx() as db:
+            gone = db.execute(
+                "DELETE FROM page_sessions WHERE sid_hash = ? AND expires_at > ?",
+                [sid_hash, _iso(now or self._clock())],
+            )
+            if gone.rowcount != 1:
+                return False
+            self._put_secret(db, key, ciphertext, expires_at, set_by, set_via)
+            return True

@@ -7,9 +7,10 @@ or two approvers can never move a request twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 
@@ -18,7 +19,12 @@ from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.secretbox import SecretBox
 from bot.store import Store
 
+log = logging.getLogger(__name__)
+
 PASSWORD_TTL_MINUTES = 24 * 60  # a pending password never outlives a day, whatever the policy's expiry says
+DRAFT_PASSWORD_TTL = timedelta(minutes=15)  # ECSBOT_DRAFT_PASSWORD_MINUTES: a page's password waiting for submit
+TOKEN_PURPOSE = "password"  # the secure page's link tokens; their subject is "<draft id>|<os type>"
+ENDED_MEMORY = timedelta(hours=24)  # how long the bot can still say *why* an old link or draft no longer works
 
 CANCELLABLE = (RequestState.PENDING_APPROVAL, RequestState.APPROVED)
 
@@ -50,6 +56,36 @@ def request_secret_key(request_id: str) -> str:
     return f"request:{request_id}"
 
 
+def link_secret_key(draft_id: str) -> str:
+    """The draft's current unused link, encrypted, so a refreshed form shows it again instead of minting another."""
+    return f"link:{draft_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DraftPassword:
+    """Who set a draft's password, how, when, and until when it is kept (never the password)."""
+
+    set_by: str
+    set_via: str  # "slack-signin" (verified) | "link" (whoever held the link) | "modal"
+    set_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DraftEnd:
+    """Why a draft's links stopped working, in words for the page; `final` once the form is gone for good."""
+
+    message: str
+    final: bool
+
+
+RevokeHook = Callable[[str, list[str], DraftEnd], None]
+
+
+class DraftClosed(RuntimeError):
+    """The form was submitted or closed: nothing can be set on its draft any more."""
+
+
 class Workflow:
     def __init__(
         self,
@@ -59,12 +95,16 @@ class Workflow:
         *,
         wake: Callable[[], None] = lambda: None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        draft_password_ttl: timedelta = DRAFT_PASSWORD_TTL,
     ) -> None:
         self.store = store
         self.policy = policy
         self.secretbox = secretbox
         self.wake = wake  # the tracker's, once it exists: approved work starts at once
         self._now = now
+        self.draft_password_ttl = draft_password_ttl
+        self.revoke_hooks: list[RevokeHook] = []  # told (draft id, revoked token/session hashes, why) on revocation
+        self._ended: dict[str, tuple[DraftEnd, datetime]] = {}  # draft id -> why it ended, when
 
     @property
     def passwords_enabled(self) -> bool:
@@ -72,16 +112,85 @@ class Workflow:
 
     # ------------------------------------------------------------------ passwords
 
-    def keep_draft_password(self, draft_id: str, password: SecretStr) -> None:
-        """The secure page's result: encrypted at once, keyed by the modal's draft until it becomes a request."""
+    def keep_draft_password(
+        self, draft_id: str, password: SecretStr, *, set_by: str, set_via: str, session: str | None = None
+    ) -> bool:
+        """The secure page's result: encrypted at once, keyed by the modal's draft until it becomes a request.
+
+        With `session` (the page session's hash) it lands only while that session is alive, and uses it up; False
+        when it was not (the draft was submitted, closed or expired meanwhile). `DraftClosed` for an ended draft.
+        """
+        if self.draft_ended(draft_id) is not None:
+            raise DraftClosed(draft_id)
         box = self._box()
-        expires = self._now().timestamp() + 15 * 60
-        self.store.put_secret(
-            draft_secret_key(draft_id), box.encrypt(password), expires_at=datetime.fromtimestamp(expires, UTC)
+        key, blob = draft_secret_key(draft_id), box.encrypt(password)
+        expires = self._now() + self.draft_password_ttl
+        if session is None:
+            self.store.put_secret(key, blob, expires_at=expires, set_by=set_by, set_via=set_via)
+            return True
+        return self.store.put_secret_for_session(
+            session, key, blob, expires_at=expires, set_by=set_by, set_via=set_via, now=self._now()
         )
 
     def draft_has_password(self, draft_id: str) -> bool:
         return self.store.get_secret(draft_secret_key(draft_id)) is not None
+
+    def draft_password_info(self, draft_id: str) -> DraftPassword | None:
+        info = self.store.secret_info(draft_secret_key(draft_id))
+        if info is None:
+            return None
+        return DraftPassword(
+            set_by=info["set_by"] or "",
+            set_via=info["set_via"] or "link",
+            set_at=info["created_at"],
+            expires_at=info["expires_at"] or self._now() + self.draft_password_ttl,
+        )
+
+    # ------------------------------------------------------------------ draft lifecycle
+
+    def draft_ended(self, draft_id: str) -> DraftEnd | None:
+        """Why this draft's form is gone (submitted or closed), or None while it is open."""
+        ended = self._ended.get(draft_id)
+        return ended[0] if ended is not None else None
+
+    def revoke_draft(self, draft_id: str, why: DraftEnd) -> list[str]:
+        """Every link token and page session of the draft dies now; its unused link goes too."""
+        subject = f"{draft_id}|"
+        gone = self.store.revoke_subject(TOKEN_PURPOSE, subject) + self.store.revoke_sessions(draft_id)
+        self.store.delete_secret(link_secret_key(draft_id))
+        for hook in self.revoke_hooks:
+            try:
+                hook(draft_id, gone, why)
+            except Exception as exc:  # a listener's bug must not keep a token alive
+                log.warning("revoke hook failed for draft %s: %s", draft_id, type(exc).__name__)
+        return gone
+
+    def close_draft(self, draft_id: str, why: DraftEnd) -> None:
+        """The form was submitted or closed: its links, sessions and any password still kept for it go, for good."""
+        now = self._now()
+        self._ended[draft_id] = (why, now)
+        for old in [d for d, (_, at) in self._ended.items() if now - at > ENDED_MEMORY]:
+            del self._ended[old]
+        self.revoke_draft(draft_id, why)
+        self.store.delete_secret(draft_secret_key(draft_id))
+
+    def expire_draft_password(self, draft_id: str) -> bool:
+        """The stored password's time is up: it and every link of the draft go (the form then offers a new link).
+        False when it was not due."""
+        info = self.store.secret_info(draft_secret_key(draft_id))
+        if info is not None:
+            return False
+        minutes = f"{self.draft_password_ttl.total_seconds() / 60:g}"
+        self.revoke_draft(
+            draft_id,
+            DraftEnd(
+                f"The password set for this form expired (it is kept {minutes} minutes until the form is submitted), "
+                "and this link went with it. Go back to the Slack form: it now offers a fresh link.",
+                final=False,
+            ),
+        )
+        self.store.delete_secret(draft_secret_key(draft_id))
+        return True
 
     def draft_password(self, draft_id: str) -> SecretStr | None:
         blob = self.store.get_secret(draft_secret_key(draft_id))
@@ -117,12 +226,23 @@ class Workflow:
                 ciphertext = self.store.get_secret(draft_secret_key(draft_id))
             if ciphertext is None:
                 raise ValueError("No password was set for this request. Set it, then submit again.")
+        kept = self.draft_password_info(draft_id) if draft_id is not None and password is None else None
         stored = self.store.create(request, actor=request.requester)
         if request.login is LoginMethod.PASSWORD:
             expires = datetime.fromtimestamp(self._now().timestamp() + PASSWORD_TTL_MINUTES * 60, UTC)
             self.store.put_secret(request_secret_key(stored.id), ciphertext, expires_at=expires)  # type: ignore[arg-type]
-            if draft_id is not None:
-                self.store.delete_secret(draft_secret_key(draft_id))
+            who = kept.set_by if kept and kept.set_by else request.requester
+            self.store.record(stored.id, actor=who, action="password_set", detail=_password_audit(kept, who))
+        if draft_id is not None:
+            self.close_draft(
+                draft_id,
+                DraftEnd(
+                    f"This form was already submitted: it became request {stored.id}, with the password set before "
+                    f"it was submitted. A password set now could not reach it. To use another password, cancel "
+                    f"{stored.id} (/changeos cancel {stored.id}) and run /changeos again.",
+                    final=True,
+                ),
+            )
         if self_service:
             approved = self.store.transition(
                 stored.id,
@@ -245,3 +365,15 @@ class Workflow:
                 self.forget_password(request.id)
                 expired.append(moved)
         return expired
+
+
+def _password_audit(kept: DraftPassword | None, requester: str) -> str:
+    if kept is None:
+        return f"admin password typed into the Slack form by {requester}"
+    at = kept.set_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if kept.set_via == "slack-signin":
+        return f"admin password set on the secure page by {kept.set_by} (signed in with Slack) at {at}"
+    return (
+        f"admin password set on the secure page through the link made for {kept.set_by} at {at} "
+        "(not verified: Sign in with Slack is off)"
+    )

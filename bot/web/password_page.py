@@ -1,38 +1,38 @@
-"""The one-time secure password page: the admin password is typed on the bot's own page, never in Slack.
+"""The secure password page: the admin password is typed on the bot's own page, never in Slack.
 
 Why it looks like this:
 
 - The link is `{public_url}/password#u=<slack user>&t=<token>`. The token (`secrets.token_urlsafe(32)`, 256 bits)
   rides in the URL *fragment*, which browsers never send to a server, so it reaches no access log, proxy log or
-  `Referer`; the page's script reads it, removes it from the address bar and sends it in a JSON body. The store keeps
-  only `sha256(token)`; a token is single use (consumed atomically) and expires after `ttl_seconds` (10 minutes).
-- Binding. Without "Sign in with Slack" no web request can prove who is at the keyboard, so the link is a bearer
-  credential and the binding is as strong as we can make it without one:
-  * to the request: the token's subject is `<draft id>|<os type>`; the draft id is the modal's random id, known only
-    to that modal, and the password can only ever land on that one draft (and is checked with that OS's rules, so a
-    Windows draft cannot be given a Linux-valid password);
-  * to the Slack user: the token is stored with the user the modal was opened by; a request whose `u` differs is
-    refused exactly like an unknown token (410, no oracle). The link is shown only in that user's own modal (Slack
-    views are private to one user). `link_for` also refuses to mint a link for a draft that another user already
-    minted one for (draft owner check), and `set`/`generate` refuse a token whose draft is owned by someone else.
-  * what is left: whoever holds an unused, unexpired link can *set* (never read) the password of that one draft.
-    The real user would then see "already used" when opening the link, and may simply choose Admin password again
-    to get a fresh link. Slack itself sees the link (it is in the modal's JSON).
-- Cross-site requests: the API takes only `application/json` POSTs carrying `X-Requested-With: ecsbot` (a header a
-  cross-site form cannot send and a cross-site fetch cannot send without a CORS preflight we never answer), and an
-  `Origin` (when present) equal to public_url's origin. No cookies, so no ambient authority to ride on.
+  `Referer`. The store keeps only `sha256(token)`, plus the link itself encrypted with ECSBOT_SECRET_KEY so a
+  refreshed Slack form shows the same unused link instead of minting another (one live link per draft).
+- Opening the page *exchanges* the token for a page session (`POST api/open`): the token is dead from then on, and
+  the page works with an HttpOnly, SameSite=Strict cookie (Secure on https) that lives `ttl_seconds` at most. So a
+  link found later in a browser's history (Chromium keeps the first URL a tab loaded, fragment included) opens
+  nothing.
+- Who: with Sign in with Slack configured (`signin`), the session must be signed in, through Slack's OpenID Connect,
+  as the Slack user the link was made for, in the bot's workspace, before the form shows; the link alone is not
+  enough. Without it the link is a bearer credential (the form and `ecsbot check` say so).
+- Lifetime: a link, and any session, lives exactly as long as its draft: submitting or closing the form, or the
+  stored password expiring, revokes them all (`Workflow.revoke_draft`), and the page then says why and what to do.
+  A link never outlives the password it would feed. A password can only land on a draft whose session is alive
+  (one transaction), so never on a request that was already submitted.
+- Cross-site requests: the API takes only `application/json` POSTs carrying `X-Requested-With: ecsbot` and an
+  `Origin` (when present) equal to public_url's origin; the cookie is SameSite=Strict on top.
 - Every response under /password carries `Cache-Control: no-store` and a strict CSP (no inline script or style).
-- Logs: never the password, the token or a body; only "password set for draft <id>".
+- Logs: never the password, a token, a code or a body; only "password set for draft <id>" and the like.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -43,14 +43,20 @@ from yarl import URL
 
 from bot.domain.passwords import MAX_LENGTH, MIN_LENGTH, SPECIALS, WINDOWS_USERNAME, generate_password
 from bot.domain.passwords import password_problems as _password_problems
+from bot.secretbox import SecretBoxError
+from bot.web.slack_signin import SignInError, SlackSignIn
+from bot.workflow import TOKEN_PURPOSE, DraftClosed, DraftEnd, link_secret_key
 
 if TYPE_CHECKING:
+    from bot.config import Settings
     from bot.store import Store
     from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
-PURPOSE = "password"
+PURPOSE = TOKEN_PURPOSE
+COOKIE = "ecsbot_pw"
+SIGNIN_COOKIE = "ecsbot_pw_signin"  # SameSite=Lax: it must come back on Slack's redirect to the callback
 MAX_API_BODY = 4096  # {u, t, password, confirm} fits in a few hundred bytes
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,128}")
 _USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -69,9 +75,23 @@ SECURITY_HEADERS = {
 }
 
 GONE = (
-    "This link was already used or has expired. Open the form in Slack again and choose Admin password to get a "
-    "new link."
+    "This link was already used or has expired. Go back to the form in Slack and use its Set password securely "
+    "button again: the form offers a fresh link."
 )
+OPENED = (
+    "This link was already opened, and a link works once. Go back to the form in Slack and use its password button "
+    "again: it now carries a fresh link."
+)
+REPLACED = "This link was replaced by a newer one. Use the password button in the Slack form."
+NO_SESSION = (
+    "This link is incomplete, or this browser has no open password page. Use the Set password securely button in "
+    "the Slack form to open it."
+)
+SESSION_ENDED = (
+    "This page's time is up (or it was already used). Go back to the form in Slack and use its password button "
+    "again for a fresh link."
+)
+SIGNIN_NEEDED = "Sign in with Slack first: the link alone does not prove who you are."
 _STATIC = {
     "password.js": "text/javascript",
     "password.css": "text/css",
@@ -115,20 +135,28 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedLink:
+    url: str
+    expires_at: datetime
+    reused: bool
+
+
 class _Grant(NamedTuple):
-    """A live token as the API sees it (its hash only, never the token)."""
+    """A live page session as the API sees it (its hash only, never the cookie)."""
 
     digest: str
     user: str
     draft_id: str
     os_type: str
     expires_at: datetime
+    signed_in: bool
 
 
 class _Refused(Exception):
     """Carries the response for a request we will not serve; never holds a secret."""
 
-    def __init__(self, response: web.Response) -> None:
+    def __init__(self, response: web.StreamResponse) -> None:
         super().__init__(response.status)
         self.response = response
 
@@ -143,15 +171,41 @@ class PasswordPages:
         ttl_seconds: float = 600,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_set: Callable[[str], Awaitable[None]] | None = None,
+        on_open: Callable[[str], Awaitable[None]] | None = None,
+        signin: SlackSignIn | None = None,
     ) -> None:
         self.store = store
         self.workflow = workflow
         self.public_url = public_url
         self.ttl_seconds = ttl_seconds
         self.now = now
-        self.on_set = on_set
+        self.on_set = on_set  # the form shows "password set"
+        self.on_open = on_open  # the link was used up: the form offers a fresh one
+        self.signin = signin
         self._owners: dict[str, tuple[str, datetime]] = {}  # draft id -> (user id, last minted)
+        self._gone: dict[str, tuple[str, datetime]] = {}  # token/session hash -> (why it is dead, forget after)
         self._assets: dict[str, bytes] = {}
+        workflow.revoke_hooks.append(self._revoked)
+
+    @classmethod
+    def from_settings(cls, store: Store, workflow: Workflow, settings: Settings, bot: Any) -> PasswordPages:
+        """As the runtime builds it: lifetimes from the settings, Sign in with Slack when a client is configured."""
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        signin = None
+        if settings.slack_client_id and settings.slack_client_secret:
+            base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+            signin = SlackSignIn(
+                client_id=settings.slack_client_id,
+                client_secret=settings.slack_client_secret,
+                authorize_url=settings.slack_oidc_authorize_url,
+                api=AsyncWebClient(base_url=base_url),
+                bot=bot,
+            )
+        workflow.draft_password_ttl = timedelta(minutes=settings.draft_password_minutes)
+        return cls(
+            store, workflow, settings.public_url or "", ttl_seconds=settings.password_link_minutes * 60, signin=signin
+        )
 
     def __repr__(self) -> str:
         return f"PasswordPages(public_url={self.public_url!r}, ttl_seconds={self.ttl_seconds})"
@@ -162,33 +216,84 @@ class PasswordPages:
     def origin(self) -> str:
         return str(URL(self.public_url).origin())
 
+    @property
+    def secure(self) -> bool:
+        return URL(self.public_url).scheme == "https"
+
     def link_for(self, *, draft_id: str, user_id: str, os_type: str) -> str:
-        """Mint a one-time link for this draft and user; `PermissionError` if the draft is another user's."""
+        return self.issue(draft_id=draft_id, user_id=user_id, os_type=os_type).url
+
+    def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink:
+        """The draft's one live link: the unused one if there is one, else a new one (the old ones die).
+
+        `PermissionError` if the draft is another user's, `DraftClosed` if its form was submitted or closed.
+        """
         if not draft_id or "|" in draft_id:
             raise ValueError("draft_id must be a non-empty id without '|'")
         if not _USER_RE.fullmatch(user_id):
             raise ValueError("user_id must be a Slack user id")
+        if self.workflow.draft_ended(draft_id) is not None:
+            raise DraftClosed(draft_id)
         now = self.now()
         self._prune(now)
         owner = self._owners.get(draft_id)
         if owner is not None and owner[0] != user_id:
             raise PermissionError("This form belongs to another Slack user; open your own /changeos form.")
+        subject = f"{draft_id}|{os_type}"
+        reused = self._unused_link(draft_id, user_id, subject, now)
+        if reused is not None:
+            return reused
+        for digest in self.store.revoke_subject(PURPOSE, f"{draft_id}|"):  # at most one live link per draft
+            self._gone.setdefault(digest, (REPLACED, now + timedelta(hours=24)))
         token = secrets.token_urlsafe(32)
-        self.store.put_token(
-            token_hash(token),
-            purpose=PURPOSE,
-            subject=f"{draft_id}|{os_type}",
-            user_id=user_id,
-            expires_at=now + timedelta(seconds=self.ttl_seconds),
-        )
+        expires_at = now + timedelta(seconds=self.ttl_seconds)
+        kept = self.workflow.draft_password_info(draft_id)
+        if kept is not None:
+            expires_at = min(expires_at, kept.expires_at)  # never outlive the password it would replace
+        digest = token_hash(token)
+        self.store.put_token(digest, purpose=PURPOSE, subject=subject, user_id=user_id, expires_at=expires_at)
+        url = f"{self.public_url.rstrip('/')}/password#u={user_id}&t={token}"
+        box = self.workflow.secretbox
+        if box is not None:
+            self.store.put_secret(link_secret_key(draft_id), box.encrypt(token), expires_at=expires_at)
         self._owners[draft_id] = (user_id, now)
-        return f"{self.public_url.rstrip('/')}/password#u={user_id}&t={token}"
+        return IssuedLink(url, expires_at, reused=False)
+
+    def _unused_link(self, draft_id: str, user_id: str, subject: str, now: datetime) -> IssuedLink | None:
+        box = self.workflow.secretbox
+        blob = self.store.get_secret(link_secret_key(draft_id))
+        if box is None or blob is None:
+            return None
+        try:
+            token = box.decrypt(blob).get_secret_value()
+        except SecretBoxError:
+            return None
+        row = self.store.peek_token(token_hash(token), user_id=user_id, now=now)
+        if row is None or row["purpose"] != PURPOSE or row["subject"] != subject:
+            return None
+        return IssuedLink(f"{self.public_url.rstrip('/')}/password#u={user_id}&t={token}", row["expires_at"], True)
 
     def _prune(self, now: datetime) -> None:
-        """Forget owners whose last link has expired: no live token can name their draft any more."""
+        """Forget owners whose last link has expired, and old tombstones."""
         horizon = now - timedelta(seconds=self.ttl_seconds)
         for draft_id in [d for d, (_, at) in self._owners.items() if at < horizon]:
             del self._owners[draft_id]
+        for digest in [d for d, (_, until) in self._gone.items() if until < now]:
+            del self._gone[digest]
+
+    def _tombstone(self, digest: str, message: str, now: datetime) -> None:
+        self._gone[digest] = (message, now + timedelta(hours=24))
+
+    def _revoked(self, draft_id: str, digests: list[str], why: DraftEnd) -> None:
+        now = self.now()
+        for digest in digests:
+            self._tombstone(digest, why.message, now)
+        if why.final:
+            self._owners.pop(draft_id, None)
+
+    def _why_gone(self, digest: str, default: str) -> str:
+        found = self._gone.get(digest)
+        return found[0] if found else default
 
     # ------------------------------------------------------------------ wiring
 
@@ -198,9 +303,12 @@ class PasswordPages:
         app.on_response_prepare.append(self._add_headers)
         app.router.add_get("/password", self._page)
         app.router.add_get("/password/static/{name}", self._static)
+        app.router.add_post("/password/api/open", self._open)
         app.router.add_post("/password/api/info", self._info)
         app.router.add_post("/password/api/set", self._set)
         app.router.add_post("/password/api/generate", self._generate)
+        app.router.add_get("/password/signin", self._signin_start)
+        app.router.add_get("/password/signin/callback", self._signin_callback)
 
     @staticmethod
     async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -216,6 +324,10 @@ class PasswordPages:
         if name not in _STATIC:
             return web.Response(status=404, text="Not found.")
         return web.Response(body=self._assets[name], content_type=_STATIC[name], charset="utf-8")
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url.rstrip('/')}/password/signin/callback"
 
     # ------------------------------------------------------------------ API
 
@@ -243,36 +355,113 @@ class PasswordPages:
             raise _Refused(_error(400, "The request must be a JSON object."))
         return data
 
-    def _peek(self, data: dict[str, Any]) -> _Grant:
-        """The live token of this user, without using it up; `_Refused(410)` otherwise, whatever the cause."""
+    async def _open(self, request: web.Request) -> web.Response:
+        """Exchange the link's token for a page session: the token is dead from here on, whatever happens next."""
+        try:
+            data = await self._body(request)
+        except _Refused as refused:
+            return refused.response  # type: ignore[return-value]
         user, token = data.get("u"), data.get("t")
         if not (isinstance(user, str) and isinstance(token, str)):
-            raise _Refused(_error(410, GONE))
+            return _error(410, NO_SESSION)
         if not (_USER_RE.fullmatch(user) and _TOKEN_RE.fullmatch(token)):
-            raise _Refused(_error(410, GONE))
+            return _error(410, GONE)
+        now = self.now()
+        self._prune(now)
         digest = token_hash(token)
-        row = self.store.peek_token(digest, user_id=user, now=self.now())
+        row = self.store.peek_token(digest, user_id=user, now=now)
         if row is None or row["purpose"] != PURPOSE:
-            raise _Refused(_error(410, GONE))
+            return _error(410, self._why_gone(digest, GONE))
         draft_id, _, os_type = row["subject"].partition("|")
         owner = self._owners.get(draft_id)
-        if owner is not None and owner[0] != user:
-            raise _Refused(_error(410, GONE))
-        return _Grant(digest, user, draft_id, os_type or "Linux", row["expires_at"])
+        if (owner is not None and owner[0] != user) or self.workflow.draft_ended(draft_id) is not None:
+            return _error(410, self._why_gone(digest, GONE))
+        if self.store.consume_token(digest, user_id=user, now=now) is None:
+            return _error(410, self._why_gone(digest, GONE))
+        self._tombstone(digest, OPENED, now)
+        self.store.delete_secret(link_secret_key(draft_id))
+        expires_at = now + timedelta(seconds=self.ttl_seconds)
+        kept = self.workflow.draft_password_info(draft_id)
+        if kept is not None:
+            expires_at = min(expires_at, kept.expires_at)
+        sid = secrets.token_urlsafe(32)
+        self.store.put_session(
+            token_hash(sid), draft_id=draft_id, os_type=os_type or "Linux", user_id=user, expires_at=expires_at
+        )
+        log.info("password page opened for draft %s", draft_id)
+        response = web.json_response({"ok": True, "signin": self.signin is not None})
+        self._set_cookie(response, COOKIE, sid, expires_at - now, same_site="Strict", path="/password")
+        if self.on_open is not None:
+            await self._tell(self.on_open, draft_id, "opened")
+        return response
+
+    def _set_cookie(
+        self, response: web.StreamResponse, name: str, value: str, ttl: timedelta, *, same_site: str, path: str
+    ) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max(1, int(ttl.total_seconds())),
+            path=path,
+            httponly=True,
+            secure=self.secure,
+            samesite=same_site,
+        )
+
+    def _grant(self, request: web.Request, *, need_signin: bool = True) -> _Grant:
+        """The live page session of this browser; `_Refused` (410, or 401 to sign in) otherwise."""
+        sid = request.cookies.get(COOKIE)
+        if not sid or not _TOKEN_RE.fullmatch(sid):
+            raise _Refused(_error(410, NO_SESSION))
+        digest = token_hash(sid)
+        row = self.store.get_session(digest, now=self.now())
+        if row is None:
+            raise _Refused(_error(410, self._why_gone(digest, SESSION_ENDED)))
+        ended = self.workflow.draft_ended(row["draft_id"])
+        if ended is not None:
+            raise _Refused(_error(410, ended.message))
+        signed_in = row["signed_in_user"] is not None and row["signed_in_user"] == row["user_id"]
+        if need_signin and self.signin is not None and not signed_in:
+            expires_in = max(0, int((row["expires_at"] - self.now()).total_seconds()))
+            raise _Refused(_error(401, SIGNIN_NEEDED, signin="password/signin", expires_in=expires_in))
+        return _Grant(digest, row["user_id"], row["draft_id"], row["os_type"], row["expires_at"], signed_in)
+
+    async def _api(self, request: web.Request) -> _Grant:
+        await self._body(request)
+        return self._grant(request)
 
     async def _info(self, request: web.Request) -> web.Response:
         try:
-            data = await self._body(request)
-            grant = self._peek(data)
+            grant = await self._api(request)
         except _Refused as refused:
-            return refused.response
-        expires_in = max(0, int((grant.expires_at - self.now()).total_seconds()))
-        return web.json_response({"os_type": grant.os_type, "expires_in": expires_in, **rules_for(grant.os_type)})
+            return refused.response  # type: ignore[return-value]
+        now = self.now()
+        expires_in = max(0, int((grant.expires_at - now).total_seconds()))
+        kept = self.workflow.draft_password_info(grant.draft_id)
+        current = None
+        if kept is not None:
+            current = {
+                "set_by_you": kept.set_by == grant.user,
+                "verified": kept.set_via == "slack-signin",
+                "set_at": int(kept.set_at.timestamp()),
+                "expires_in": max(0, int((kept.expires_at - now).total_seconds())),
+            }
+        return web.json_response(
+            {
+                "os_type": grant.os_type,
+                "expires_in": expires_in,
+                "signed_in": grant.signed_in,
+                "bearer": self.signin is None,
+                "current": current,
+                "draft_minutes": self.workflow.draft_password_ttl.total_seconds() / 60,
+                **rules_for(grant.os_type),
+            }
+        )
 
     async def _set(self, request: web.Request) -> web.Response:
         try:
             data = await self._body(request)
-            grant = self._peek(data)
+            grant = self._grant(request)
             password, confirm = data.get("password"), data.get("confirm")
             if not (isinstance(password, str) and isinstance(confirm, str)):
                 return _error(400, "Send both the password and its confirmation.")
@@ -284,38 +473,126 @@ class PasswordPages:
                 )
             return await self._store(grant, SecretStr(password))
         except _Refused as refused:
-            return refused.response
+            return refused.response  # type: ignore[return-value]
 
     async def _generate(self, request: web.Request) -> web.Response:
         try:
-            data = await self._body(request)
-            grant = self._peek(data)
+            grant = await self._api(request)
             password = SecretStr(generate_password(grant.os_type))
             response = await self._store(grant, password)
         except _Refused as refused:
-            return refused.response
+            return refused.response  # type: ignore[return-value]
         if response.status != 200:
             return response
-        return web.json_response({"ok": True, "password": password.get_secret_value()})
+        return web.json_response({**json.loads(response.body), "password": password.get_secret_value()})  # type: ignore[arg-type]
 
     async def _store(self, grant: _Grant, password: SecretStr) -> web.Response:
-        """Use the token up, then keep the password encrypted on its draft and tell the Slack layer."""
+        """Keep the password encrypted on its draft while the session lives (and end it), then tell the Slack layer."""
         if not self.workflow.passwords_enabled:
             return _error(503, "Password logins are turned off on this bot (no ECSBOT_SECRET_KEY). Use a key pair.")
-        if self.store.consume_token(grant.digest, user_id=grant.user, now=self.now()) is None:
-            return _error(410, GONE)
         draft_id = grant.draft_id
+        via = "slack-signin" if grant.signed_in else "link"
         try:
-            self.workflow.keep_draft_password(draft_id, password)
+            kept = self.workflow.keep_draft_password(
+                draft_id, password, set_by=grant.user, set_via=via, session=grant.digest
+            )
+        except DraftClosed:
+            ended = self.workflow.draft_ended(draft_id)
+            return _error(410, ended.message if ended else GONE)
         except Exception as exc:
             log.error("could not keep the password for draft %s: %s", draft_id, type(exc).__name__)
             return _error(500, "The password could not be stored. Open the form in Slack again to get a new link.")
-        log.info("password set for draft %s", draft_id)
+        if not kept:
+            return _error(410, self._why_gone(grant.digest, SESSION_ENDED))
+        now = self.now()
+        self._tombstone(grant.digest, "The password was set from this page already. " + SESSION_ENDED, now)
+        log.info("password set for draft %s (%s)", draft_id, via)
         if self.on_set is not None:
-            try:
-                await self.on_set(draft_id)
-            except Exception as exc:
-                log.warning(
-                    "password set for draft %s, but the form was not refreshed: %s", draft_id, type(exc).__name__
-                )
-        return web.json_response({"ok": True})
+            await self._tell(self.on_set, draft_id, "set")
+        info = self.workflow.draft_password_info(draft_id)
+        return web.json_response(
+            {
+                "ok": True,
+                "set_at": int(now.timestamp()),
+                "verified": grant.signed_in,
+                "expires_in": int((info.expires_at - now).total_seconds()) if info else 0,
+            }
+        )
+
+    @staticmethod
+    async def _tell(hook: Callable[[str], Awaitable[None]], draft_id: str, what: str) -> None:
+        try:
+            await hook(draft_id)
+        except Exception as exc:
+            log.warning(
+                "password %s for draft %s, but the form was not refreshed: %s", what, draft_id, type(exc).__name__
+            )
+
+    # ------------------------------------------------------------------ Sign in with Slack
+
+    def _back(self, result: str) -> web.Response:
+        """Back to the page with the outcome in the query (never a secret), e.g. /password?signin=ok."""
+        return web.Response(status=303, headers={"Location": f"{self.public_url.rstrip('/')}/password?signin={result}"})
+
+    async def _signin_start(self, request: web.Request) -> web.StreamResponse:
+        if self.signin is None:
+            return self._back("off")
+        try:
+            grant = self._grant(request, need_signin=False)
+        except _Refused:
+            return self._back("nosession")
+        state, binding, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(16)
+        if not self.store.start_signin(
+            grant.digest, state_hash=token_hash(state), binding_hash=token_hash(binding), nonce=nonce
+        ):
+            return self._back("nosession")
+        team = await self.signin.team_id()
+        target = self.signin.redirect(redirect_uri=self.redirect_uri, state=state, nonce=nonce, team=team)
+        response = web.Response(status=302, headers={"Location": target})
+        self._set_cookie(
+            response, SIGNIN_COOKIE, binding, grant.expires_at - self.now(), same_site="Lax", path="/password/signin"
+        )
+        return response
+
+    async def _signin_callback(self, request: web.Request) -> web.StreamResponse:
+        response = await self._signin_result(request)
+        response.del_cookie(SIGNIN_COOKIE, path="/password/signin")
+        return response
+
+    async def _signin_result(self, request: web.Request) -> web.StreamResponse:
+        if self.signin is None:
+            return self._back("off")
+        state, code = request.query.get("state", ""), request.query.get("code", "")
+        if not _TOKEN_RE.fullmatch(state):
+            return self._back("failed")
+        state_digest = token_hash(state)
+        row = self.store.session_by_state(state_digest, now=self.now())
+        if row is None:
+            return self._back("expired")
+        binding = request.cookies.get(SIGNIN_COOKIE, "")
+        if not hmac.compare_digest(token_hash(binding), row["binding_hash"] or ""):
+            log.warning("sign-in for draft %s refused: it did not start in this browser", row["draft_id"])
+            return self._back("failed")
+        if request.query.get("error") or not code:
+            return self._back("denied")
+        try:
+            who = await self.signin.finish(code=code, redirect_uri=self.redirect_uri, nonce=row["nonce"] or "")
+        except SignInError as exc:
+            log.warning("sign-in for draft %s failed: %s", row["draft_id"], exc)
+            return self._back("failed")
+        team = await self.signin.team_id()
+        if who.user_id != row["user_id"] or (team is not None and who.team_id != team):
+            self.store.finish_signin(row["sid_hash"], state_hash=state_digest, user_id=None)
+            self._tombstone(row["sid_hash"], "Signed in as someone else: this page was closed.", self.now())
+            log.warning(
+                "sign-in for draft %s refused: signed in as %s of %s, the link was made for %s",
+                row["draft_id"],
+                who.user_id,
+                who.team_id,
+                row["user_id"],
+            )
+            return self._back("wrong_user" if who.user_id != row["user_id"] else "wrong_team")
+        if not self.store.finish_signin(row["sid_hash"], state_hash=state_digest, user_id=who.user_id):
+            return self._back("expired")
+        log.info("signed in with Slack for draft %s", row["draft_id"])
+        return self._back("ok")

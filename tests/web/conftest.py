@@ -50,6 +50,7 @@ class PageServer:
     clock: Clock
     db_path: Path
     set_calls: list[str] = field(default_factory=list)
+    open_calls: list[str] = field(default_factory=list)
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path and query, headers) as received
 
     def link(self, draft_id: str = "draft-1", user_id: str = OWNER, os_type: str = "Linux") -> str:
@@ -102,7 +103,11 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
             async def on_set(draft_id: str) -> None:
                 server.set_calls.append(draft_id)
 
+            async def on_open(draft_id: str) -> None:
+                server.open_calls.append(draft_id)
+
             pages.on_set = on_set
+            pages.on_open = on_open
         try:
             yield server
         finally:

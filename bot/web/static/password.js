@@ -1,33 +1,50 @@
-// The one-time password page. The link's token is in the URL fragment (never sent to a server); we read it, wipe it
-// from the address bar, and send it only in JSON bodies to the bot's own API. No third-party code, no inline script.
+// The one-time password page. The link's token is in the URL fragment (never sent to a server). We read it, wipe it
+// from the address bar, and trade it at once for a page session (an HttpOnly cookie): from then on the token is dead,
+// so the copy of the link that the browser's history keeps opens nothing. No third-party code, no inline script.
 "use strict";
 
 (function () {
-  const GONE = "This link was already used or has expired. Open the form in Slack again and choose Admin password " +
-    "to get a new link.";
+  const GONE = "This link was already used or has expired. Go back to the form in Slack and use its password " +
+    "button again: the form offers a fresh link.";
+  const SIGNIN_RESULTS = {
+    wrong_user: "You signed in with Slack as someone other than the person this link was made for, so the page " +
+      "was closed and the link no longer works. Only that person can set this password: they get a fresh link from " +
+      "their Slack form.",
+    wrong_team: "You signed in to another Slack workspace than the bot's, so the page was closed. Go back to the " +
+      "form in Slack for a fresh link, and sign in to the bot's workspace.",
+    denied: "Sign-in was cancelled at Slack. Use Sign in with Slack again, or go back to the Slack form for a " +
+      "fresh link.",
+    failed: "Sign in with Slack did not complete, so the bot cannot tell who you are. Go back to the form in Slack " +
+      "and use its password button again.",
+    expired: "This sign-in took too long or was already used. Go back to the form in Slack and use its password " +
+      "button again for a fresh link.",
+    nosession: "This browser has no open password page. Use the password button in the Slack form.",
+  };
   const $ = (id) => document.getElementById(id);
-  let link = null; // {u, t}
-  let info = null; // rules from the server
+  let info = null; // rules and state from the server
   let busy = false;
+  let deadline = 0; // when this page's session ends (ms since epoch)
+  let ticker = null;
 
   function readFragment() {
     const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
     const u = params.get("u");
     const t = params.get("t");
-    // Remove the token from the address bar and from history, so it is not left behind on this device.
+    // Wipe the token from the address bar. (Chromium's history keeps the URL the tab first loaded anyway, which is
+    // why the token is traded for a session straight away and never works again.)
     if (window.location.hash) {
       history.replaceState(null, "", window.location.pathname + window.location.search);
     }
     return u && t ? { u, t } : null;
   }
 
-  async function call(path, extra) {
+  async function call(path, body) {
     const response = await fetch("password/api/" + path, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Requested-With": "ecsbot" },
-      body: JSON.stringify(Object.assign({ u: link.u, t: link.t }, extra || {})),
+      body: JSON.stringify(body || {}),
       cache: "no-store",
-      credentials: "omit",
+      credentials: "same-origin",
       referrerPolicy: "no-referrer",
     });
     let data = {};
@@ -39,8 +56,14 @@
     return { status: response.status, data };
   }
 
+  function announce(message) {
+    // A live region that is always in the page, so screen readers announce each new error.
+    $("live").textContent = "";
+    window.setTimeout(() => { $("live").textContent = message; }, 50);
+  }
+
   function show(id) {
-    for (const other of ["loading", "gone", "form", "done", "generated", "failed"]) {
+    for (const other of ["loading", "gone", "signin", "form", "done", "generated", "failed"]) {
       $(other).hidden = other !== id;
     }
   }
@@ -48,17 +71,57 @@
   function showGone(message) {
     $("gone-text").textContent = message || GONE;
     clearInputs();
+    stopTicker();
     show("gone");
+    announce(message || GONE);
   }
 
   function showFailure(message) {
-    $("failed-text").textContent = message || "Something went wrong. Open the form in Slack again to get a new link.";
+    const text = message || "Something went wrong. Go back to the form in Slack and use its password button again.";
+    $("failed-text").textContent = text;
     $("failed").hidden = false;
+    announce(text);
   }
 
   function clearInputs() {
     $("password").value = "";
     $("confirm").value = "";
+  }
+
+  function clock(epochSeconds) {
+    return new Date(epochSeconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function duration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const m = Math.floor(s / 60);
+    return m + ":" + String(s % 60).padStart(2, "0");
+  }
+
+  // --- the countdown: the page's session, not the link, is what expires now -------------------------------------
+  function startTicker(seconds) {
+    deadline = Date.now() + seconds * 1000;
+    stopTicker();
+    tick();
+    ticker = window.setInterval(tick, 1000);
+  }
+
+  function stopTicker() {
+    if (ticker !== null) window.clearInterval(ticker);
+    ticker = null;
+  }
+
+  function tick() {
+    const left = (deadline - Date.now()) / 1000;
+    if (left <= 0) {
+      showGone("This page's time is up. Go back to the form in Slack and use its password button again for a " +
+        "fresh link.");
+      return;
+    }
+    const text = "This page works for " + duration(left) + " more (minutes:seconds). After that, use the " +
+      "button in the Slack form again.";
+    $("expiry").textContent = text;
+    $("signin-expiry").textContent = text;
   }
 
   // --- the rules, mirrored from bot/domain/passwords.py (the server checks again) -------------------------------
@@ -112,6 +175,11 @@
     }
   }
 
+  function unmetRules() {
+    const verdict = evaluate($("password").value);
+    return info.rules.filter((rule) => verdict[rule.id] === false).map((rule) => rule.text);
+  }
+
   function update() {
     const pw = $("password").value;
     const confirm = $("confirm").value;
@@ -125,6 +193,7 @@
       item.querySelector(".mark").textContent = pw === "" ? "•" : ok ? "✓" : "✗";
       item.querySelector(".status").textContent = pw === "" ? "" : ok ? " (met)" : " (not met)";
     }
+    $("password").setAttribute("aria-invalid", String(pw !== "" && !allOk));
     const match = $("match");
     let state = "empty";
     if (confirm !== "") state = confirm === pw ? "match" : "mismatch";
@@ -137,6 +206,7 @@
       match: "Both entries match",
       mismatch: "The two entries do not match",
     }[state];
+    $("confirm").setAttribute("aria-invalid", String(state === "mismatch"));
     $("submit").disabled = busy || !(pw !== "" && allOk && state === "match");
   }
 
@@ -150,6 +220,25 @@
       list.append(item);
     }
     $("problems").hidden = false;
+    announce([title, ...(problems || [])].join(" "));
+  }
+
+  function explainWhyNotYet() {
+    // Enter (or a click) while the password cannot be sent yet: say why instead of doing nothing.
+    const unmet = unmetRules();
+    if ($("password").value === "") {
+      $("password").setAttribute("aria-invalid", "true");
+      showProblems("Type a password first.", []);
+      $("password").focus();
+    } else if (unmet.length) {
+      $("password").setAttribute("aria-invalid", "true");
+      showProblems("The password does not meet these rules yet:", unmet);
+      $("password").focus();
+    } else {
+      $("confirm").setAttribute("aria-invalid", "true");
+      showProblems("Type the same password again in the second field.", []);
+      $("confirm").focus();
+    }
   }
 
   function setBusy(value) {
@@ -158,9 +247,32 @@
     update();
   }
 
+  function onKey(event) {
+    if (event.key === "Enter" && $("submit").disabled && !busy) {
+      event.preventDefault();
+      explainWhyNotYet();
+    }
+  }
+
+  function setLine(result) {
+    const kept = Math.max(1, Math.round(result.expires_in / 60));
+    return "Kept encrypted until " + clock(result.set_at + result.expires_in) + " (about " + kept + " minute" +
+      (kept === 1 ? "" : "s") + "). Submit the Slack form before then; after that the password is deleted and " +
+      "the form offers a fresh link.";
+  }
+
+  function handleRefusal(status, data) {
+    if (status === 410) showGone(data.error);
+    else if (status === 401 && data.signin) showSignin();
+    else showFailure(data.error);
+  }
+
   async function submit(event) {
     event.preventDefault();
-    if ($("submit").disabled) return;
+    if ($("submit").disabled) {
+      if (!busy) explainWhyNotYet();
+      return;
+    }
     $("problems").hidden = true;
     $("failed").hidden = true;
     setBusy(true);
@@ -168,13 +280,14 @@
       const { status, data } = await call("set", { password: $("password").value, confirm: $("confirm").value });
       if (status === 200) {
         clearInputs();
+        stopTicker();
+        $("done-expiry").textContent = setLine(data);
         show("done");
       } else if (status === 422) {
+        $("password").setAttribute("aria-invalid", "true");
         showProblems(data.error || "This password cannot be used.", data.problems);
-      } else if (status === 410) {
-        showGone(data.error);
       } else {
-        showFailure(data.error);
+        handleRefusal(status, data);
       }
     } catch (_) {
       showFailure("The bot could not be reached. Check your connection and try again.");
@@ -191,14 +304,14 @@
       const { status, data } = await call("generate");
       if (status === 200 && data.password) {
         clearInputs();
+        stopTicker();
         $("generated-value").value = data.password;
+        $("generated-expiry").textContent = setLine(data);
         show("generated");
         $("generated-value").focus();
         $("generated-value").select();
-      } else if (status === 410) {
-        showGone(data.error);
       } else {
-        showFailure(data.error);
+        handleRefusal(status, data);
       }
     } catch (_) {
       showFailure("The bot could not be reached. Check your connection and try again.");
@@ -219,14 +332,53 @@
     }
   }
 
+  function showSignin() {
+    show("signin");
+    $("signin-button").focus();
+  }
+
+  function showForm() {
+    $("os-type").textContent = info.os_type;
+    $("who").textContent = info.signed_in ? "Signed in with Slack: the password is recorded as set by you." : "";
+    $("bearer").hidden = !info.bearer;
+    const current = info.current;
+    $("current").hidden = !current;
+    if (current) {
+      const by = current.set_by_you ? "by you" : "through this form's link";
+      const until = Math.floor(Date.now() / 1000) + current.expires_in;
+      $("current").textContent = "A password is already set for this form (" + by + " at " + clock(current.set_at) +
+        ", kept until " + clock(until) + "). Setting a new one here replaces it.";
+    }
+    renderRules();
+    update();
+    show("form");
+    $("password").focus();
+  }
+
   async function start() {
-    link = readFragment();
-    if (!link) {
-      showGone("This link is incomplete. Use the Set password securely button in the Slack form to open it.");
+    show("loading");
+    const link = readFragment();
+    const query = new URLSearchParams(window.location.search);
+    const signin = query.get("signin");
+    if (window.location.search) history.replaceState(null, "", window.location.pathname);
+    if (signin && signin !== "ok" && signin !== "off") {
+      showGone(SIGNIN_RESULTS[signin] || SIGNIN_RESULTS.failed);
       return;
     }
     try {
+      if (link) {
+        const opened = await call("open", link);
+        if (opened.status !== 200) {
+          handleRefusal(opened.status, opened.data);
+          return;
+        }
+      }
       const { status, data } = await call("info");
+      if (status === 401 && data.signin) {
+        startTicker(data.expires_in || 0);
+        showSignin();
+        return;
+      }
       if (status !== 200) {
         if (status === 410) showGone(data.error);
         else {
@@ -241,19 +393,15 @@
       showFailure("The bot could not be reached. Check your connection and reload the page.");
       return;
     }
-    $("os-type").textContent = info.os_type;
-    const minutes = Math.max(1, Math.round(info.expires_in / 60));
-    $("expiry").textContent = "This link works once and expires in about " + minutes + " minute" +
-      (minutes === 1 ? "" : "s") + ".";
-    renderRules();
+    startTicker(info.expires_in);
     $("password").addEventListener("input", update);
     $("confirm").addEventListener("input", update);
+    $("password").addEventListener("keydown", onKey);
+    $("confirm").addEventListener("keydown", onKey);
     $("form").addEventListener("submit", submit);
     $("generate").addEventListener("click", generate);
     $("copy").addEventListener("click", copy);
-    update();
-    show("form");
-    $("password").focus();
+    showForm();
   }
 
   document.addEventListener("DOMContentLoaded", start);
