@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from typing import Any
 
 from bot.devtools.stack import (
@@ -104,6 +106,20 @@ async def test_suggestions_and_the_chooser_only_name_servers_the_user_may_change
         labels = [o["text"]["text"] for o in block(view, views.SERVER_BLOCK)["element"]["options"]]
         assert sorted(label.split(" · ")[0] for label in labels) == ["app-01", "app-01", "web-01"]
         assert "No server was named" in blocks_text(view) and "Several servers" not in blocks_text(view)
+
+
+async def test_a_large_account_gets_a_chooser_that_fits_and_says_so(stack: LocalStack) -> None:
+    template = stack.sim.state.servers[WEB_01]
+    for i in range(150):
+        clone = dataclasses.replace(template, id=str(uuid.UUID(int=i + 1)), name=f"bulk-{i:03d}")
+        stack.sim.state.servers[clone.id] = clone
+    view = await open_plan(stack, "--reason many --key ops-key")
+    assert not stack.slack.errors(), [c.response for c in stack.slack.errors()]
+    options = block(view, views.SERVER_BLOCK)["element"]["options"]
+    assert 10 < len(options) <= 100
+    assert f"the first {len(options)} of 159" in blocks_text(view)
+    rebuilt = await modal_action(stack, view, views.SERVER_ACTION, options[-1]["value"])
+    assert not stack.slack.errors() and initial_option(rebuilt, views.KEY_BLOCK) == "ops-key"
 
 
 # ---------------------------------------------------------------------------------------------------- typed fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ class PlanCard:
             servers = await planner.servers_for(may_change)
             if not servers:
                 return views.message_modal(meta, "No server for you", texts.no_server_for_you())
-            meta["k"] = _candidates(servers)
+            _set_candidates(meta, servers)
             return self._plan_without_server(meta, cmd)
         lookup = await planner.lookup(cmd.server, may_change)
         if not lookup.matches:
@@ -195,8 +196,8 @@ class PlanCard:
             return views.message_modal(meta, "Server not found", text)
         allowed = [server for server in lookup.matches if may_change(server)]
         if len(allowed) > 1:
-            meta["k"] = _candidates(allowed)
             meta["q"] = cmd.server
+            _set_candidates(meta, allowed)
             return self._plan_without_server(meta, cmd)
         meta["s"] = (allowed or lookup.matches)[0].id  # none allowed: the plan says why
         return await self._plan(meta, user, ModalInput(), cmd)
@@ -510,13 +511,32 @@ def _within(names: list[str], budget: int) -> list[str]:
 def _chooser_label(meta: dict[str, Any]) -> str:
     query = meta.get("q")
     if isinstance(query, str) and query:
-        return f"Several servers you may change are named {query}: choose one"
-    return "No server was named: choose the server"
+        label = f"Several servers you may change are named {query}: choose one"
+    else:
+        label = "No server was named: choose the server"
+    shown, total = len(meta.get("k") or []), meta.get("m")
+    if isinstance(total, int) and total > shown:
+        label += f" (the first {shown} of {total}; run /changeos with a name to narrow)"
+    return label
 
 
-def _candidates(servers: list[Server]) -> list[list[str]]:
-    """[id, label] pairs for the server chooser (kept short: they travel in private_metadata)."""
-    return [[s.id, f"{s.name} · {s.status} · {s.id[:8]}"] for s in servers[:100]]
+# Slack refuses a view whose private_metadata exceeds 3,000 characters; the rest of the metadata is a few hundred.
+METADATA_BUDGET = 2900
+
+
+def _set_candidates(meta: dict[str, Any], servers: list[Server]) -> None:
+    """[id, label] pairs for the server chooser, as many as fit in private_metadata (they travel there)."""
+    meta["k"] = []
+    size = len(json.dumps(meta, separators=(",", ":")))
+    for server in servers[:100]:
+        pair = [server.id, f"{server.name} · {server.status} · {server.id[:8]}"]
+        size += len(json.dumps(pair, separators=(",", ":"))) + 1
+        if size > METADATA_BUDGET:
+            meta["m"] = len(servers)
+            break
+        meta["k"].append(pair)
+    if len(servers) > 100:
+        meta["m"] = len(servers)
 
 
 def _server_info(facts: CloudFacts) -> views.ServerInfo:
