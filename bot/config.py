@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,12 @@ class Settings(BaseSettings):
     huaweicloud_project_id: str | None = Field(default=None, validation_alias="HUAWEICLOUD_PROJECT_ID")
     huaweicloud_region: str = Field(default="my-kualalumpur-1", validation_alias="HUAWEICLOUD_REGION")
     huaweicloud_user_id: str | None = Field(default=None, validation_alias="HUAWEICLOUD_USER_ID")
+    huaweicloud_security_token: SecretStr | None = Field(
+        default=None, validation_alias="HUAWEICLOUD_SDK_SECURITY_TOKEN"
+    )
+    # "env": HUAWEICLOUD_SDK_AK/SK (+ security token); "agency": the ECS metadata service's temporary keys.
+    huaweicloud_credentials: Literal["env", "agency"] = Field(default="env", validation_alias="HUAWEICLOUD_CREDENTIALS")
+    metadata_url: str = Field(default="http://169.254.169.254", validation_alias="ECSBOT_METADATA_URL")
     ecs_endpoint: str | None = Field(default=None, validation_alias="ECS_ENDPOINT")
     ims_endpoint: str | None = Field(default=None, validation_alias="IMS_ENDPOINT")
     evs_endpoint: str | None = Field(default=None, validation_alias="EVS_ENDPOINT")

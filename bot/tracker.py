@@ -30,6 +30,7 @@ from bot.cloud import (
     CloudError,
     CloudUnreachableError,
     Job,
+    JobStatus,
     OutcomeUnknownError,
     Server,
     ThrottledError,
@@ -53,6 +54,7 @@ DRIVEN = (
     RequestState.RUNNING,
 )
 LEASE = "tracker"
+JOB_GONE = "GONE"  # job_status once the job record expired: the server is followed instead
 REBUILDING = ("rebuilding", "rebuild_block_device_mapping", "rebuild_spawning")
 MAX_SUBMIT_ATTEMPTS = 5
 MISSING_USER_ID = (
@@ -328,8 +330,15 @@ class Tracker:
                 return
             self._schedule(request.id, self.config.first_poll, stop_job_id=job_id, job_progress="Stop job started")
             return
+        job: Job | None = None
         if request.stop_job_id is not None:
-            job = await self._ecs(lambda: self.cloud.get_job(request.stop_job_id or ""))
+            try:
+                job = await self._ecs(lambda: self.cloud.get_job(request.stop_job_id or ""))
+            except CloudAPIError as exc:
+                if not job_is_gone(exc):
+                    raise
+                # The stop job's record expired: the server's own state below says whether it stopped.
+        if job is not None:
             if job.failed:
                 self._fail(
                     request,
@@ -459,10 +468,16 @@ class Tracker:
 
     # running → succeeded | failed
     async def _follow(self, request: ChangeRequest) -> None:
-        if request.job_id is None:
+        if request.job_id is None or request.job_status == JOB_GONE:
             await self._follow_server(request)
             return
-        job = await self._ecs(lambda: self.cloud.get_job(request.job_id or ""))
+        try:
+            job = await self._ecs(lambda: self.cloud.get_job(request.job_id or ""))
+        except CloudAPIError as exc:
+            if not job_is_gone(exc):
+                raise
+            await self._job_gone(request, exc)
+            return
         if job.succeeded:
             server = await self._ecs(lambda: self.cloud.get_server(request.server_id))
             if server.image_id == request.target_image_id:
@@ -479,12 +494,32 @@ class Tracker:
             return
         self._keep_following(request, _progress(job), job.status)
 
+    async def _job_gone(self, request: ChangeRequest, exc: CloudAPIError) -> None:
+        """Job records expire (a day after they end, 14 days when unpaid): stop asking, follow the server instead."""
+        note = (
+            f"The cloud no longer knows job {request.job_id} ({exc.code or exc.status}: job records expire). "
+            f"Following {request.server_name} itself until it shows the outcome."
+        )
+        log.info("%s: job %s is gone (%s); following the server", request.id, request.job_id, exc.code)
+        self.store.record(request.id, actor="bot", action="job_gone", detail=note)
+        updated = self.store.update(request.id, job_status=JOB_GONE, job_progress=note, poll_failures=0)
+        self._spawn(self.presenter.note(updated, f"🔎 {note}"))
+        await self._follow_server(updated)
+
     async def _follow_server(self, request: ChangeRequest) -> None:
         server = await self._ecs(lambda: self.cloud.get_server(request.server_id))
+        status = JOB_GONE if request.job_status == JOB_GONE else "RUNNING"
         if server.task_state in REBUILDING or server.status == "REBUILD":
-            self._keep_following(request, request.job_progress or "Changing the OS", "RUNNING")
+            self._keep_following(request, request.job_progress or "Changing the OS", status)
         elif server.image_id == request.target_image_id:
             self._succeed(request, server, "confirmed by reading the server")
+        elif request.job_id is not None:
+            self._fail(
+                request,
+                f"Job {request.job_id} is gone from the cloud and {request.server_name} is {server.status} with "
+                f"image {server.image_id}, not {request.target_image_name}: the change did not happen. See the ECS "
+                "console's task list for the reason, then submit a new request.",
+            )
         else:
             self._fail(
                 request,
@@ -551,7 +586,19 @@ def _not_now(exc: CloudError) -> bool:
     return isinstance(exc, CloudAPIError) and (exc.status >= 500 or exc.code == "Ecs.0603")
 
 
+def job_is_gone(exc: CloudAPIError) -> bool:
+    """The cloud no longer has the job: Common.0011 (unknown or expired job id, HTTP 400) or a plain 404."""
+    return exc.code == "Common.0011" or exc.status == 404
+
+
 def _progress(job: Job) -> str:
+    if job.status == JobStatus.PENDING_PAYMENT:
+        return (
+            "The order waits for payment (a yearly/monthly server): pay it in the Huawei Cloud console under "
+            "Billing, Orders; the change starts once it is paid"
+        )
+    if job.status == JobStatus.INIT:
+        return "The cloud is preparing the job"
     subs = job.sub_jobs
     if subs:
         done = sum(1 for s in subs if s.status == "SUCCESS")

@@ -1,6 +1,7 @@
 """Huawei Cloud client: SDK-compatible signing, typed models and errors, retries that never repeat a write."""
 
-from bot.cloud.client import USER_AGENT, CloudClient, Credentials, Endpoints, RetryPolicy
+from bot.cloud.client import USER_AGENT, CloudClient, Endpoints, RetryPolicy, credential_source
+from bot.cloud.credentials import Credentials, CredentialSource, CredentialsUnavailableError, MetadataCredentials
 from bot.cloud.errors import (
     CloudAPIError,
     CloudError,
@@ -34,7 +35,9 @@ __all__ = [
     "CloudClient",
     "CloudError",
     "CloudUnreachableError",
+    "CredentialSource",
     "Credentials",
+    "CredentialsUnavailableError",
     "Endpoints",
     "Flavor",
     "Image",
@@ -42,6 +45,7 @@ __all__ = [
     "JobEntities",
     "JobStatus",
     "KeyPair",
+    "MetadataCredentials",
     "OutcomeUnknownError",
     "RetryPolicy",
     "Server",
@@ -51,5 +55,6 @@ __all__ = [
     "ThrottledError",
     "Volume",
     "VolumeAttachment",
+    "credential_source",
     "hint_for",
 ]

@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.cloud import signer
+from bot.cloud.credentials import Credentials, CredentialSource, MetadataCredentials
 from bot.cloud.errors import (
     CloudAPIError,
     CloudUnreachableError,
@@ -41,20 +42,6 @@ JSON_POST = "application/json;charset=utf-8"
 
 Service = Literal["ecs", "ims", "evs"]
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """AK/SK of an IAM user and the project they act in; the SK stays a SecretStr so reprs never show it."""
-
-    access_key: str
-    secret_key: SecretStr
-    project_id: str
-    user_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.secret_key, str):
-            object.__setattr__(self, "secret_key", SecretStr(self.secret_key))
 
 
 def _normalise_endpoint(url: str) -> str:
@@ -139,7 +126,7 @@ class CloudClient:
 
     def __init__(
         self,
-        credentials: Credentials,
+        credentials: Credentials | CredentialSource,
         endpoints: Endpoints,
         *,
         timeout: float = 10.0,
@@ -148,7 +135,8 @@ class CloudClient:
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds.")
-        self._credentials = credentials
+        self._source: CredentialSource = credentials
+        self._project_id = credentials.project_id
         self._endpoints = endpoints
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
@@ -160,39 +148,21 @@ class CloudClient:
         )
 
     def __repr__(self) -> str:
-        return f"CloudClient(access_key={self._credentials.access_key!r}, endpoints={self._endpoints!r})"
+        return f"CloudClient(credentials={self._source.describe()!r}, endpoints={self._endpoints!r})"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CloudClient:
-        missing = [
-            env
-            for env, value in (
-                ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
-                ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
-                ("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id),
-            )
-            if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
-        ]
-        if missing:
-            raise ValueError(f"Huawei Cloud credentials are incomplete: set {', '.join(missing)}.")
-        assert settings.huaweicloud_ak and settings.huaweicloud_sk and settings.huaweicloud_project_id
-        credentials = Credentials(
-            access_key=settings.huaweicloud_ak,
-            secret_key=settings.huaweicloud_sk,
-            project_id=settings.huaweicloud_project_id,
-            user_id=settings.huaweicloud_user_id,
-        )
         endpoints = Endpoints.for_region(
             settings.huaweicloud_region,
             ecs=settings.ecs_endpoint,
             ims=settings.ims_endpoint,
             evs=settings.evs_endpoint,
         )
-        return cls(credentials, endpoints)
+        return cls(credential_source(settings), endpoints)
 
     @property
-    def credentials(self) -> Credentials:
-        return self._credentials
+    def credentials(self) -> CredentialSource:
+        return self._source
 
     @property
     def endpoints(self) -> Endpoints:
@@ -206,12 +176,14 @@ class CloudClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if isinstance(self._source, MetadataCredentials):
+            await self._source.aclose()
 
     # ------------------------------------------------------------------------------------------------ reads
 
     @property
     def _pid(self) -> str:
-        return _q(self._credentials.project_id)
+        return _q(self._project_id)
 
     async def get_server(self, server_id: str) -> Server:
         """CloudAPIError(status=404, code="Ecs.0114") when the server does not exist."""
@@ -383,17 +355,28 @@ class CloudClient:
         return job_id
 
     async def _send(self, call: _Call, *, seconds: float) -> httpx.Response:
+        """One signed exchange; temporary keys the gateway refuses (401) are refreshed and sent once more."""
+        response = await self._send_signed(call, seconds=seconds, credentials=await self._source.get())
+        if response.status_code == 401 and not isinstance(self._source, Credentials):
+            # The gateway refused the request before any service saw it, so sending it again is safe.
+            fresh = await self._source.get(refresh=True)
+            response = await self._send_signed(call, seconds=seconds, credentials=fresh)
+        return response
+
+    async def _send_signed(self, call: _Call, *, seconds: float, credentials: Credentials) -> httpx.Response:
         base = getattr(self._endpoints, call.service)
         parts = urlsplit(base)
         path = parts.path.rstrip("/") + call.path
         headers = {
             "Content-Type": JSON_POST if call.method == "POST" else JSON_GET,
             "User-Agent": USER_AGENT,
-            "X-Project-Id": self._credentials.project_id,
+            "X-Project-Id": credentials.project_id,
         }
+        if credentials.security_token is not None:
+            headers["X-Security-Token"] = credentials.security_token.get_secret_value()  # signed, as the SDK does
         signed = signer.sign(
-            access_key=self._credentials.access_key,
-            secret_key=self._credentials.secret_key.get_secret_value(),
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key.get_secret_value(),
             method=call.method,
             host=parts.netloc,
             path=path,
@@ -512,3 +495,33 @@ def _parse(model: type[M], data: Any, call: _Call) -> M:
     except ValidationError as exc:
         fields = ", ".join(".".join(str(p) for p in err["loc"]) or "(root)" for err in exc.errors()[:5])
         raise _bad_response(call, 200, f"{model.__name__} fields not understood: {fields}") from None
+
+
+def credential_source(settings: Settings) -> CredentialSource:
+    """Environment keys first (permanent, or temporary with a security token), else the ECS agency when asked for."""
+    agency = settings.huaweicloud_credentials == "agency"
+    required = [("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id)]
+    if not agency:
+        required = [
+            ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
+            ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
+            *required,
+        ]
+    missing = [
+        env for env, value in required if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
+    ]
+    if missing:
+        where = "" if agency else " (or, on an ECS with an agency, set HUAWEICLOUD_CREDENTIALS=agency)"
+        raise ValueError(f"Huawei Cloud credentials are incomplete: set {', '.join(missing)}{where}.")
+    project = settings.huaweicloud_project_id
+    assert project
+    if agency:
+        return MetadataCredentials(project, user_id=settings.huaweicloud_user_id, url=settings.metadata_url)
+    assert settings.huaweicloud_ak and settings.huaweicloud_sk
+    return Credentials(
+        access_key=settings.huaweicloud_ak,
+        secret_key=settings.huaweicloud_sk,
+        project_id=project,
+        user_id=settings.huaweicloud_user_id,
+        security_token=settings.huaweicloud_security_token,
+    )

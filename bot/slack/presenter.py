@@ -132,6 +132,13 @@ class Presenter:
             return None
         return await self._notifier.permalink(request.approvals_channel, request.approval_ts)
 
+    async def note(self, request: ChangeRequest, text: str) -> None:
+        """A thread reply that is not a transition (e.g. the job record expired and the server is followed)."""
+        if request.approval_ts:
+            thread = request.approval_ts
+            await self._notifier.post(request.approvals_channel, views.escape(text), None, thread_ts=thread)
+        await self.progress(request)
+
     async def progress(self, request: ChangeRequest) -> None:
         """Edit the status message in place (no thread reply): progress within a state."""
         if request.status_ts and request.status_channel:
