@@ -7,6 +7,7 @@ import json
 import uuid
 from typing import Any
 
+from bot.devtools import slack_requests as sr
 from bot.devtools.stack import (
     APPROVER,
     INCIDENT_CHANNEL,
@@ -86,6 +87,21 @@ async def test_outsider_is_refused_before_any_cloud_lookup(stack: LocalStack) ->
     assert server_routes(stack) == [], "nothing was looked up in the cloud"
     seen = everything_slack_saw(stack)
     assert not any(name in seen for name in ("db-01", "web-01", "app-01", "locked-01", "7a9f4d3b"))
+
+
+async def test_a_form_changed_by_someone_else_looks_nothing_up(stack: LocalStack) -> None:
+    view = await open_plan(stack, "app-01 --reason mine")
+    updates, lookups = len(stack.slack.calls_to("views.update")), len(server_routes(stack))
+    state = sr.state_from_view(view, {views.SERVER_BLOCK: sr.select_value(APP_ACTIVE)})
+    body = sr.block_actions(
+        user_id=OUTSIDER, action_id=views.SERVER_ACTION, container="view", view=view, value=APP_ACTIVE,
+        state_values=state,
+    )
+    assert (await stack.sender.send(body)).status_code == 200
+    await modal_action(stack, view, views.SERVER_ACTION, APP_SHUTOFF)  # the owner's own pick is answered
+    assert len(stack.slack.calls_to("views.update")) == updates + 1
+    assert len(server_routes(stack)) > lookups, "the owner's pick looked its server up"
+    assert not [r for r in stack.sim.requests if APP_ACTIVE in r["path"]], "the other person's pick did not"
 
 
 async def test_suggestions_and_the_chooser_only_name_servers_the_user_may_change() -> None:

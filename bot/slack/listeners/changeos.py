@@ -323,8 +323,10 @@ class PlanCard:
         chosen = read_input(view)
         if chosen.server_id and chosen.server_id != meta.get("s"):
             meta["s"] = chosen.server_id
-        if not meta.get("s"):
-            return
+        if not meta.get("s") or meta.get("u") != user:
+            return  # only the form's owner changes it
+        if not self.rt.policy.can_request_anything(user, await self._groups(user)):
+            return  # deny before looking up, as the command does
         if meta.get("d") and meta.get("u") == user:
             self._remember(view["id"], meta, user, chosen)
         try:
