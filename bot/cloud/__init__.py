@@ -1,6 +1,14 @@
 """Huawei Cloud client: SDK-compatible signing, typed models and errors, retries that never repeat a write."""
 
-from bot.cloud.client import USER_AGENT, CloudClient, Endpoints, RetryPolicy, credential_source
+from bot.cloud.client import (
+    USER_AGENT,
+    Catalogue,
+    CloudClient,
+    Endpoints,
+    ImageQuery,
+    RetryPolicy,
+    credential_source,
+)
 from bot.cloud.credentials import Credentials, CredentialSource, CredentialsUnavailableError, MetadataCredentials
 from bot.cloud.errors import (
     CloudAPIError,
@@ -29,6 +37,7 @@ from bot.cloud.models import (
 
 __all__ = [
     "USER_AGENT",
+    "Catalogue",
     "ChangeOsMetadata",
     "ChangeOsOption",
     "CloudAPIError",
@@ -41,6 +50,7 @@ __all__ = [
     "Endpoints",
     "Flavor",
     "Image",
+    "ImageQuery",
     "Job",
     "JobEntities",
     "JobStatus",

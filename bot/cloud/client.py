@@ -224,6 +224,7 @@ class CloudClient:
 
     async def list_images(
         self,
+        query: ImageQuery | None = None,
         *,
         id: str | None = None,
         name: str | None = None,
@@ -232,15 +233,42 @@ class CloudClient:
         limit: int | None = None,
         marker: str | None = None,
     ) -> list[Image]:
-        """IMS `GET /v2/cloudimages`: no project in the path, it travels in the signed X-Project-Id header."""
-        query = _pairs(id=id, name=name, __os_type=os_type, status=status, limit=limit, marker=marker)
-        call = _Call("ims", "GET", "/v2/cloudimages", query, operation="list_images")
+        """One page of IMS `GET /v2/cloudimages` (no project in the path: it travels in the signed X-Project-Id)."""
+        pairs = query.pairs() if query is not None else []  # no query: no filters (get_image must see any status)
+        pairs += _pairs(id=id, name=name, __os_type=os_type, status=status, limit=limit, marker=marker)
+        call = _Call("ims", "GET", "/v2/cloudimages", sorted(pairs), operation="list_images")
         data = await self._read(call)
         return [_parse(Image, item, call) for item in _list(data, "images", call)]
+
+    async def catalogue(self, query: ImageQuery, *, page_size: int = 500, max_images: int = 20_000) -> Catalogue:
+        """Every image the query names, page after page (`marker` = the last id) until a short page or the bound."""
+        images: list[Image] = []
+        marker: str | None = None
+        while True:
+            page = await self.list_images(query, limit=page_size, marker=marker)
+            fresh = [image for image in page if image.id != marker]
+            images.extend(fresh)
+            if len(page) < page_size or not fresh:
+                return Catalogue(images, complete=True)
+            if len(images) >= max_images:
+                log.warning("image catalogue cut at %d images (the bound); narrow the filters", max_images)
+                return Catalogue(images[:max_images], complete=False)
+            marker = fresh[-1].id
 
     async def get_image(self, image_id: str) -> Image | None:
         images = await self.list_images(id=image_id)
         return next((image for image in images if image.id == image_id), None)
+
+    async def flavor_extra_specs(self, flavor_id: str) -> dict[str, str]:
+        """Nova `os-extra_specs` of a flavor: `ecs:instance_architecture` is `arm64` on Kunpeng (ARM) flavors only."""
+        call = _Call(
+            "ecs", "GET", f"/v2.1/{self._pid}/flavors/{_q(flavor_id)}/os-extra_specs", operation="flavor_extra_specs"
+        )
+        data = await self._read(call)
+        specs = data.get("extra_specs") if isinstance(data, dict) else None
+        if not isinstance(specs, dict):
+            raise _bad_response(call, 200, "no 'extra_specs' object in the body")
+        return {str(k): str(v) for k, v in specs.items() if v is not None}
 
     async def get_volume(self, volume_id: str) -> Volume:
         call = _Call("evs", "GET", f"/v2/{self._pid}/cloudvolumes/{_q(volume_id)}", operation="get_volume")
@@ -416,6 +444,40 @@ class CloudClient:
             request_id_from(response.headers) or "-",
         )
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuery:
+    """IMS list filters by their documented names; None leaves a filter out. `name` is an exact match."""
+
+    imagetype: Literal["gold", "private", "shared", "market"] | None = None
+    status: str | None = "active"
+    virtual_env_type: Literal["FusionCompute", "DataImage", "Ironic", "IsoImage"] | None = "FusionCompute"
+    architecture: Literal["x86", "arm"] | None = None
+    os_type: str | None = None
+    platform: str | None = None
+    name: str | None = None
+    flavor_id: str | None = None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return _pairs(
+            __imagetype=self.imagetype,
+            status=self.status,
+            virtual_env_type=self.virtual_env_type,
+            architecture=self.architecture,
+            __os_type=self.os_type,
+            __platform=self.platform,
+            name=self.name,
+            flavor_id=self.flavor_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """Images from a paged listing; `complete` is False when the bound stopped the paging (and that was logged)."""
+
+    images: list[Image]
+    complete: bool
 
 
 def _pairs(**params: object) -> list[tuple[str, str]]:

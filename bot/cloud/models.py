@@ -173,6 +173,35 @@ class Image(_Response):
     support_fc_inject: str | None = Field(default=None, alias="__support_fc_inject")
     image_type: str | None = Field(default=None, alias="__imagetype")
     visibility: str | None = None
+    virtual_env_type: str | None = None
+    support_arm: str | None = Field(default=None, alias="__support_arm")
+    firmware: str | None = Field(default=None, alias="hw_firmware_type")
+    os_bit: str | None = Field(default=None, alias="__os_bit")
+    owner: str | None = None
+
+    @field_validator("support_arm", "firmware", "os_bit", "virtual_env_type", mode="before")
+    @classmethod
+    def _flags_str(cls, value: Any) -> Any:
+        return _str_or_none(value)
+
+    @property
+    def architecture(self) -> str:
+        """`arm` or `x86`: the SDK's image model has no `architecture` field; `__support_arm` says it."""
+        return "arm" if (self.support_arm or "").lower() == "true" else "x86"
+
+    @property
+    def boot_firmware(self) -> str:
+        """`uefi` or `bios`; an image without `hw_firmware_type` boots with BIOS."""
+        return "uefi" if (self.firmware or "").lower() == "uefi" else "bios"
+
+    @property
+    def kind(self) -> str:
+        """What the image is for: `FusionCompute` (ECS system disk), `Ironic` (BMS), `DataImage` or `IsoImage`."""
+        return self.virtual_env_type or "FusionCompute"
+
+    @property
+    def is_ecs_system_image(self) -> bool:
+        return self.kind == "FusionCompute"
 
     @field_validator("min_disk", "min_ram", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from bot.cloud import (
     CloudClient,
     CloudUnreachableError,
     Endpoints,
+    ImageQuery,
     OutcomeUnknownError,
     RetryPolicy,
     StopType,
@@ -401,3 +402,28 @@ async def test_connections_are_reused(cloud: FakeCloud, client: CloudClient) -> 
 
 def test_body_is_json_exactly_once() -> None:
     assert json.loads(KEY_OPTION.to_body())["os-change"]["userid"] == USER_ID
+
+
+async def test_the_catalogue_follows_markers_to_the_end(cloud: FakeCloud, client: CloudClient) -> None:
+    def page(*ids: str) -> Reply:
+        return Reply(json={"images": [{"id": i, "name": f"img-{i}", "status": "active"} for i in ids]})
+
+    cloud.script("GET", "/v2/cloudimages", page("a", "b"), page("c", "d"), page("e"))
+    query = ImageQuery(imagetype="gold", architecture="arm")
+    catalogue = await client.catalogue(query, page_size=2)
+    assert [i.id for i in catalogue.images] == ["a", "b", "c", "d", "e"] and catalogue.complete
+    assert [s.query for s in cloud.seen] == [
+        "__imagetype=gold&architecture=arm&limit=2&status=active&virtual_env_type=FusionCompute",
+        "__imagetype=gold&architecture=arm&limit=2&marker=b&status=active&virtual_env_type=FusionCompute",
+        "__imagetype=gold&architecture=arm&limit=2&marker=d&status=active&virtual_env_type=FusionCompute",
+    ]
+
+
+async def test_the_catalogue_stops_at_its_bound_and_says_so(
+    cloud: FakeCloud, client: CloudClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    pages = [Reply(json={"images": [{"id": f"{n}-{k}"} for k in range(2)]}) for n in range(3)]
+    cloud.script("GET", "/v2/cloudimages", *pages)
+    catalogue = await client.catalogue(ImageQuery(), page_size=2, max_images=3)
+    assert len(catalogue.images) == 3 and not catalogue.complete
+    assert "cut at 3 images" in caplog.text
