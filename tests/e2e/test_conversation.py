@@ -243,6 +243,10 @@ async def test_server_names_and_reasons_cannot_ping_or_link_anywhere(stack: Loca
         lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
     )
     assert request.reason == reason, "stored as typed; only what Slack displays is escaped"
+    await stack.click(views.APPROVE_ACTION, request.id, user=OUTSIDER)  # refused, naming the server
+    await stack.slack.wait_until(
+        lambda: [c for c in stack.slack.calls_to("chat.postEphemeral") if c.body["user"] == OUTSIDER], what="refusal"
+    )
     await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
     await wait_state(stack, request.id, RequestState.SUCCEEDED)
     status = (await stack.command(f"status {request.id}")).text

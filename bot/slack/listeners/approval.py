@@ -27,7 +27,7 @@ def _click(body: dict[str, Any]) -> tuple[str, str, str]:
 
 def register(app: AsyncApp, rt: Runtime) -> None:
     async def refuse(channel: str, user: str, text: str) -> None:
-        await rt.notifier.ephemeral(channel, user, f"⛔ {text}")
+        await rt.notifier.ephemeral(channel, user, f"⛔ {views.escape(text)}")  # refusals name the server
 
     @app.action(views.APPROVE_ACTION)
     async def on_approve(ack: AsyncAck, body: dict[str, Any]) -> None:

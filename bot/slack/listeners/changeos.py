@@ -130,7 +130,7 @@ class PlanCard:
             case CancelCommand():
                 outcome = self.rt.workflow.cancel(parsed.request_id, user)
                 if outcome.refused:
-                    await ack(text=f"⛔ {outcome.refused}", response_type="ephemeral")
+                    await ack(text=f"⛔ {views.escape(outcome.refused)}", response_type="ephemeral")
                     return
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
                 await self.rt.presenter.sync(parsed.request_id, outcome.request)
