@@ -81,7 +81,7 @@ class Runtime:
         if settings.public_url:
             from bot.web.password_page import PasswordPages
 
-            pages = PasswordPages(store, workflow, settings.public_url)
+            pages = PasswordPages.from_settings(store, workflow, settings, slack)  # lifetimes, Sign in with Slack
         return cls(
             settings=settings,
             store=store,

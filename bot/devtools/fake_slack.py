@@ -31,6 +31,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.devtools.fake_openid import METHODS as OPENID_METHODS
+from bot.devtools.fake_openid import FakeOpenID
 from bot.devtools.fake_socket_mode import FakeSocketMode
 
 T = TypeVar("T")
@@ -390,6 +392,7 @@ class FakeSlack:
         self._view_seq = 0
         self._changed = asyncio.Event()
         self.socket_mode = FakeSocketMode()
+        self.openid = FakeOpenID(team_id)  # Sign in with Slack: authorize + openid.connect.token / userInfo
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -415,6 +418,7 @@ class FakeSlack:
         self.socket_mode.register(app)  # before the catch-all: apps.connections.open takes the app token
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{key}", self._handle_response_url)
+        app.router.add_get("/openid/connect/authorize", self.openid.authorize)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -442,6 +446,11 @@ class FakeSlack:
         if self._root_url is None:
             raise RuntimeError("FakeSlack is not started: await fake.start() first")
         return self._root_url
+
+    @property
+    def openid_authorize_url(self) -> str:
+        """SLACK_OIDC_AUTHORIZE_URL for a bot signing people in against this fake."""
+        return self.url + "/openid/connect/authorize"
 
     @property
     def api_url(self) -> str:
@@ -605,6 +614,8 @@ class FakeSlack:
         _decode_json_fields(body)
         form_token = body.pop("token", None)
         call.body = body
+        if method in OPENID_METHODS:  # authenticated by the client secret or the user token, not the bot token
+            return self._answer(call, self.openid.handle(method, {**body, "token": form_token or ""}, headers))
         token = _header_token(request.headers) or form_token
         if not token:
             return self._answer(call, {"ok": False, "error": "not_authed"})

@@ -125,6 +125,13 @@ class PasswordEntry:
     is_set: bool = False
     why_unavailable: str = ""
     nonce: str = "0"
+    link_expires_at: datetime | None = None
+    signin: bool = False  # the page asks for Sign in with Slack; False: the link alone is enough (a bearer link)
+    set_at: datetime | None = None
+    set_by_you: bool = True
+    set_verified: bool = False  # set by someone signed in with Slack as the form's owner
+    password_expires_at: datetime | None = None
+    notice: str | None = None  # why the form was rebuilt (e.g. the stored password expired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +162,7 @@ def _modal(title: str, blocks: list[dict], metadata: dict, *, submit: str | None
         "close": _text("Cancel", 24),
         "private_metadata": json.dumps(metadata, separators=(",", ":")),
         "blocks": blocks,
+        "notify_on_close": True,  # view_closed: a closed form's password links die with it
     }
     if submit:
         view["submit"] = _text(submit, 24)
@@ -334,23 +342,7 @@ def _key_input(plan: ModalPlan) -> dict:
 
 def _password_blocks(entry: PasswordEntry) -> list[dict]:
     if entry.mode == "link":
-        status = (
-            "✅ *Password set.* It is stored encrypted until the change is submitted."
-            if entry.is_set
-            else (
-                "The password never passes through Slack: set it on the bot's own page (link valid 10 minutes, "
-                "for you only)."
-            )
-        )
-        button = {
-            "type": "button",
-            "action_id": PASSWORD_LINK_ACTION,
-            "text": _text("Change password" if entry.is_set else "Set password securely", 75),
-            "url": entry.link or "",
-        }
-        return [
-            {"type": "section", "block_id": PASSWORD_LINK_BLOCK, "text": _md(status), "accessory": button},
-        ]
+        return _password_link_blocks(entry)
     if entry.mode == "inline":
         warning = (
             "⚠️ Slack has no masked input: the password is *visible while you type*. It is read once on submit, "
@@ -373,6 +365,40 @@ def _password_blocks(entry: PasswordEntry) -> list[dict]:
             },
         ]
     return [{"type": "section", "text": _md(f"⛔ {entry.why_unavailable}")}]
+
+
+def _password_link_blocks(entry: PasswordEntry) -> list[dict]:
+    """The secure-page link, what is stored and until when, and who can use the link (never the password)."""
+    if entry.is_set:
+        who = "by you" if entry.set_by_you else "through this form's link"
+        how = " (signed in with Slack)" if entry.set_verified else ""
+        at = f" at {slack_date(entry.set_at, '{time}')}" if entry.set_at else ""
+        status = f"✅ *Password set* {who}{at}{how}."
+        if entry.password_expires_at:
+            status += (
+                f" Kept encrypted until {slack_date(entry.password_expires_at, '{time}')}: submit before then, or it "
+                "is deleted and this form offers a new link."
+            )
+    else:
+        status = "The password never passes through Slack: set it on the bot's own page."
+        if entry.signin:
+            status += " You sign in with Slack there, so only you can use the link."
+    lines = [status]
+    if entry.link_expires_at:
+        lines.append(f"Link works once, until {slack_date(entry.link_expires_at, '{time}')}.")
+    if not entry.signin:
+        lines.append(
+            "⚠️ Sign in with Slack is off: anyone holding this link can use it. Don't forward it or paste it anywhere."
+        )
+    if entry.notice:
+        lines.insert(0, f"⛔ {entry.notice}")
+    button = {
+        "type": "button",
+        "action_id": PASSWORD_LINK_ACTION,
+        "text": _text("Change password" if entry.is_set else "Set password securely", 75),
+        "url": entry.link or "",
+    }
+    return [{"type": "section", "block_id": PASSWORD_LINK_BLOCK, "text": _md("\n".join(lines)), "accessory": button}]
 
 
 def _stop_input(stop_type: str) -> dict:

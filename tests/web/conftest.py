@@ -13,13 +13,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import SecretStr
 
+from bot.devtools.fake_slack import FakeSlack
 from bot.domain.policy import Policy
 from bot.secretbox import SecretBox
 from bot.store import Store
 from bot.web.password_page import PasswordPages
+from bot.web.slack_signin import SlackSignIn
 from bot.workflow import Workflow
 
 OWNER = "U01OWNER01"
@@ -52,6 +56,7 @@ class PageServer:
     set_calls: list[str] = field(default_factory=list)
     open_calls: list[str] = field(default_factory=list)
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path and query, headers) as received
+    slack: FakeSlack | None = None  # the OpenID provider, when sign-in is on
 
     def link(self, draft_id: str = "draft-1", user_id: str = OWNER, os_type: str = "Linux") -> str:
         return self.pages.link_for(draft_id=draft_id, user_id=user_id, os_type=os_type)
@@ -74,13 +79,33 @@ ServeFactory = Callable[..., AbstractAsyncContextManager[PageServer]]
 @pytest.fixture
 def serve_pages(tmp_path: Path) -> ServeFactory:
     @asynccontextmanager
-    async def factory(*, ttl_seconds: float = 600, with_on_set: bool = True) -> AsyncIterator[PageServer]:
+    async def factory(
+        *, ttl_seconds: float = 600, with_on_set: bool = True, signin: bool = False
+    ) -> AsyncIterator[PageServer]:
         clock = Clock()
+        slack = None
+        sign_in = None
+        if signin:
+            from slack_sdk.web.async_client import AsyncWebClient
+
+            from bot.devtools.fake_openid import CLIENT_ID, CLIENT_SECRET
+
+            slack = FakeSlack()
+            await slack.start()
+            sign_in = SlackSignIn(
+                client_id=CLIENT_ID,
+                client_secret=SecretStr(CLIENT_SECRET),
+                authorize_url=slack.openid_authorize_url,
+                api=AsyncWebClient(base_url=slack.api_url),
+                bot=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
+            )
         db_path = tmp_path / "ecsbot.db"
         store = Store(db_path, clock=clock)
         box = SecretBox(SecretBox.generate_key())
         workflow = Workflow(store, Policy.parse(""), box, now=clock)
-        pages = PasswordPages(store, workflow, "http://placeholder.invalid", ttl_seconds=ttl_seconds, now=clock)
+        pages = PasswordPages(
+            store, workflow, "http://placeholder.invalid", ttl_seconds=ttl_seconds, now=clock, signin=sign_in
+        )
         seen: list[tuple[str, dict[str, str]]] = []
 
         @web.middleware
@@ -97,7 +122,7 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"
         pages.public_url = url  # as the runtime does once the port is known
-        server = PageServer(url, pages, store, workflow, box, clock, db_path, seen=seen)
+        server = PageServer(url, pages, store, workflow, box, clock, db_path, seen=seen, slack=slack)
         if with_on_set:
 
             async def on_set(draft_id: str) -> None:
@@ -113,5 +138,65 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
         finally:
             await runner.cleanup()
             store.close()
+            if slack is not None:
+                await slack.stop()
 
     return factory
+
+
+# ------------------------------------------------------------------ the browser (Debian's Chromium through Playwright)
+
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 5000
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+if Path(CHROMIUM).exists():
+    from playwright.async_api import Browser, Page, async_playwright, expect
+else:  # pragma: no cover - the browser tests are skipped
+    Browser = Page = object  # type: ignore[misc,assignment]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+class Tab:
+    """One browser tab plus the errors it logged (a CSP violation blocking our own assets would show here)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    async def open(self, link: str) -> None:
+        await self.page.goto("about:blank")  # a fresh document, as a click on the Slack button gives
+        await self.page.goto(link)
+        await expect(self.page.locator("#loading")).to_be_hidden(timeout=WAIT_MS)
+
+    def rule(self, rule_id: str):
+        return self.page.locator(f'#rules li[data-rule="{rule_id}"]')
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def tab(browser: Browser) -> AsyncIterator[Tab]:
+    context = await browser.new_context(viewport={"width": 560, "height": 680})
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        yield Tab(page)
+    finally:
+        await context.close()

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from bot.domain.passwords import password_problems
 
-from .conftest import CANARY, OTHER, OWNER, PageServer, ServeFactory
+from .conftest import CANARY, CHROMIUM, OTHER, OWNER, PageServer, ServeFactory, Tab
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 GONE_TEXT = "This link was already used or has expired."
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "password-page.png"
-WAIT_MS = 5000
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
@@ -33,48 +21,7 @@ pytestmark = [
 ]
 
 if Path(CHROMIUM).exists():
-    from playwright.async_api import Browser, Page, async_playwright, expect
-else:  # pragma: no cover - the module is skipped
-    Browser = Page = object  # type: ignore[misc,assignment]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-class Tab:
-    """One browser tab plus the errors it logged (a CSP violation blocking our own assets would show here)."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-
-    async def open(self, link: str) -> None:
-        await self.page.goto("about:blank")  # a fresh document, as a click on the Slack button gives
-        await self.page.goto(link)
-        await expect(self.page.locator("#loading")).to_be_hidden(timeout=WAIT_MS)
-
-    def rule(self, rule_id: str):
-        return self.page.locator(f'#rules li[data-rule="{rule_id}"]')
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def tab(browser: Browser) -> AsyncIterator[Tab]:
-    context = await browser.new_context(viewport={"width": 560, "height": 680})
-    page = await context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    try:
-        yield Tab(page)
-    finally:
-        await context.close()
+    from playwright.async_api import expect
 
 
 async def test_typing_updates_the_checklist_and_the_fragment_is_wiped(serve_pages: ServeFactory, tab: Tab) -> None:
@@ -187,16 +134,17 @@ async def test_success_then_a_second_use_is_refused(serve_pages: ServeFactory, t
             shutil.copyfile(shot, SCREENSHOT)
 
         await page.locator("#submit").click()
-        await expect(page.locator("#done")).to_have_text(
+        await expect(page.locator("#done")).to_contain_text(
             "Password set ✓. Go back to Slack: the form shows it is set. You can close this tab."
         )
+        await expect(page.locator("#done-expiry")).to_contain_text("Kept encrypted until")
         await expect(page.locator("#form")).to_be_hidden()
         assert srv.stored_password("draft-ok") == CANARY and srv.set_calls == ["draft-ok"]
         assert await page.locator("body").inner_text() and CANARY not in await page.content()
         assert tab.errors == []
 
         await tab.open(link)  # the same link again
-        await expect(page.locator("#gone")).to_contain_text(GONE_TEXT)
+        await expect(page.locator("#gone")).to_contain_text("This link was already opened")
         await expect(page.locator("#form")).to_be_hidden()
 
 
@@ -223,9 +171,9 @@ async def test_expired_link_shows_the_expired_message(serve_pages: ServeFactory,
         link = srv.link()
         srv.clock.advance(601)
         await tab.open(link)
-        await expect(tab.page.locator("#gone")).to_contain_text(
-            "Open the form in Slack again and choose Admin password"
-        )
+        await expect(tab.page.locator("#gone")).to_contain_text(GONE_TEXT)
+        await expect(tab.page.locator("#gone")).to_contain_text("Go back to the form in Slack")
+        await expect(tab.page.locator("#gone")).not_to_contain_text("choose Admin password")  # it is chosen already
         await expect(tab.page.locator("#form")).to_be_hidden()
 
 
@@ -237,7 +185,7 @@ async def test_link_expiring_while_the_page_is_open(serve_pages: ServeFactory, t
         await page.get_by_label("Type it again").fill(CANARY)
         srv.clock.advance(600)
         await page.locator("#submit").click()
-        await expect(page.locator("#gone")).to_contain_text(GONE_TEXT)
+        await expect(page.locator("#gone")).to_contain_text("This page's time is up")
         assert await page.get_by_label("New password").input_value() == ""
         assert srv.stored_password() is None
 

@@ -31,8 +31,10 @@ from bot.domain.request import ChangeRequest, LoginMethod, StopType
 from bot.planner import CloudFacts, Selection
 from bot.slack import texts, views
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
+from bot.slack.password_watch import PasswordWatch
 from bot.store import ServerBusyError
 from bot.tracker import MISSING_USER_ID
+from bot.workflow import DraftClosed, DraftEnd
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -49,6 +51,13 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     card = PlanCard(rt)
     if rt.password_pages is not None:
         rt.password_pages.on_set = card.password_set
+        rt.password_pages.on_open = card.password_set  # the link is used up: the form shows a fresh one
+    rt.workflow.revoke_hooks.append(card.draft_revoked)
+
+    @app.view_closed(views.MODAL_CALLBACK)
+    async def on_closed(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        card.password_closed(body)
 
     @app.command("/changeos")
     async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -97,6 +106,7 @@ class PlanCard:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._drafts: dict[str, _Draft] = {}
+        self._watch = PasswordWatch(self._password_deadline)
 
     def _remember(self, view_id: str, meta: dict[str, Any], user: str, chosen: ModalInput | None = None) -> None:
         if len(self._drafts) > 10_000:  # modals people abandoned; the oldest go first
@@ -105,11 +115,58 @@ class PlanCard:
         self._drafts[meta["d"]] = _Draft(view_id, dict(meta), user, chosen or ModalInput())
 
     async def password_set(self, draft_id: str) -> None:
+        """The secure page set a password or used its link up: show it, with a fresh link. Never after the form was
+        submitted or closed."""
         draft = self._drafts.get(draft_id)
-        if draft is None or not draft.meta.get("s"):
+        if draft is None or not draft.meta.get("s") or self.rt.workflow.draft_ended(draft_id) is not None:
             return
         view = await self._plan(draft.meta, draft.user, draft.chosen)
-        await self._update(self.rt.slack, draft.view_id, None, view)
+        if self.rt.workflow.draft_ended(draft_id) is not None:  # submitted while the plan was being built
+            return
+        try:
+            await self.rt.slack.views_update(view_id=draft.view_id, view=view)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            log.info("views.update skipped: %s", error)
+            if self._watch.slack_says_gone(error):
+                self._drafts.pop(draft_id, None)
+                self._watch.forget(draft_id)
+
+    async def _password_deadline(self, draft_id: str) -> None:
+        """The link or the stored password ran out: an expired password goes with every link of the draft, and
+        the form is rebuilt to say so and offer a fresh link."""
+        wf = self.rt.workflow
+        deadline = self._watch.password_deadline.get(draft_id)
+        if deadline is not None and wf.draft_password_info(draft_id) is None and wf.draft_ended(draft_id) is None:
+            wf.expire_draft_password(draft_id)
+            minutes = f"{wf.draft_password_ttl.total_seconds() / 60:g}"
+            self._watch.notices[draft_id] = (
+                f"The password you set expired at {views.slack_date(deadline, '{time}')} and was deleted (a password "
+                f"set on the page is kept {minutes} minutes until the form is submitted). Set it again with the "
+                "button here, then submit."
+            )
+            self._watch.password_deadline.pop(draft_id, None)
+        await self.password_set(draft_id)
+
+    def draft_revoked(self, draft_id: str, _digests: list[str], why: Any) -> None:
+        if getattr(why, "final", False):  # submitted or closed: this form is never refreshed again
+            self._drafts.pop(draft_id, None)
+            self._watch.forget(draft_id)
+
+    def password_closed(self, body: dict[str, Any]) -> None:
+        """view_closed: the person cancelled the form, so every link and password kept for it dies now."""
+        meta = read_metadata(body.get("view") or {})
+        user = (body.get("user") or {}).get("id", "")
+        if not meta.get("d") or meta.get("u") != user:
+            return
+        self.rt.workflow.close_draft(
+            meta["d"],
+            DraftEnd(
+                "This form was closed in Slack, so its password link no longer works and nothing set here could "
+                "reach a request. Run /changeos again to start over.",
+                final=True,
+            ),
+        )
 
     # ------------------------------------------------------------------ the command
 
@@ -292,11 +349,33 @@ class PlanCard:
                 ),
             )
         if rt.password_pages is not None:
+            draft_id = meta["d"]
             try:
-                link = rt.password_pages.link_for(draft_id=meta["d"], user_id=user, os_type=os_type or "Linux")
+                link = rt.password_pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
+            except DraftClosed:
+                closed = "This form was already submitted or closed: run /changeos again."
+                return views.PasswordEntry(mode="unavailable", why_unavailable=closed)
             except (PermissionError, ValueError):
                 return views.PasswordEntry(mode="unavailable", why_unavailable="This form belongs to someone else.")
-            return views.PasswordEntry(mode="link", link=link, is_set=rt.workflow.draft_has_password(meta["d"]))
+            kept = rt.workflow.draft_password_info(draft_id)
+            wake = link.expires_at
+            if kept is not None:
+                self._watch.password_deadline[draft_id] = kept.expires_at
+                wake = min(wake, kept.expires_at)
+            self._watch.watch(draft_id, wake)
+            verified = kept is not None and kept.set_via == "slack-signin"
+            return views.PasswordEntry(
+                mode="link",
+                link=link.url,
+                link_expires_at=link.expires_at,
+                signin=rt.password_pages.signin is not None,
+                is_set=kept is not None,
+                set_at=kept.set_at if kept else None,
+                set_by_you=verified and kept is not None and kept.set_by == user,
+                set_verified=verified,
+                password_expires_at=kept.expires_at if kept else None,
+                notice=self._watch.notices.pop(draft_id, None) if kept is None else None,
+            )
         if rt.policy.allow_password_in_modal:
             return views.PasswordEntry(mode="inline", nonce=str(meta.get("n", 0)))
         return views.PasswordEntry(
@@ -381,6 +460,21 @@ class PlanCard:
         if chosen.login is LoginMethod.PASSWORD and inline_password is None:
             kept = rt.workflow.draft_password(meta["d"])
             os_type = (target.os_type if target else None) or "Linux"
+            if kept is None and rt.password_pages is not None:  # link mode: nothing to type below, so lead somewhere
+                expired = self._watch.password_deadline.get(meta["d"])
+                if expired is not None:
+                    rt.workflow.expire_draft_password(meta["d"])
+                    self._watch.password_deadline.pop(meta["d"], None)
+                why = (
+                    f"The password you set expired at {views.slack_date(expired, '{time}')} and was deleted. "
+                    if expired is not None
+                    else "No admin password is set yet. "
+                )
+                new_view = await self._plan(meta, user, chosen)
+                text = f"⛔ {why}Use *Set password securely* below to set it on the bot's page, then submit again."
+                new_view["blocks"].insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": text}})
+                await ack(response_action="update", view=new_view)
+                return
             if kept is not None and target and password_problems(kept.get_secret_value(), os_type=os_type):
                 await ack(
                     response_action="errors",
