@@ -85,7 +85,10 @@ def _setting_errors(exc: ValidationError) -> list[Finding]:
     """One line per bad variable, naming it and what is wrong, never echoing the value (it may be a secret)."""
     found = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = str(error["loc"][0]) if error.get("loc") else "?"
+        if not error.get("loc"):  # a rule across settings: its message names them
+            found.append(Finding("Settings", Level.BLOCK, str(error["msg"]).removeprefix("Value error, ")))
+            continue
+        loc = str(error["loc"][0])
         name = _env_name(loc) if loc in Settings.model_fields else loc
         found.append(Finding("Settings", Level.BLOCK, f"{name}: {error['msg']}."))
     return found
@@ -447,6 +450,15 @@ def password_findings(s: Settings) -> list[Finding]:
                 "whether the modal may take a password).",
             )
         )
+        if s.slack_client_id:
+            out.append(
+                Finding(
+                    section,
+                    Level.WARN,
+                    "SLACK_CLIENT_ID is set but ECSBOT_PUBLIC_URL is not: Sign in with Slack only guards the password "
+                    "page, which needs ECSBOT_PUBLIC_URL.",
+                )
+            )
         return out
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -464,7 +476,39 @@ def password_findings(s: Settings) -> list[Finding]:
         )
     else:
         out.append(Finding(section, Level.OK, f"ECSBOT_PUBLIC_URL is {url}: the secure password page is on."))
+    out.extend(signin_findings(s, url))
     return out
+
+
+def signin_findings(s: Settings, url: str) -> list[Finding]:
+    """Whether the password page knows who opened a link (Sign in with Slack), and the lifetimes it works with."""
+    section = "Passwords"
+    callback = f"{url.rstrip('/')}/password/signin/callback"
+    lifetimes = (
+        f"A password link (and the page it opens) works {s.password_link_minutes:g} minutes; a password set there "
+        f"is kept {s.draft_password_minutes:g} minutes until the form is submitted."
+    )
+    if not s.signin_enabled:
+        return [
+            Finding(
+                section,
+                Level.WARN,
+                "Sign in with Slack is off (no SLACK_CLIENT_ID / SLACK_CLIENT_SECRET): a password link is a bearer "
+                "credential, so whoever holds an unused link can set that form's password. Set both from Basic "
+                f"Information → App Credentials, and add the redirect URL {callback} with the user scope openid "
+                "(config/slack-manifest.yml).",
+            ),
+            Finding(section, Level.OK, lifetimes),
+        ]
+    return [
+        Finding(
+            section,
+            Level.OK,
+            f"Sign in with Slack is on (client {s.slack_client_id}): the page checks the Slack user and workspace "
+            f"a link was made for before its form shows. The app must list the redirect URL {callback}.",
+        ),
+        Finding(section, Level.OK, lifetimes),
+    ]
 
 
 def offline_findings(s: Settings) -> list[Finding]:

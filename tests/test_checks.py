@@ -20,7 +20,8 @@ CANARY_APP_TOKEN = "xapp-CANARY-app-token-9c8b7a"
 CANARY_SIGNING = "c0ffee00c0ffee00c0ffee00c0ffee00"
 CANARY_SK = "CANARY-secret-key-3a4b5c6d7e8f"
 CANARY_KEY = SecretBox.generate_key()
-CANARIES = (CANARY_TOKEN[5:], CANARY_APP_TOKEN[5:], CANARY_SIGNING, CANARY_SK, CANARY_KEY)
+CANARY_CLIENT_SECRET = "CANARY-client-secret-77aa88bb"
+CANARIES = (CANARY_TOKEN[5:], CANARY_APP_TOKEN[5:], CANARY_SIGNING, CANARY_SK, CANARY_KEY, CANARY_CLIENT_SECRET)
 PROJECT_ID = "0605767ef600d5762f23c013c6e7ad23"
 
 
@@ -41,6 +42,8 @@ def good_env(tmp_path: Path) -> dict[str, str]:
         "ECSBOT_POLICY": str(policy),
         "ECSBOT_SECRET_KEY": CANARY_KEY,
         "ECSBOT_PUBLIC_URL": "https://ecsbot.example.com",
+        "SLACK_CLIENT_ID": "1111111111.2222222222",
+        "SLACK_CLIENT_SECRET": CANARY_CLIENT_SECRET,
     }
 
 
@@ -147,7 +150,39 @@ WARNINGS = {
     "no user id": ({"HUAWEICLOUD_USER_ID": None}, "HUAWEICLOUD_USER_ID is not set"),
     "odd region": ({"HUAWEICLOUD_REGION": "Kuala Lumpur"}, "does not look like a region ID"),
     "signing secret odd": ({"SLACK_SIGNING_SECRET": "not-a-signing-secret"}, "does not look like Slack's"),
+    "bearer links": (
+        {"SLACK_CLIENT_ID": None, "SLACK_CLIENT_SECRET": None},
+        "Sign in with Slack is off (no SLACK_CLIENT_ID / SLACK_CLIENT_SECRET): a password link is a bearer",
+    ),
 }
+
+
+async def test_sign_in_with_slack_names_the_redirect_url_and_the_lifetimes(good_env: dict[str, str]) -> None:
+    code, text = await check(
+        changed(good_env, ECSBOT_PASSWORD_LINK_MINUTES="5", ECSBOT_DRAFT_PASSWORD_MINUTES="20")
+    )
+    assert code == 0, text
+    assert "Sign in with Slack is on" in text and "https://ecsbot.example.com/password/signin/callback" in text
+    assert "works 5 minutes" in text and "kept 20 minutes" in text
+
+
+PASSWORD_BLOCKS = {
+    "link outlives the draft": (
+        {"ECSBOT_PASSWORD_LINK_MINUTES": "30", "ECSBOT_DRAFT_PASSWORD_MINUTES": "20"},
+        "a link must not outlive the password it sets",
+    ),
+    "link too short": ({"ECSBOT_PASSWORD_LINK_MINUTES": "1"}, "ECSBOT_PASSWORD_LINK_MINUTES"),
+    "draft too long": ({"ECSBOT_DRAFT_PASSWORD_MINUTES": "1000"}, "ECSBOT_DRAFT_PASSWORD_MINUTES"),
+    "client id alone": ({"SLACK_CLIENT_SECRET": None}, "needs both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET"),
+}
+
+
+@pytest.mark.parametrize("case", list(PASSWORD_BLOCKS))
+async def test_password_page_settings_out_of_bounds_block(good_env: dict[str, str], case: str) -> None:
+    changes, words = PASSWORD_BLOCKS[case]
+    code, text = await check(changed(good_env, **changes))
+    assert code == 1, text
+    assert "⛔" in text and words in text, text
 
 
 @pytest.mark.parametrize("case", list(WARNINGS))
@@ -242,6 +277,9 @@ def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
         "chat:write.public",
         "usergroups:read",
     ]
+    assert manifest["oauth_config"]["scopes"]["user"] == ["openid"]  # Sign in with Slack, nothing more
+    (redirect,) = manifest["oauth_config"]["redirect_urls"]
+    assert redirect.startswith("https://") and redirect.endswith("/password/signin/callback")
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/changeos" and command["should_escape"] is True
     assert command["url"].endswith("/slack/events")

@@ -57,6 +57,7 @@ class StackOptions:
     reconcile_grace: float = 1.0
     ecs_rate: float = 200.0
     public_url: bool = False
+    sign_in: bool = False  # Sign in with Slack on the password page, the fake Slack as the OpenID provider
     secret_key: bool = True
     slack_rate_limits: bool = False
     socket_mode: bool = False  # Slack requests come over the fake Slack's Socket Mode websocket instead of HTTP
@@ -105,6 +106,14 @@ class LocalStack:
             values["secret_key"] = _stable_key(self.workdir)
         if self.options.public_url:
             values["public_url"] = "http://127.0.0.1:0"  # replaced by the real address once serving
+        if self.options.sign_in:
+            from bot.devtools.fake_openid import CLIENT_ID, CLIENT_SECRET
+
+            values.update(
+                slack_client_id=CLIENT_ID,
+                slack_client_secret=CLIENT_SECRET,
+                slack_oidc_authorize_url=self.slack.openid_authorize_url,
+            )
         values.update(self.options.extra_settings)
         return Settings(_env_file=None, **values)
 

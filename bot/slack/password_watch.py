@@ -33,6 +33,7 @@ class PasswordWatch:
         self._first_seen: dict[str, datetime] = {}
         self.password_deadline: dict[str, datetime] = {}  # draft id -> when its stored password expires
         self.notices: dict[str, str] = {}  # draft id -> why the form was rebuilt, shown once
+        self.expired: dict[str, datetime] = {}  # draft id -> when its last password expired (for a later submit)
 
     def watch(self, draft_id: str, when: datetime) -> None:
         """Refresh the draft's form at `when` (a nearer deadline replaces a later one)."""
@@ -67,6 +68,7 @@ class PasswordWatch:
         self._first_seen.pop(draft_id, None)
         self.password_deadline.pop(draft_id, None)
         self.notices.pop(draft_id, None)
+        self.expired.pop(draft_id, None)
 
     @staticmethod
     def slack_says_gone(error: str | None) -> bool:

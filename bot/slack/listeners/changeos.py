@@ -56,8 +56,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     @app.view_closed(views.MODAL_CALLBACK)
     async def on_closed(ack: AsyncAck, body: dict[str, Any]) -> None:
+        card.password_closed(body)  # quick and local: its links are dead before Slack hears back
         await ack()
-        card.password_closed(body)
 
     @app.command("/changeos")
     async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -146,6 +146,7 @@ class PlanCard:
                 "button here, then submit."
             )
             self._watch.password_deadline.pop(draft_id, None)
+            self._watch.expired[draft_id] = deadline
         await self.password_set(draft_id)
 
     def draft_revoked(self, draft_id: str, _digests: list[str], why: Any) -> None:
@@ -361,6 +362,7 @@ class PlanCard:
             wake = link.expires_at
             if kept is not None:
                 self._watch.password_deadline[draft_id] = kept.expires_at
+                self._watch.expired.pop(draft_id, None)
                 wake = min(wake, kept.expires_at)
             self._watch.watch(draft_id, wake)
             verified = kept is not None and kept.set_via == "slack-signin"
@@ -461,10 +463,11 @@ class PlanCard:
             kept = rt.workflow.draft_password(meta["d"])
             os_type = (target.os_type if target else None) or "Linux"
             if kept is None and rt.password_pages is not None:  # link mode: nothing to type below, so lead somewhere
-                expired = self._watch.password_deadline.get(meta["d"])
-                if expired is not None:
+                expired = self._watch.password_deadline.pop(meta["d"], None)
+                if expired is not None:  # before the timer did it: its links go with it
                     rt.workflow.expire_draft_password(meta["d"])
-                    self._watch.password_deadline.pop(meta["d"], None)
+                    self._watch.expired[meta["d"]] = expired
+                expired = expired or self._watch.expired.get(meta["d"])
                 why = (
                     f"The password you set expired at {views.slack_date(expired, '{time}')} and was deleted. "
                     if expired is not None
