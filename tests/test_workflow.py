@@ -11,7 +11,7 @@ from bot.domain.policy import Policy
 from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.secretbox import SecretBox
 from bot.store import ServerBusyError, Store
-from bot.workflow import PasswordUnavailable, Workflow, request_secret_key
+from bot.workflow import DraftClosed, DraftEnd, PasswordUnavailable, Workflow, request_secret_key
 
 POLICY = """
 approvals_channel = "C01APPROVE1"
@@ -134,3 +134,66 @@ def test_without_a_secret_key_passwords_are_refused_with_a_reason(tmp_path, cloc
             new_request(clock, login=LoginMethod.PASSWORD, keyname=None, has_password=True), password=SecretStr(CANARY)
         )
     assert workflow.submit(new_request(clock)).state is RequestState.PENDING_APPROVAL
+
+
+# ------------------------------------------------------------------ drafts: a link lives exactly as long as its form
+
+
+def draft_rows(flow: Workflow) -> dict[str, int]:
+    db = flow.store.db
+    return {t: db.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in ("tokens", "page_sessions", "secrets")}
+
+
+def a_live_link_and_session(flow: Workflow, clock: Clock, draft: str = "d1") -> None:
+    later = clock.now + timedelta(minutes=10)
+    link, session = ("h-link", "h-session") if draft == "d1" else (f"h-link-{draft}", f"h-session-{draft}")
+    flow.store.put_token(link, purpose="password", subject=f"{draft}|Linux", user_id="U01REQ0001", expires_at=later)
+    flow.store.put_session(session, draft_id=draft, os_type="Linux", user_id="U01REQ0001", expires_at=later)
+    flow.store.put_secret(f"link:{draft}", b"encrypted-link", expires_at=later)
+
+
+def test_submitting_revokes_every_link_and_session_of_the_draft_and_records_who_set_it(
+    flow: Workflow, clock: Clock
+) -> None:
+    a_live_link_and_session(flow, clock)
+    a_live_link_and_session(flow, clock, draft="d2")  # another form: untouched
+    flow.keep_draft_password("d1", SecretStr(CANARY), set_by="U01REQ0001", set_via="slack-signin")
+    revoked: list[tuple[str, list[str], bool]] = []
+    flow.revoke_hooks.append(lambda draft, digests, why: revoked.append((draft, sorted(digests), why.final)))
+    stored = flow.submit(new_request(clock, login=LoginMethod.PASSWORD, keyname=None, has_password=True), draft_id="d1")
+    assert revoked == [("d1", ["h-link", "h-session"], True)]
+    assert flow.draft_ended("d1") is not None and stored.id in flow.draft_ended("d1").message
+    assert draft_rows(flow) == {"tokens": 1, "page_sessions": 1, "secrets": 2}  # d2's link, the request's
+    assert flow.password_for(stored.id).get_secret_value() == CANARY
+    (event,) = [e for e in flow.store.audit(stored.id) if e.action == "password_set"]
+    assert event.actor == "U01REQ0001" and "signed in with Slack" in event.detail and CANARY not in event.detail
+    with pytest.raises(DraftClosed):
+        flow.keep_draft_password("d1", SecretStr("Other-Pw#1234"), set_by="U01REQ0001", set_via="link")
+
+
+def test_a_password_reaches_only_a_live_session(flow: Workflow, clock: Clock) -> None:
+    a_live_link_and_session(flow, clock)
+    flow.close_draft("d1", DraftEnd("closed", final=True))
+    assert draft_rows(flow) == {"tokens": 0, "page_sessions": 0, "secrets": 0}
+    with pytest.raises(DraftClosed):
+        flow.keep_draft_password("d1", SecretStr(CANARY), set_by="U01REQ0001", set_via="link", session="h-session")
+    a_live_link_and_session(flow, clock, draft="d3")
+    flow.revoke_draft("d3", DraftEnd("expired", final=False))  # revoked meanwhile, not closed
+    kept = flow.keep_draft_password(
+        "d3", SecretStr(CANARY), set_by="U01REQ0001", set_via="link", session="h-session-d3"
+    )
+    assert kept is False and flow.store.get_secret("draft:d3") is None
+
+
+def test_the_draft_password_expires_after_its_setting_and_takes_the_links(flow: Workflow, clock: Clock) -> None:
+    flow.draft_password_ttl = timedelta(minutes=7)
+    flow.keep_draft_password("d1", SecretStr(CANARY), set_by="U01REQ0001", set_via="link")
+    a_live_link_and_session(flow, clock)
+    info = flow.draft_password_info("d1")
+    assert info is not None and info.expires_at == clock.now + timedelta(minutes=7) and info.set_via == "link"
+    assert not flow.expire_draft_password("d1")  # not due yet
+    clock.now += timedelta(minutes=7)
+    assert flow.draft_password_info("d1") is None
+    assert flow.expire_draft_password("d1")
+    assert draft_rows(flow) == {"tokens": 0, "page_sessions": 0, "secrets": 0}
+    assert flow.draft_ended("d1") is None  # the form is still open: it gets a fresh link

@@ -187,3 +187,37 @@ def test_secretbox_repr_hides_the_key():
         import pickle
 
         pickle.dumps(box)
+
+
+def test_page_sessions_sign_in_once_and_die_with_their_draft(store):
+    from datetime import timedelta
+
+    later = store._clock() + timedelta(minutes=5)
+    store.put_session("s1", draft_id="d1", os_type="Linux", user_id="U1", expires_at=later)
+    store.put_session("s2", draft_id="d2", os_type="Linux", user_id="U1", expires_at=later)
+    assert store.get_session("s1")["signed_in_user"] is None
+    assert store.start_signin("s1", state_hash="st", binding_hash="b", nonce="n")
+    assert store.session_by_state("st")["sid_hash"] == "s1"
+    assert store.finish_signin("s1", state_hash="st", user_id="U1")
+    assert not store.finish_signin("s1", state_hash="st", user_id="U1")  # a state works once
+    assert store.get_session("s1")["signed_in_user"] == "U1" and store.session_by_state("st") is None
+    assert store.put_secret_for_session("s1", "draft:d1", b"ct", expires_at=later, set_by="U1", set_via="slack-signin")
+    assert store.get_session("s1") is None  # used up by the password it carried
+    assert store.secret_info("draft:d1")["set_by"] == "U1"
+    assert store.revoke_sessions("d2") == ["s2"]
+    assert not store.put_secret_for_session("s2", "draft:d2", b"ct", expires_at=later, set_by="U1", set_via="link")
+    assert store.get_secret("draft:d2") is None
+
+
+def test_revoke_subject_and_purge_leave_nothing(store):
+    from datetime import timedelta
+
+    now = store._clock()
+    store.put_token("a", purpose="password", subject="d1|Linux", user_id="U1", expires_at=now + timedelta(minutes=5))
+    store.put_token("b", purpose="password", subject="d10|Linux", user_id="U1", expires_at=now + timedelta(minutes=5))
+    store.put_token("c", purpose="other", subject="d1|Linux", user_id="U1", expires_at=now + timedelta(minutes=5))
+    assert store.revoke_subject("password", "d1|") == ["a"]  # a prefix with its separator: d10 is another draft
+    store.put_session("s", draft_id="d1", os_type="Linux", user_id="U1", expires_at=now + timedelta(seconds=1))
+    assert store.purge_expired(now + timedelta(minutes=6)) == 3  # b, c and the session
+    counts = {t: store.db.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in ("tokens", "page_sessions")}
+    assert counts == {"tokens": 0, "page_sessions": 0}
