@@ -133,6 +133,22 @@ class _Shape(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
 
+class _Envelope(_Shape):
+    """The fields Bolt reads for its context (team, enterprise, channel, thread...) in any payload."""
+
+    team: dict[str, Any] | str | None = None
+    enterprise: dict[str, Any] | str | None = None
+    authorizations: list[dict[str, Any]] | None = None
+    is_enterprise_install: bool | str | None = None
+    channel: dict[str, Any] | str | None = None
+    container: dict[str, Any] | None = None
+    message: dict[str, Any] | None = None
+    previous_message: dict[str, Any] | None = None
+    event: dict[str, Any] | None = None
+    function_data: dict[str, Any] | None = None
+    bot_access_token: str | None = None
+
+
 class _User(_Shape):
     id: _Id
 
@@ -169,25 +185,25 @@ class _Message(_Shape):
     ts: _Id
 
 
-class _BlockActions(_Shape):
+class _BlockActions(_Envelope):
     type: Literal["block_actions"]
     user: _User
     trigger_id: _Id
     actions: Annotated[list[_Action], Field(min_length=1)]
     view: _View | None = None
-    channel: _Channel | None = None
-    container: _Container | None = None
-    message: _Message | None = None
+    channel: _Channel | None = None  # type: ignore[assignment]
+    container: _Container | None = None  # type: ignore[assignment]
+    message: _Message | None = None  # type: ignore[assignment]
     response_url: str | None = None
 
 
-class _ViewSubmission(_Shape):
+class _ViewSubmission(_Envelope):
     type: Literal["view_submission", "view_closed"]
     user: _User
     view: _View
 
 
-class _BlockSuggestion(_Shape):
+class _BlockSuggestion(_Envelope):
     type: Literal["block_suggestion"]
     user: _User
     action_id: _Id
@@ -196,7 +212,7 @@ class _BlockSuggestion(_Shape):
     view: _View | None = None
 
 
-class _SlashCommand(_Shape):
+class _SlashCommand(_Envelope):
     command: Annotated[str, Field(pattern=r"^/\S{1,32}$")]
     user_id: _Id
     channel_id: _Id
@@ -284,9 +300,13 @@ class SlackEdge:
         except MalformedRequest as exc:
             return await self.refuse(exc)
         headers = {"x-slack-retry-num": retry_num} if retry_num else {}
-        # mode="socket_mode" is how Bolt takes an already parsed dict (it skips its own parse and signature check;
-        # ours ran above, on the raw bytes).
-        request = AsyncBoltRequest(body=body, headers=headers, mode="socket_mode")
+        try:
+            # mode="socket_mode" is how Bolt takes an already parsed dict (it skips its own parse and signature
+            # check; ours ran above, on the raw bytes).
+            request = AsyncBoltRequest(body=body, headers=headers, mode="socket_mode")
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # A shape Bolt's context extraction trips on that our check did not name: still the sender's fault.
+            return await self.refuse(MalformedRequest(f"Bolt could not read it ({type(exc).__name__})", **_whom(body)))
         try:
             response = await self._bolt.async_dispatch(request)
         except Exception:

@@ -162,6 +162,9 @@ MALFORMED_PAYLOADS: list[tuple[str, object]] = [
     ("submission without user", {"type": "view_submission", "view": _view()}),
     ("view_closed without view", {"type": "view_closed", "user": {"id": REQUESTER}}),
     ("suggestion without value", {"type": "block_suggestion", "user": {"id": REQUESTER}, "action_id": "a"}),
+    ("a submission's channel a bool (Bolt's context reader)", _submission(channel=True)),
+    ("team a list", _click(team=[1])),
+    ("authorizations a string", _click(authorizations="x")),
     ("slash command without user", {"command": "/changeos", "channel_id": COMMAND_CHANNEL, "trigger_id": "1.2.3"}),
 ]
 
@@ -229,7 +232,7 @@ command_texts = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=command_texts)
 async def test_fuzzed_commands_are_never_lost(stack: LocalStack, text: str) -> None:
     trigger = sr.new_trigger_id()
@@ -257,7 +260,7 @@ payload_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     base=st.sampled_from(["click", "submission"]),
     changes=st.dictionaries(

@@ -8,7 +8,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.devtools import slack_requests as sr
@@ -174,6 +174,7 @@ _json = st.recursive(
 _keys = st.sampled_from(["type", "user", "actions", "view", "trigger_id", "channel", "action_id", "block_id", "value"])
 
 
+@settings(derandomize=True, max_examples=300)
 @given(st.dictionaries(_keys, _json, max_size=6), st.sampled_from(["block_actions", "view_submission", None]))
 def test_check_shape_raises_nothing_but_malformed(body: dict, kind: str | None) -> None:
     if kind is not None:
@@ -184,6 +185,7 @@ def test_check_shape_raises_nothing_but_malformed(body: dict, kind: str | None) 
         assert 0 < len(str(exc)) <= 200
 
 
+@settings(derandomize=True, max_examples=300)
 @given(st.binary(max_size=300))
 def test_parse_body_raises_nothing_but_malformed(raw: bytes) -> None:
     for content_type in (FORM, "application/json"):
