@@ -30,6 +30,19 @@ class Check:
     def __str__(self) -> str:
         return f"{self.level.emoji} {self.title}" + (f": {self.detail}" if self.detail else "")
 
+    def encode(self) -> str:
+        """One line for storage (the approval card keeps the checklist the requester saw, on every re-render)."""
+        return "\t".join((self.level.value, self.title.replace("\t", " "), self.detail.replace("\t", " ")))
+
+    @classmethod
+    def decode(cls, line: str) -> Check:
+        level, _, rest = line.partition("\t")
+        title, _, detail = rest.partition("\t")
+        try:
+            return cls(CheckLevel(level), title, detail)
+        except ValueError:
+            return cls(CheckLevel.WARN, line)
+
 
 @dataclass
 class PlanFacts:

@@ -136,6 +136,7 @@ class ChangeRequest(BaseModel):
     reason: Reason
     ticket: str | None = None
     notify_channels: list[str] = Field(default_factory=list)
+    checklist: list[str] = Field(default_factory=list)  # the plan's checks (Check.encode) as approvers see them
 
     approvals_channel: str = Field(min_length=1)
     approvals_required: int = Field(default=1, ge=1)

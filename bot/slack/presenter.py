@@ -53,8 +53,8 @@ class Presenter:
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def post_approval_card(self, request: ChangeRequest, checks=()) -> ChangeRequest:
-        text, blocks = views.approval_card(request, checks)
+    async def post_approval_card(self, request: ChangeRequest) -> ChangeRequest:
+        text, blocks = views.approval_card(request)
         ts = await self._notifier.post(request.approvals_channel, text, blocks)
         if ts is None:
             return request

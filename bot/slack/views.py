@@ -474,8 +474,12 @@ def request_fields(req: ChangeRequest) -> list[dict]:
     return fields[:10]
 
 
-def approval_card(req: ChangeRequest, checks: Sequence[Check] = ()) -> tuple[str, list[dict]]:
-    """The card approvers act on: every parameter, a fingerprint of them, and the buttons while it is pending."""
+def approval_card(req: ChangeRequest) -> tuple[str, list[dict]]:
+    """The card approvers act on: every parameter, a fingerprint, the plan's checklist, and the buttons while pending.
+
+    The checklist comes from the request itself, so every re-render (approvals counted, decision) keeps it.
+    """
+    checks = [Check.decode(line) for line in req.checklist]
     text = (
         f"Change OS request {req.id}: {escape(req.server_name)} → {escape(req.target_image_name)} "
         f"(requested by <@{req.requester}>)"

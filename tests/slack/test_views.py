@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -94,7 +95,9 @@ def test_cards_and_status_are_valid_in_every_state(state: RequestState) -> None:
         decided_by="U01APR0001",
         approvals=["U01APR0001"],
     )
-    text, blocks = views.approval_card(req, [Check(CheckLevel.WARN, "unknown size", "")])
+    checked = req.model_copy(update={"checklist": [Check(CheckLevel.WARN, "unknown size").encode()]})
+    text, blocks = views.approval_card(checked)
+    assert any("unknown size" in json.dumps(b) for b in blocks)
     assert text and validate_blocks(blocks, max_blocks=50, pointer="/blocks") == []
     has_buttons = any(b["type"] == "actions" for b in blocks)
     assert has_buttons is (state is RequestState.PENDING_APPROVAL)

@@ -525,6 +525,7 @@ class PlanCard:
                 reason=chosen.reason or "",
                 ticket=chosen.ticket,
                 notify_channels=list(dict.fromkeys([*rt.policy.notify_channels_for(rule), *chosen.notify])),
+                checklist=[check.encode() for check in checks],
                 approvals_channel=rt.policy.approvals_channel_for(rule, meta.get("c") or user),
                 approvals_required=max(1, rt.policy.approvals_needed(rule)),
                 expires_at=now + rt.policy.expiry,
@@ -547,7 +548,7 @@ class PlanCard:
             await ack(response_action="errors", errors={views.LOGIN_BLOCK: str(exc)[:300]})
             return
         await ack()
-        stored = await rt.presenter.post_approval_card(stored, checks)
+        stored = await rt.presenter.post_approval_card(stored)
         where = f"<#{stored.approvals_channel}>"
         if stored.approval_ts is None:
             await rt.notifier.ephemeral(stored.origin_channel, user, texts.card_not_posted(stored))
