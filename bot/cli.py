@@ -23,6 +23,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--fixtures", type=Path, default=None, help="fixtures TOML (default config/simulator.toml)")
     sim.add_argument("--speed", type=float, default=1.0, help="time scale: 60 makes a 3-minute change take 3 s")
     sim.add_argument("--seed", type=int, default=0, help="seed for timing and faults, for repeatable runs")
+    sim.add_argument(
+        "--catalogue", type=int, default=None, help="generated IMS images besides the fixtures' (default: fixtures')"
+    )
 
     demo = sub.add_parser("demo", help="run the whole flow offline and print what people in Slack would see")
     demo.add_argument("--password", action="store_true", help="use an admin password instead of a key pair")
@@ -41,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             from bot.simulator.server import run_forever
 
             asyncio.run(
-                run_forever(fixtures=args.fixtures, host=args.host, port=args.port, speed=args.speed, seed=args.seed)
+                run_forever(
+                    fixtures=args.fixtures,
+                    host=args.host,
+                    port=args.port,
+                    speed=args.speed,
+                    seed=args.seed,
+                    catalogue=args.catalogue,
+                )
             )
             return 0
         if args.command == "run":

@@ -49,6 +49,7 @@ images = ["*"]
 @dataclass
 class StackOptions:
     speed: float = 200.0
+    catalogue_size: int | None = 0  # generated IMS images beside the curated ones; None = the fixtures' (2,500)
     seed: int = 7
     policy: str = DEFAULT_POLICY
     poll_interval: float = 0.2
@@ -71,7 +72,9 @@ class LocalStack:
         self.options = options or StackOptions()
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="ecsbot-")
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
-        self.sim = SimulatorServer(speed=self.options.speed, seed=self.options.seed)
+        self.sim = SimulatorServer(
+            speed=self.options.speed, seed=self.options.seed, catalogue_size=self.options.catalogue_size
+        )
         self.slack = FakeSlack(rate_limits=self.options.slack_rate_limits)
         self.rt: Runtime | None = None
         self.served: Served | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,11 +21,16 @@ ROUTES = (
     "show_job",
     "list_keypairs",
     "list_images",
+    "image_quota",
     "show_volume",
+    "list_flavors",
+    "show_flavor_extra_specs",
 )
+# The ECS metadata service is not behind the API gateway: a rule must name these routes; `*` leaves them alone.
+METADATA_ROUTES = ("metadata_token", "metadata_securitykey")
 # A rule may name a family: `change_os` covers both the v1 and the v2 path.
 FAMILIES = {"change_os": ("change_os_v1", "change_os_v2")}
-ROUTE_NAMES = (*ROUTES, *FAMILIES, "*")
+ROUTE_NAMES = (*ROUTES, *METADATA_ROUTES, *FAMILIES, "*")
 DROPPABLE = ("server_action", "change_os_v1", "change_os_v2")
 
 
@@ -35,6 +40,24 @@ class FailJob(BaseModel):
     server_id: str | None = None
     error_code: str = "Ecs.1002"
     fail_reason: str = "OpenStack access timed out. Stop the operation and try again later."
+
+
+class HoldJobs(BaseModel):
+    """The next change-OS job (on that server) stays INIT or PENDING_PAYMENT for `seconds`, then goes on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server_id: str | None = None
+    status: Literal["INIT", "PENDING_PAYMENT"] = "PENDING_PAYMENT"
+    seconds: float | None = Field(default=None, ge=0)  # simulated seconds at speed 1; None = until it expires
+
+
+class ExpireJobs(BaseModel):
+    """Job records vanish now (one job, or every job): GET answers Common.0011; the servers go on changing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str | None = None
 
 
 class FaultSpec(BaseModel):
@@ -49,9 +72,12 @@ class FaultSpec(BaseModel):
     message: str | None = None
     latency_ms: int = Field(default=0, ge=0, le=120_000)
     burst_429: int = Field(default=0, ge=0)
-    retry_after: int = Field(default=1, ge=0)
+    retry_after: int | None = Field(default=None, ge=0)  # the gateway sends no Retry-After; this adds one
     drop_response: int = Field(default=0, ge=0)
     fail_jobs: FailJob | None = None
+    hold_jobs: HoldJobs | None = None
+    expire_jobs: ExpireJobs | None = None
+    job_entities: Literal["full", "empty", "missing"] | None = None
 
     @model_validator(mode="after")
     def _known_route(self) -> FaultSpec:
@@ -63,6 +89,7 @@ class FaultSpec(BaseModel):
 
 
 def expand(route: str) -> tuple[str, ...]:
+    """The routes a rule names; `*` is every gateway route, not the metadata service."""
     if route == "*":
         return ROUTES
     return FAMILIES.get(route, (route,))
@@ -99,12 +126,18 @@ class FaultBook:
     rng: random.Random
     rules: list[Rule] = field(default_factory=list)
     fail_jobs: list[FailJob] = field(default_factory=list)
+    hold_jobs: list[HoldJobs] = field(default_factory=list)
+    job_entities: str = "full"
     _next_id: int = 1
 
     def add(self, spec: FaultSpec) -> list[int]:
         ids: list[int] = []
         if spec.fail_jobs is not None:
             self.fail_jobs.append(spec.fail_jobs)
+        if spec.hold_jobs is not None:
+            self.hold_jobs.append(spec.hold_jobs)
+        if spec.job_entities is not None:
+            self.job_entities = spec.job_entities
         if any((spec.error_rate, spec.latency_ms, spec.burst_429, spec.drop_response)):
             rule = Rule(self._next_id, spec, spec.burst_429, spec.drop_response)
             self._next_id += 1
@@ -115,6 +148,8 @@ class FaultBook:
     def clear(self) -> None:
         self.rules.clear()
         self.fail_jobs.clear()
+        self.hold_jobs.clear()
+        self.job_entities = "full"
 
     def latency(self, route: str) -> float:
         return sum(r.spec.latency_ms for r in self.rules if r.matches(route)) / 1000.0
@@ -150,8 +185,19 @@ class FaultBook:
                 return self.fail_jobs.pop(index)
         return None
 
+    def take_hold(self, server_id: str) -> HoldJobs | None:
+        for index, item in enumerate(self.hold_jobs):
+            if item.server_id in (None, server_id):
+                return self.hold_jobs.pop(index)
+        return None
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "rules": [rule.to_json() for rule in self.rules],
             "fail_jobs": [item.model_dump() for item in self.fail_jobs],
         }
+        if self.hold_jobs:
+            data["hold_jobs"] = [item.model_dump() for item in self.hold_jobs]
+        if self.job_entities != "full":
+            data["job_entities"] = self.job_entities
+        return data

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bot.simulator.faults import FaultSpec
+from bot.simulator.flavors import parse_flavor
 
 REPO_FIXTURES = Path(__file__).resolve().parents[2] / "config" / "simulator.toml"
 PACKAGED_FIXTURES = Path(__file__).resolve().parents[1] / "defaults" / "simulator.toml"
@@ -68,8 +69,13 @@ class ImageFixture(_Strict):
     min_disk: int = Field(default=40, ge=1, le=1024)
     min_ram: int = Field(default=0, ge=0)
     support_fc_inject: str | None = None
-    imagetype: str = "gold"
-    visibility: str = "public"
+    imagetype: Literal["gold", "private", "shared", "market"] = "gold"
+    visibility: Literal["public", "private", "shared"] = "public"
+    virtual_env_type: Literal["FusionCompute", "Ironic", "DataImage", "IsoImage"] = "FusionCompute"
+    architecture: Literal["x86", "arm"] = "x86"
+    hw_firmware_type: Literal["bios", "uefi"] | None = None  # absent means BIOS
+    support_kvm: bool = True
+    support_xen: bool = False
 
 
 class KeyPairFixture(_Strict):
@@ -77,6 +83,44 @@ class KeyPairFixture(_Strict):
     fingerprint: str
     public_key: str
     type: str = "ssh"
+    owner: str | None = None  # IAM user id; absent = the configured [simulator] user_id
+
+
+class CatalogueSettings(_Strict):
+    """Generated images besides [[images]]: `size` of them, the same for the same `seed`."""
+
+    size: int = Field(default=0, ge=0, le=100_000)
+    seed: int = 0
+
+
+class AgencySettings(_Strict):
+    """ECS agency credentials from the metadata service: valid `lifetime` s, renewed `renew_before` s early."""
+
+    name: str = "ecsbot-agency"  # "" = no agency on this ECS: the metadata service refuses
+    lifetime: float = Field(default=3600.0, gt=0)
+    renew_before: float = Field(default=600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> AgencySettings:
+        if self.renew_before >= self.lifetime:
+            raise ValueError("renew_before must be shorter than lifetime")
+        return self
+
+
+class Switches(_Strict):
+    """One switch per reading the reference leaves unconfirmed [U]; README 'Choices ... not documented'."""
+
+    images_unknown_params: Literal["refuse", "ignore"] = "refuse"
+    architecture_filter: Literal["honour", "ignore", "refuse"] = "ignore"
+    images_page_link: Literal["none", "page_info", "next"] = "none"
+    images_limit_max: int = Field(default=1000, ge=1)
+    incompatible_image: Literal["job", "sync"] = "job"
+    foreign_keypair: Literal["sync", "job"] = "sync"
+    fc_inject: Literal["strict", "any"] = "strict"
+    windows_v1: Literal["refuse", "allow"] = "refuse"
+    changeos_sub_jobs: bool = True
+    job_ttl: float | None = Field(default=None, gt=0)
+    metadata_token: Literal["optional", "required", "unsupported"] = "optional"
 
 
 class VolumeFixture(_Strict):
@@ -106,6 +150,9 @@ class ServerFixture(_Strict):
 class Fixtures(_Strict):
     simulator: SimulatorSettings = SimulatorSettings()
     timing: Timing = Timing()
+    catalogue: CatalogueSettings = CatalogueSettings()
+    switches: Switches = Switches()
+    agency: AgencySettings = AgencySettings()
     images: list[ImageFixture] = Field(default_factory=list)
     keypairs: list[KeyPairFixture] = Field(default_factory=list)
     servers: list[ServerFixture] = Field(default_factory=list)
@@ -118,7 +165,7 @@ class Fixtures(_Strict):
             ("image", [i.id for i in self.images]),
             ("server", [s.id for s in self.servers]),
             ("volume", [v.id for s in self.servers for v in s.volumes]),
-            ("key pair", [k.name for k in self.keypairs]),
+            ("key pair", [f"{k.owner or self.simulator.user_id}/{k.name}" for k in self.keypairs]),
         ):
             dupes = sorted({x for x in ids if ids.count(x) > 1})
             if dupes:
@@ -127,6 +174,11 @@ class Fixtures(_Strict):
             if server.image_id not in image_ids:
                 raise ValueError(
                     f"server {server.name!r} uses image_id {server.image_id!r}, which is not in [[images]]"
+                )
+            if parse_flavor(server.flavor) is None:
+                raise ValueError(
+                    f"server {server.name!r} has flavor {server.flavor!r}, which the simulator does not know; use "
+                    "<family>.<size>.<ratio> with a family such as s6, c7, m6, s1 (Xen), kc1 or km1 (ARM)"
                 )
         return self
 

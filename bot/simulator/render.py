@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.simulator.catalogue import Image, image_body
 from bot.simulator.clock import iso_seconds
-from bot.simulator.fixtures import ImageFixture, KeyPairFixture
+from bot.simulator.fixtures import KeyPairFixture
 from bot.simulator.state import Job, Server, SimState, SubJob, Volume
 
 _VCPUS = {"small": 1, "medium": 1, "large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32}
-IMAGE_CREATED = "2024-06-01T00:00:00Z"
 
 
 def flavor(flavor_id: str) -> dict[str, Any]:
@@ -100,52 +100,8 @@ def server(state: SimState, s: Server) -> dict[str, Any]:
     return body
 
 
-def image(state: SimState, i: ImageFixture) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": i.id,
-        "name": i.name,
-        "status": i.status,
-        "visibility": i.visibility,
-        "protected": True,
-        "min_disk": i.min_disk,
-        "min_ram": i.min_ram,
-        "max_ram": "",
-        "size": 0,
-        "container_format": "bare",
-        "disk_format": "zvhd2",
-        "virtual_env_type": "FusionCompute",
-        "architecture": "x86",
-        "hw_firmware_type": "bios",
-        "owner": "1bed856811654c1cb661a6ca845ebc77",
-        "created_at": IMAGE_CREATED,
-        "updated_at": IMAGE_CREATED,
-        "self": f"/v2/images/{i.id}",
-        "file": f"/v2/images/{i.id}/file",
-        "schema": "/v2/schemas/image",
-        "tags": [],
-        "__imagetype": i.imagetype,
-        "__image_displayname": i.name,
-        "__isregistered": "true",
-        "__os_type": i.os_type,
-        "__platform": i.platform,
-        "__os_version": i.os_version,
-        "__os_bit": i.os_bit,
-        "__image_source_type": "uds",
-        "__image_size": "0",
-        "__data_origin": "",
-        "__description": "",
-        "__support_kvm": "true",
-        "__lazyloading": "true",
-        "__root_origin": "file",
-        "__originalimagename": "",
-        "__backup_id": "",
-        "__productcode": "",
-        "__sequence_num": "",
-        "__is_offshelved": "false",
-    }
-    if i.support_fc_inject is not None:
-        body["__support_fc_inject"] = i.support_fc_inject
-    return body
+def image(i: Image) -> dict[str, Any]:
+    return image_body(i)
 
 
 def volume(state: SimState, v: Volume) -> dict[str, Any]:
@@ -208,19 +164,26 @@ def _sub_job(sub: SubJob) -> dict[str, Any]:
     }
 
 
-def job(j: Job) -> dict[str, Any]:
-    entities: dict[str, Any] = {}
-    if j.server_id is not None:
-        entities["server_id"] = j.server_id
-    entities["sub_jobs_total"] = len(j.sub_jobs)
-    entities["sub_jobs"] = [_sub_job(sub) for sub in j.sub_jobs]
-    return {
-        "status": j.status,
-        "entities": entities,
-        "job_id": j.job_id,
-        "job_type": j.job_type,
-        "begin_time": j.begin_time,
-        "end_time": j.end_time,
-        "error_code": j.error_code,
-        "fail_reason": j.fail_reason,
-    }
+def job(j: Job, *, sub_jobs: bool = True, entities: str = "full") -> dict[str, Any]:
+    """`sub_jobs=False` drops them from changeOS jobs ([U] switch); `entities` "empty"/"missing" is a fault."""
+    body: dict[str, Any] = {"status": j.status}
+    if entities != "missing":
+        ent: dict[str, Any] = {}
+        if entities == "full":
+            if j.server_id is not None:
+                ent["server_id"] = j.server_id
+            if sub_jobs or j.job_type != "changeOS":
+                ent["sub_jobs_total"] = len(j.sub_jobs)
+                ent["sub_jobs"] = [_sub_job(sub) for sub in j.sub_jobs]
+        body["entities"] = ent
+    body.update(
+        {
+            "job_id": j.job_id,
+            "job_type": j.job_type,
+            "begin_time": j.begin_time,
+            "end_time": j.end_time,
+            "error_code": j.error_code,
+            "fail_reason": j.fail_reason,
+        }
+    )
+    return body

@@ -13,12 +13,13 @@ import os
 import random
 import re
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -28,12 +29,15 @@ from bot.simulator import render
 from bot.simulator.auth import check_signature
 from bot.simulator.bodies import int_param, parse_action, parse_change_os
 from bot.simulator.clock import Clock, SystemClock, iso_millis
+from bot.simulator.credentials import Credential, CredentialBook
 from bot.simulator.errors import SimError, gateway_error
 from bot.simulator.faults import ROUTES, FaultBook, FaultSpec
 from bot.simulator.fixtures import FixtureError, Fixtures, default_fixtures_path, load_fixtures
+from bot.simulator.flavors import catalogue as flavor_catalogue
+from bot.simulator.flavors import flavor_body, parse_flavor
 from bot.simulator.state import SimState
 
-Reply = tuple[int, dict[str, Any]]
+Reply = tuple[int, dict[str, Any] | bytes]  # bytes: JSON already encoded (the image catalogue)
 log = logging.getLogger(__name__)
 _P = r"(?P<project_id>[^/]+)"
 
@@ -44,6 +48,8 @@ class Ctx:
     match: dict[str, str]
     query: MultiDictProxy[str]
     body: bytes
+    raw_query: list[tuple[str, str]]
+    user_id: str
 
 
 def _show_server(ctx: Ctx) -> Reply:
@@ -80,19 +86,47 @@ def _change_os(cloud_init: bool) -> Callable[[Ctx], Reply]:
 
 
 def _show_job(ctx: Ctx) -> Reply:
-    return 200, render.job(ctx.state.get_job(ctx.match["job_id"]))
+    state = ctx.state
+    job = state.get_job(ctx.match["job_id"])
+    return 200, render.job(job, sub_jobs=state.switches.changeos_sub_jobs, entities=state.faults.job_entities)
 
 
 def _list_keypairs(ctx: Ctx) -> Reply:
-    return 200, {"keypairs": [render.keypair(k) for k in ctx.state.keypairs.values()]}
+    return 200, {"keypairs": [render.keypair(k) for k in ctx.state.keypairs_of(ctx.user_id)]}
 
 
 def _list_images(ctx: Ctx) -> Reply:
-    q = ctx.query
-    filters = {key: q[key] for key in q if key not in ("limit", "marker") and q[key] != ""}
-    limit = int_param(q, "limit", 500, low=1, high=1000, code="IMG.0001")
-    images = ctx.state.list_images(filters, limit=limit, marker=q.get("marker") or None)
-    return 200, {"images": [render.image(ctx.state, i) for i in images]}
+    state = ctx.state
+    page = state.list_images(ctx.raw_query)
+    encoded = state.catalogue.encoded
+    parts = [b'{"images": [', b", ".join(encoded[i] for i in page.ids), b"]"]
+    link = state.switches.images_page_link
+    if page.ids and not page.last and link != "none":
+        nxt = page.ids[-1]
+        if link == "page_info":
+            parts.append(b', "page_info": ' + json.dumps({"next_marker": nxt}).encode())
+        else:
+            others = [(k, v) for k, v in ctx.raw_query if k != "marker"]
+            query = urlencode([*others, ("marker", nxt)])
+            parts.append(b', "next": ' + json.dumps(f"/v2/cloudimages?{query}").encode())
+    parts.append(b"}")
+    return 200, b"".join(parts)
+
+
+def _image_quota(ctx: Ctx) -> Reply:
+    used = ctx.state.private_image_count()
+    return 200, {"quotas": {"resources": [{"type": "image", "used": used, "quota": 50, "min": 1, "max": 1000}]}}
+
+
+def _list_flavors(ctx: Ctx) -> Reply:
+    return 200, {"flavors": [flavor_body(f) for f in flavor_catalogue()]}
+
+
+def _flavor_extra_specs(ctx: Ctx) -> Reply:
+    flavor = parse_flavor(ctx.match["flavor_id"])
+    if flavor is None:
+        raise SimError(404, "Ecs.0040", f"The flavor {ctx.match['flavor_id']} does not exist.")
+    return 200, {"extra_specs": flavor.extra_specs()}
 
 
 def _show_volume(ctx: Ctx) -> Reply:
@@ -101,6 +135,13 @@ def _show_volume(ctx: Ctx) -> Reply:
 
 ROUTE_TABLE: list[tuple[str, re.Pattern[str], str, Callable[[Ctx], Reply]]] = [
     ("GET", re.compile(rf"^/v1/{_P}/cloudservers/detail$"), "list_servers", _list_servers),
+    ("GET", re.compile(rf"^/v1/{_P}/cloudservers/flavors$"), "list_flavors", _list_flavors),
+    (
+        "GET",
+        re.compile(rf"^/v2\.1/{_P}/flavors/(?P<flavor_id>[^/]+)/os-extra_specs$"),
+        "show_flavor_extra_specs",
+        _flavor_extra_specs,
+    ),
     ("POST", re.compile(rf"^/v1/{_P}/cloudservers/action$"), "server_action", _server_action),
     ("GET", re.compile(rf"^/v1/{_P}/cloudservers/(?P<server_id>[^/]+)$"), "show_server", _show_server),
     ("POST", re.compile(rf"^/v1/{_P}/cloudservers/(?P<server_id>[^/]+)/changeos$"), "change_os_v1", _change_os(False)),
@@ -108,6 +149,7 @@ ROUTE_TABLE: list[tuple[str, re.Pattern[str], str, Callable[[Ctx], Reply]]] = [
     ("GET", re.compile(rf"^/v1/{_P}/jobs/(?P<job_id>[^/]+)$"), "show_job", _show_job),
     ("GET", re.compile(rf"^/v2\.1/{_P}/os-keypairs$"), "list_keypairs", _list_keypairs),
     ("GET", re.compile(r"^/v2/cloudimages$"), "list_images", _list_images),
+    ("GET", re.compile(r"^/v1/cloudimages/quota$"), "image_quota", _image_quota),
     ("GET", re.compile(rf"^/v2/{_P}/cloudvolumes/(?P<volume_id>[^/]+)$"), "show_volume", _show_volume),
 ]
 assert {name for _, _, name, _ in ROUTE_TABLE} == set(ROUTES)
@@ -123,7 +165,10 @@ def resolve(method: str, path: str) -> tuple[str, dict[str, str], Callable[[Ctx]
 
 
 def _json(status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None) -> web.Response:
-    response = web.json_response(payload, status=status, headers=headers)
+    if isinstance(payload, bytes):
+        response = web.Response(body=payload, status=status, headers=headers, content_type="application/json")
+    else:
+        response = web.json_response(payload, status=status, headers=headers)
     response.headers["X-Request-Id"] = request_id
     return response
 
@@ -141,13 +186,16 @@ class SimulatorServer:
         port: int = 0,
         clock: Clock | None = None,
         max_logged_requests: int = 10_000,
+        catalogue_size: int | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0 (1 is real time; 60 makes a minute last a second)")
         self._fixtures_source = fixtures
+        self.catalogue_size = catalogue_size  # None: the fixtures' [catalogue] size
         self.speed, self.seed, self.host, self.port = speed, seed, host, port
         self.clock: Clock = clock or SystemClock()
         self.requests: deque[dict[str, Any]] = deque(maxlen=max_logged_requests)
+        self._metadata_tokens: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self._load()
@@ -162,7 +210,13 @@ class SimulatorServer:
         self.faults = FaultBook(random.Random(f"faults-{self.seed}"))
         for spec in self.fixtures.faults:
             self.faults.add(spec)
-        self.state = SimState(self.fixtures, self.clock, self.faults, speed=self.speed, seed=self.seed)
+        self.state = SimState(
+            self.fixtures, self.clock, self.faults, speed=self.speed, seed=self.seed, catalogue_size=self.catalogue_size
+        )
+        sim = self.fixtures.simulator
+        self.credentials = CredentialBook(
+            Credential(sim.access_key, sim.secret_key.get_secret_value()), self.fixtures.agency, seed=self.seed
+        )
 
     def reset(self) -> None:
         """Fixtures reloaded, faults back to the fixtures' ones, request log cleared (the clock keeps going)."""
@@ -196,6 +250,11 @@ class SimulatorServer:
         app.router.add_post("/_sim/reset", self._admin_reset)
         app.router.add_get("/_sim/state", self._admin_state)
         app.router.add_post("/_sim/advance", self._admin_advance)
+        app.router.add_get("/_sim/switches", self._admin_switches)
+        app.router.add_post("/_sim/switches", self._admin_set_switches)
+        app.router.add_post("/_sim/credentials", self._admin_issue_credentials)
+        app.router.add_put("/meta-data/latest/api/token", self._metadata_token)
+        app.router.add_get("/openstack/latest/securitykey", self._metadata_securitykey)
         app.router.add_route("*", "/{tail:.*}", self._cloud)
         return app
 
@@ -243,10 +302,8 @@ class SimulatorServer:
                 raise gateway_error(404, "APIGW.0101", "The API does not exist or has not been published.")
             name, match, handler = found
             body = await request.read()
-            sim = self.fixtures.simulator
-            denied = check_signature(
-                access_key=sim.access_key,
-                secret_key=sim.secret_key.get_secret_value(),
+            credential, denied = check_signature(
+                credentials=self.credentials,
                 method=request.method,
                 path=path,
                 query=parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True),
@@ -255,6 +312,8 @@ class SimulatorServer:
             )
             if denied is not None:
                 raise denied
+            assert credential is not None
+            entry["credential"] = credential.source
             self._check_project(match.get("project_id"), request.headers.get("X-Project-Id"))
             latency = self.faults.latency(name)
             if latency:
@@ -265,7 +324,9 @@ class SimulatorServer:
                 shape = "gateway" if injected.code.startswith("APIGW.") else "ecs"
                 raise SimError(injected.status, injected.code, injected.message, shape, headers)
             self.state.advance()
-            status, payload = handler(Ctx(self.state, match, request.query, body))
+            raw_query = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+            user_id = self.fixtures.simulator.user_id  # every credential the simulator knows acts as this user
+            status, payload = handler(Ctx(self.state, match, request.query, body, raw_query, user_id))
             if self.faults.take_drop(name):
                 entry["dropped"] = True
                 if request.transport is not None:
@@ -323,7 +384,96 @@ class SimulatorServer:
                 "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
             )
         ids = [rule_id for spec in specs for rule_id in self.faults.add(spec)]
-        return web.json_response({"added": ids, **self.faults.to_json()}, status=201)
+        expired = 0
+        for spec in specs:
+            if spec.expire_jobs is not None:
+                self.state.advance()
+                expired += self.state.expire_jobs(spec.expire_jobs.job_id)
+        extra = {"expired_jobs": expired} if any(spec.expire_jobs for spec in specs) else {}
+        return web.json_response({"added": ids, **extra, **self.faults.to_json()}, status=201)
+
+    async def _admin_switches(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.switches.model_dump())
+
+    async def _admin_set_switches(self, request: web.Request) -> web.Response:
+        try:
+            data = json.loads(await request.read())
+            if not isinstance(data, dict):
+                raise ValueError
+        except ValueError:
+            return _admin_error('the body must be a JSON object of switches, e.g. {"changeos_sub_jobs": false}')
+        try:
+            switches = self.state.set_switches(data)
+        except ValidationError as exc:
+            return _admin_error(
+                "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+            )
+        return web.json_response(switches.model_dump())
+
+    async def _admin_issue_credentials(self, request: web.Request) -> web.Response:
+        """Temporary AK/SK + security token, shaped like IAM's `POST /v3.0/OS-CREDENTIAL/securitytokens` (201)."""
+        try:
+            raw = await request.read()
+            ttl = float(json.loads(raw).get("ttl", 900)) if raw.strip() else 900.0
+        except (ValueError, AttributeError, TypeError):
+            return _admin_error('the body must be {"ttl": seconds} (negative: already expired)')
+        credential = self.credentials.issue_temporary(ttl)
+        return web.json_response({"credential": credential.to_json()}, status=201)
+
+    # ------------------------------------------------------------------ ECS metadata service (agency credentials)
+    async def _metadata(
+        self, request: web.Request, route: str, answer: Callable[[], tuple[int, str, str]]
+    ) -> web.Response:
+        """Not behind the API gateway: no signature. Faults apply only when a rule names the route."""
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.rel_url.path,
+            "route": route,
+            "status": None,
+            "time": iso_millis(self.clock.now()),
+            "request_id": "",
+        }
+        self.requests.append(entry)
+        latency = self.faults.latency(route)
+        if latency:
+            await asyncio.sleep(latency)
+        injected = self.faults.injected_error(route)
+        if injected is not None:
+            status, text, kind = injected.status, injected.message, "text/plain"
+        else:
+            status, text, kind = answer()
+        entry["status"] = status
+        return web.Response(status=status, text=text, content_type=kind)
+
+    async def _metadata_token(self, request: web.Request) -> web.Response:
+        def answer() -> tuple[int, str, str]:
+            mode = self.state.switches.metadata_token
+            if mode == "unsupported":
+                return 404, "Not Found", "text/plain"
+            raw = request.headers.get("X-Metadata-Token-Ttl-Seconds", "")
+            if not raw.isdigit() or not 1 <= int(raw) <= 21600:
+                return 400, "X-Metadata-Token-Ttl-Seconds must be 1 to 21600 seconds.", "text/plain"
+            token = os.urandom(24).hex()
+            self._metadata_tokens[token] = time.time() + int(raw)
+            return 200, token, "text/plain"
+
+        return await self._metadata(request, "metadata_token", answer)
+
+    async def _metadata_securitykey(self, request: web.Request) -> web.Response:
+        def answer() -> tuple[int, str, str]:
+            mode = self.state.switches.metadata_token
+            token = request.headers.get("X-Metadata-Token")
+            known = token is not None and self._metadata_tokens.get(token, 0) > time.time()
+            if (token is not None and mode != "unsupported" and not known) or (mode == "required" and not known):
+                return 401, "The metadata token is missing, invalid or expired; PUT /meta-data/latest/api/token.", (
+                    "text/plain"
+                )
+            if not self.fixtures.agency.name:
+                return 401, "Please configure Cloud Service Agency first.", "text/plain"
+            credential = self.credentials.agency_current()
+            return 200, json.dumps({"credential": credential.to_json()}), "application/json"
+
+        return await self._metadata(request, "metadata_securitykey", answer)
 
     async def _admin_clear_faults(self, request: web.Request) -> web.Response:
         self.faults.clear()
@@ -358,11 +508,17 @@ def _admin_error(message: str) -> web.Response:
 
 
 async def run_forever(
-    *, fixtures: Path | None = None, host: str = "127.0.0.1", port: int = 8080, speed: float = 1.0, seed: int = 0
+    *,
+    fixtures: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    speed: float = 1.0,
+    seed: int = 0,
+    catalogue: int | None = None,
 ) -> None:
     """`ecsbot simulator`: serve until cancelled, after printing how to point a client at it."""
     try:
-        server = SimulatorServer(fixtures, speed=speed, seed=seed, host=host, port=port)
+        server = SimulatorServer(fixtures, speed=speed, seed=seed, host=host, port=port, catalogue_size=catalogue)
     except (FixtureError, ValueError) as exc:
         print(f"ecsbot simulator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -375,7 +531,8 @@ async def run_forever(
         raise SystemExit(2) from None
     source = fixtures or default_fixtures_path()
     lines = [
-        f"Huawei Cloud simulator (ECS, IMS, EVS, jobs) on {base_url}  speed={speed} seed={seed} fixtures={source}",
+        f"Huawei Cloud simulator (ECS, IMS, EVS, jobs) on {base_url}  speed={speed} seed={seed} fixtures={source} "
+        f"images={len(server.state.catalogue)}",
         f"ECS_ENDPOINT={base_url}",
         f"IMS_ENDPOINT={base_url}",
         f"EVS_ENDPOINT={base_url}",
@@ -383,7 +540,9 @@ async def run_forever(
         f"HUAWEICLOUD_SDK_AK={server.access_key}",
         f"HUAWEICLOUD_SDK_SK={server.secret_key.get_secret_value()}",
         f"HUAWEICLOUD_USER_ID={server.user_id}",
-        f"Admin API (no auth, sandbox only): {base_url}/_sim/requests, /_sim/faults, /_sim/state, /_sim/reset",
+        f"ECS metadata service (agency credentials): {base_url}/openstack/latest/securitykey",
+        f"Admin API (no auth, sandbox only): {base_url}/_sim/requests, /_sim/faults, /_sim/switches, /_sim/state, "
+        "/_sim/credentials, /_sim/reset",
     ]
     if host not in ("127.0.0.1", "localhost", "::1"):
         lines.append(f"WARNING: bound to {host}: anyone who can reach this port can use the unauthenticated admin API.")

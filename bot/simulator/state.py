@@ -18,13 +18,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from bot.simulator.catalogue import CURATED_CREATED, Catalogue, Image, build_catalogue
 from bot.simulator.clock import Clock, iso_millis, iso_seconds
 from bot.simulator.errors import SimError, bad_request
-from bot.simulator.faults import FailJob, FaultBook
-from bot.simulator.fixtures import Fixtures, ImageFixture, KeyPairFixture, ServerFixture, Timing
+from bot.simulator.faults import FailJob, FaultBook, HoldJobs
+from bot.simulator.fixtures import Fixtures, ImageFixture, KeyPairFixture, ServerFixture, Switches, Timing
+from bot.simulator.flavors import Flavor, parse_flavor
+from bot.simulator.imagequery import Page, query
 from bot.simulator.passwords import password_problem
 
 JOB_RETENTION = 86_400.0  # finished jobs disappear after a day (HW-0901), scaled by speed
+PAYMENT_RETENTION = 14 * 86_400.0  # an unpaid order's job is deleted after 14 days (HW-0901)
 REBUILD_TASKS = {"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"}
 _VM_STATE_OF_STATUS = {"ACTIVE": "active", "SHUTOFF": "stopped", "ERROR": "error"}
 _POWER_OF_VM_STATE = {"active": 1, "stopped": 4, "error": 4}
@@ -138,6 +142,7 @@ class Job:
     error_code: str | None = None
     fail_reason: str | None = None
     ended_at: float | None = None
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,9 @@ class SimState:
     speed: float = 1.0
     seed: int = 0
     servers: dict[str, Server] = field(default_factory=dict)
-    images: dict[str, ImageFixture] = field(default_factory=dict)
-    keypairs: dict[str, KeyPairFixture] = field(default_factory=dict)
+    catalogue_size: int | None = None
+    images: dict[str, Image] = field(default_factory=dict)
+    keypairs: dict[tuple[str, str], KeyPairFixture] = field(default_factory=dict)
     volumes: dict[str, Volume] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     _events: list[tuple[float, int, Callable[[float], None]]] = field(default_factory=list, repr=False)
@@ -175,8 +181,19 @@ class SimState:
         self.timing_rng = random.Random(f"timing-{self.seed}")
         self.id_rng = random.Random(f"ids-{self.seed}")
         now = self.clock.now()
-        self.images = {image.id: image for image in self.fixtures.images}
-        self.keypairs = {kp.name: kp for kp in self.fixtures.keypairs}
+        self.switches: Switches = self.fixtures.switches
+        size = self.fixtures.catalogue.size if self.catalogue_size is None else self.catalogue_size
+        if size < 0:
+            raise ValueError("the catalogue size must be 0 or more (generated images besides the fixtures' ones)")
+        self.catalogue: Catalogue = build_catalogue(
+            [curated_image(fx) for fx in self.fixtures.images],
+            size=size,
+            seed=self.fixtures.catalogue.seed,
+            project_id=self.fixtures.simulator.project_id,
+        )
+        self.images = self.catalogue.by_id
+        user = self.fixtures.simulator.user_id
+        self.keypairs = {(kp.owner or user, kp.name): kp for kp in self.fixtures.keypairs}
         for fixture in self.fixtures.servers:
             self._add_server(fixture, now)
 
@@ -295,28 +312,15 @@ class SimState:
         page = max(offset, 1)
         return count, found[(page - 1) * limit : page * limit]
 
-    def list_images(
-        self, filters: dict[str, str], *, limit: int = 500, marker: str | None = None
-    ) -> list[ImageFixture]:
-        fields = {
-            "id": lambda i: i.id,
-            "name": lambda i: i.name,
-            "__os_type": lambda i: i.os_type,
-            "status": lambda i: i.status,
-            "__platform": lambda i: i.platform,
-            "__imagetype": lambda i: i.imagetype,
-            "visibility": lambda i: i.visibility,
-            "__support_fc_inject": lambda i: i.support_fc_inject,
-        }
-        found = [
-            image
-            for image in self.images.values()
-            if all(fields[key](image) == value for key, value in filters.items() if key in fields)
-        ]
-        if marker:
-            ids = [i.id for i in found]
-            found = found[ids.index(marker) + 1 :] if marker in ids else []
-        return found[:limit]
+    def list_images(self, params: list[tuple[str, str]]) -> Page:
+        return query(self.catalogue, params, self.switches)
+
+    def keypairs_of(self, user_id: str) -> list[KeyPairFixture]:
+        """Nova key pairs are per IAM user: only the user that created a pair can see it (reference §24)."""
+        return [kp for (owner, _), kp in self.keypairs.items() if owner == user_id]
+
+    def private_image_count(self) -> int:
+        return len(self.catalogue.ids_with("__imagetype", "private"))
 
     def get_volume(self, volume_id: str) -> Volume:
         volume = self.volumes.get(volume_id)
@@ -326,12 +330,29 @@ class SimState:
 
     def get_job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
-        if job is not None and job.ended_at is not None and self.now() - job.ended_at > JOB_RETENTION / self.speed:
+        if job is not None and self._job_gone(job):
             del self.jobs[job_id]
             job = None
         if job is None:
             raise SimError(400, "Common.0011", f"Failed to query system tasks: job {job_id} does not exist.")
         return job
+
+    def _job_gone(self, job: Job) -> bool:
+        """Records expire: a day after the end, 14 days unpaid, or after `job_ttl` whatever the status."""
+        age = self.now() - job.created_at
+        ttl = self.switches.job_ttl
+        if ttl is not None and age >= ttl / self.speed:
+            return True
+        if job.status == "PENDING_PAYMENT" and age > PAYMENT_RETENTION / self.speed:
+            return True
+        return job.ended_at is not None and self.now() - job.ended_at > JOB_RETENTION / self.speed
+
+    def expire_jobs(self, job_id: str | None = None) -> int:
+        """Forget job records now (the servers keep changing); the count forgotten."""
+        gone = [j for j in self.jobs if job_id in (None, j)]
+        for key in gone:
+            del self.jobs[key]
+        return len(gone)
 
     # ------------------------------------------------------------------ jobs
     def _new_job(self, job_type: str, sub_type: str, servers: list[Server], *, top_server: bool) -> Job:
@@ -342,6 +363,7 @@ class SimState:
             begin_time=begin,
             server_id=servers[0].id if top_server else None,
             sub_jobs=[SubJob(self._new_job_id(), sub_type, s.id, begin) for s in servers],
+            created_at=self.now(),
         )
         self.jobs[job.job_id] = job
         return job
@@ -433,10 +455,16 @@ class SimState:
         return done
 
     # ------------------------------------------------------------------ change OS
+    def flavor_of(self, server: Server) -> Flavor:
+        flavor = parse_flavor(server.flavor)
+        assert flavor is not None  # fixtures are validated
+        return flavor
+
     def change_os(self, server_id: str, request: ChangeOs, *, cloud_init: bool) -> str:
         """Refuse as the cloud does (codes in the README (Huawei Cloud simulator)), else start a changeOS job."""
         server = self.get_server(server_id)
         self._check_idle(server)
+        switches = self.switches
         with_stop = request.mode == "withStopServer"
         if not (server.vm_state == "stopped" or server.failed_change or (with_stop and server.vm_state == "active")):
             raise SimError(
@@ -453,15 +481,25 @@ class SimState:
             raise SimError(400, "Ecs.0031", f"The image does not exist: {request.imageid}.")
         if image.status != "active":
             raise SimError(400, "Ecs.0032", f"The image is not in Active state: {image.name} is {image.status}.")
+        problem = compat_problem(image, self.flavor_of(server), system_volume.size, server.name)
+        if problem is not None and switches.incompatible_image == "sync":
+            raise SimError(400, problem.error_code, problem.fail_reason)
+        if image.os_type == "Windows" and not cloud_init and switches.windows_v1 == "refuse":
+            raise SimError(
+                400,
+                "Ecs.0007",
+                f"Invalid image attributes: {image.name} is a Windows image; this API (changeos without Cloud-Init) "
+                "cannot change an ECS OS to Windows.",
+            )
         image_cloud_init = image.support_fc_inject != "true"
-        if image_cloud_init and not cloud_init:
+        if switches.fc_inject == "strict" and image_cloud_init and not cloud_init:
             raise SimError(
                 400,
                 "Ecs.0007",
                 f"Invalid image attributes: {image.name} supports Cloud-Init; "
                 "use POST /v2/{project_id}/cloudservers/{server_id}/changeos.",
             )
-        if cloud_init and not image_cloud_init:
+        if switches.fc_inject == "strict" and cloud_init and not image_cloud_init:
             raise SimError(
                 400,
                 "Ecs.0007",
@@ -470,37 +508,81 @@ class SimState:
             )
         if image.os_type == "Windows" and request.keyname:
             raise bad_request("Invalid parameter values: a Windows image supports only password login (adminpass).")
-        if request.keyname and request.keyname not in self.keypairs:
-            raise SimError(
-                400,
-                "Ecs.0314",
-                f"The key pair {request.keyname!r} does not exist. Refresh the key pair list and check the key pair.",
-            )
+        if request.keyname:
+            owners = {owner for owner, name in self.keypairs if name == request.keyname}
+            if not owners:
+                raise SimError(400, "Ecs.0314", _no_keypair(request.keyname, request.userid))
+            if request.userid not in owners:  # the pair exists, but it is another user's
+                foreign = FailJob(error_code="Ecs.0314", fail_reason=_no_keypair(request.keyname, request.userid))
+                if switches.foreign_keypair == "sync":
+                    raise SimError(400, foreign.error_code, foreign.fail_reason)
+                problem = problem or foreign
         if request.adminpass is not None:
-            problem = password_problem(request.adminpass.get_secret_value(), image.os_type)
-            if problem:
+            reason = password_problem(request.adminpass.get_secret_value(), image.os_type)
+            if reason:
                 raise SimError(
-                    400, "Ecs.0011", f"Ensure the password meets the password complexity requirements. {problem}"
+                    400, "Ecs.0011", f"Ensure the password meets the password complexity requirements. {reason}"
                 )
         if request.metadata.get("BYOL") == "true":
             raise SimError(
                 400, "Ecs.0090", "Image license type is BYOL, the BYOL feature is not supported at this time."
             )
-        server.login_keyname = request.keyname
-        server.login_password_sha256 = (
-            hashlib.sha256(request.adminpass.get_secret_value().encode()).hexdigest() if request.adminpass else None
-        )
-        return self._start_change(server, image, request, system_volume.size, with_stop=with_stop)
+        if problem is None:
+            server.login_keyname = request.keyname
+            server.login_password_sha256 = (
+                hashlib.sha256(request.adminpass.get_secret_value().encode()).hexdigest()
+                if request.adminpass
+                else None
+            )
+        return self._start_change(server, image, request, problem, with_stop=with_stop)
 
     def _start_change(
-        self, server: Server, image: ImageFixture, request: ChangeOs, disk: int, *, with_stop: bool
+        self, server: Server, image: Image, request: ChangeOs, problem: FailJob | None, *, with_stop: bool
     ) -> str:
         now = self.now()
         job = self._new_job("changeOS", "changeOS", [server], top_server=True)
+        server.busy_job = job.job_id
+        server.updated = now
+        hold = self.faults.take_hold(server.id)
+        if hold is None:
+            self._begin_change(job, server, image, request, problem, now, with_stop=with_stop)
+        else:
+
+            def begin(due: float) -> None:
+                self._begin_change(job, server, image, request, problem, due, with_stop=with_stop)
+
+            self._hold(job, hold, begin)
+        return job.job_id
+
+    def _hold(self, job: Job, hold: HoldJobs, then: Callable[[float], None]) -> None:
+        """An order that waits for payment (or a job stuck initialising): nothing happens to the server yet."""
+        job.status = hold.status
+        for sub in job.sub_jobs:
+            sub.status = hold.status
+        if hold.seconds is not None:
+
+            def release(due: float) -> None:
+                job.status = "INIT"
+                for sub in job.sub_jobs:
+                    sub.status = "INIT"
+                then(due)
+
+            self._at(self.now() + hold.seconds / self.speed, release)
+
+    def _begin_change(
+        self,
+        job: Job,
+        server: Server,
+        image: Image,
+        request: ChangeOs,
+        problem: FailJob | None,
+        now: float,
+        *,
+        with_stop: bool,
+    ) -> None:
         sub = job.sub_jobs[0]
         stopping = with_stop and server.vm_state == "active"
         server.task_state = "powering-off" if stopping else "rebuilding"
-        server.busy_job = job.job_id
         server.updated = now
         running_at = now + self._duration("job_init")
         self._at(running_at, lambda _due: self._set_running(job))
@@ -513,17 +595,10 @@ class SimState:
 
             self._at(base, stopped)
         injected = self.faults.take_fail_job(server.id)
-        if image.min_disk > disk:
-            fail = FailJob(
-                error_code="Ecs.0007",
-                fail_reason=(
-                    f"The image {image.name} needs a system disk of at least {image.min_disk} GB but the system disk "
-                    f"of {server.name} is {disk} GB. Expand the system disk or choose another image."
-                ),
-            )
+        if problem is not None:
             self._at(
                 base + self._duration("min_disk_check"),
-                self._change_done(job, sub, server, image, request, fail, early=True),
+                self._change_done(job, sub, server, image, request, problem, early=True),
             )
         elif injected is not None:
             self._at(
@@ -532,14 +607,13 @@ class SimState:
             )
         else:
             self._at(base + self._duration("change_running"), self._change_done(job, sub, server, image, request, None))
-        return job.job_id
 
     def _change_done(
         self,
         job: Job,
         sub: SubJob,
         server: Server,
-        image: ImageFixture,
+        image: Image,
         request: ChangeOs,
         fail: FailJob | None,
         *,
@@ -585,6 +659,10 @@ class SimState:
         return done
 
     # ------------------------------------------------------------------ debugging
+    def set_switches(self, changes: dict[str, Any]) -> Switches:
+        self.switches = Switches.model_validate({**self.switches.model_dump(), **changes})
+        return self.switches
+
     def summary(self) -> dict[str, Any]:
         return {
             "now": iso_millis(self.now()),
@@ -610,3 +688,80 @@ class SimState:
             ],
             "pending_events": len(self._events),
         }
+
+
+def curated_image(fx: ImageFixture) -> Image:
+    return Image(
+        id=fx.id,
+        name=fx.name,
+        status=fx.status,
+        os_type=fx.os_type,
+        platform=fx.platform,
+        os_version=fx.os_version,
+        os_bit=fx.os_bit,
+        min_disk=fx.min_disk,
+        min_ram=fx.min_ram,
+        support_fc_inject=fx.support_fc_inject,
+        imagetype=fx.imagetype,
+        visibility=fx.visibility,
+        virtual_env_type=fx.virtual_env_type,
+        arm=fx.architecture == "arm",
+        firmware=fx.hw_firmware_type,
+        support_kvm=fx.support_kvm,
+        support_xen=fx.support_xen,
+        created=CURATED_CREATED,
+    )
+
+
+def _no_keypair(keyname: str, userid: str | None) -> str:
+    return (
+        f"The key pair does not exist. Refresh the key pair list and check the key pair: user {userid} has no key "
+        f"pair named {keyname!r}."
+    )
+
+
+def compat_problem(image: Image, flavor: Flavor, disk: int, server_name: str) -> FailJob | None:
+    """Why this image cannot be this server's system disk (reference §21), or None when it fits."""
+    if not image.ecs_system_image:
+        kind = {"Ironic": "BMS", "DataImage": "data-disk", "IsoImage": "ISO"}.get(image.virtual_env_type, "")
+        return FailJob(
+            error_code="Ecs.0007",
+            fail_reason=(
+                f"Invalid image attributes: {image.name} is a {kind} image (virtual_env_type "
+                f"{image.virtual_env_type}), not an ECS system-disk image (FusionCompute). Choose an ECS image."
+            ),
+        )
+    if image.arm != flavor.arm:
+        return FailJob(
+            error_code="Ecs.0005",
+            fail_reason=(
+                f"The flavor does not match the image: {image.name} is {image.architecture} but flavor {flavor.id} "
+                f"of {server_name} is {flavor.architecture}. Choose an image of the same architecture."
+            ),
+        )
+    if flavor.arm and image.boot_firmware != "uefi":
+        return FailJob(
+            error_code="Ecs.0005",
+            fail_reason=(
+                f"The flavor does not match the image: ARM flavor {flavor.id} boots UEFI only and {image.name} is "
+                f"{image.boot_firmware.upper()}. Choose a UEFI image."
+            ),
+        )
+    if (flavor.kvm and not image.support_kvm) or (not flavor.kvm and not image.support_xen):
+        virt = "KVM" if flavor.kvm else "Xen"
+        return FailJob(
+            error_code="Ecs.0005",
+            fail_reason=(
+                f"The flavor does not match the image: flavor {flavor.id} is {virt} and {image.name} does not "
+                f"support {virt} (__support_{virt.lower()})."
+            ),
+        )
+    if image.min_disk > disk:
+        return FailJob(
+            error_code="Ecs.0007",
+            fail_reason=(
+                f"The image {image.name} needs a system disk of at least {image.min_disk} GB but the system disk "
+                f"of {server_name} is {disk} GB. Expand the system disk or choose another image."
+            ),
+        )
+    return None

@@ -37,6 +37,10 @@ UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"
 WINDOWS_2022 = "7d3f1c90-2022-4e8a-b6c1-9f0e2d4a2022"
 CENTOS_OLD = "c3e7a0b1-0007-4f2d-8e9a-1b2c3d4e0007"
 ROCKY_LARGE = "9a8b7c6d-0009-4e5f-a1b2-c3d4e5f60009"
+HCE_ARM = "5e0a4c2b-0a70-4d6e-8f1a-2b3c4d5e0a70"
+ARM_01 = "7a9f4d3b-0000-4f00-8000-00000000000a"
+OTHER_USER = "0b6d7e4b2c1a4f0e9d8c7b6a5f4e3d2c"
+CATALOGUE = 60  # generated images in the test simulators: one of every kind, and quick to build
 
 GOOD_PASSWORD = "Blue-Kettle-42"  # also passes the Windows rules
 
@@ -136,14 +140,14 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def sim(clock: ManualClock) -> AsyncIterator[SimulatorServer]:
     """Real time for signatures, a manual clock for the cloud: tests step jobs forward without waiting."""
-    async with SimulatorServer(speed=1.0, seed=7, clock=clock) as server:
+    async with SimulatorServer(speed=1.0, seed=7, clock=clock, catalogue_size=CATALOGUE) as server:
         yield server
 
 
 @pytest.fixture
 async def fast_sim() -> AsyncIterator[SimulatorServer]:
     """The system clock at speed 500: a 3-5 minute change takes well under a second."""
-    async with SimulatorServer(speed=500.0, seed=3) as server:
+    async with SimulatorServer(speed=500.0, seed=3, catalogue_size=CATALOGUE) as server:
         yield server
 
 

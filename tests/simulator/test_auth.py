@@ -11,6 +11,8 @@ import httpx
 
 from bot.cloud.signer import parse_date, sign
 from bot.simulator.auth import check_signature
+from bot.simulator.credentials import Credential, CredentialBook
+from bot.simulator.fixtures import AgencySettings
 
 from .conftest import AK, PROJECT, SK, WEB_01, Cloud, error_of
 
@@ -42,17 +44,17 @@ def test_official_vectors_verify_and_a_changed_byte_does_not() -> None:
         }
         body = vector["body"].encode()
         now = parse_date(vector["x_sdk_date"])
+        book = CredentialBook(Credential(vector["ak"], vector["sk"]), AgencySettings())
         args = {
-            "access_key": vector["ak"],
-            "secret_key": vector["sk"],
+            "credentials": book,
             "method": vector["method"],
             "path": wire.path,
             "query": parse_qsl(wire.query, keep_blank_values=True),
             "headers": headers,
             "now": now,
         }
-        assert check_signature(body=body, **args) is None, vector["name"]
-        assert check_signature(body=body + b" ", **args) is not None, vector["name"]
+        assert check_signature(body=body, **args)[1] is None, vector["name"]
+        assert check_signature(body=body + b" ", **args)[1] is not None, vector["name"]
 
 
 async def test_signed_request_is_accepted(cloud: Cloud) -> None:

@@ -47,6 +47,7 @@ REFUSALS: list[tuple[str, str, dict[str, Any], bool, int, str]] = [
     ("Windows pw reversed", WIN_01, {"adminpass": "rotartsinimdA1!", "imageid": WINDOWS_2022}, False, 400, "Ecs.0011"),
     ("Windows pw 3 chars", WIN_01, {"adminpass": "Xy7!strAbc", "imageid": WINDOWS_2022}, False, 400, "Ecs.0011"),
     ("Windows with key pair", WIN_01, key_option(WINDOWS_2022), False, 400, "Ecs.0005"),
+    ("Windows on v1", WIN_01, {"adminpass": GOOD_PASSWORD, "imageid": WINDOWS_2022}, False, 400, "Ecs.0007"),
     (
         "both login methods",
         DB_01,
@@ -66,12 +67,27 @@ REFUSALS: list[tuple[str, str, dict[str, Any], bool, int, str]] = [
 ]
 
 
+# The Windows password rules are checked where Windows is allowed at all: switch windows_v1 = "allow".
+_ALLOW_WINDOWS = {"Windows pw has user", "Windows pw reversed", "Windows pw 3 chars", "Windows with key pair"}
+
+
 @pytest.mark.parametrize(
-    ("server_id", "option", "v2", "status", "code"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+    ("server_id", "option", "v2", "status", "code", "switches"),
+    [(*r[1:], {"windows_v1": "allow"} if r[0] in _ALLOW_WINDOWS else {}) for r in REFUSALS],
+    ids=[r[0] for r in REFUSALS],
 )
 async def test_refusals(
-    cloud: Cloud, sim: SimulatorServer, server_id: str, option: dict[str, Any], v2: bool, status: int, code: str
+    cloud: Cloud,
+    sim: SimulatorServer,
+    server_id: str,
+    option: dict[str, Any],
+    v2: bool,
+    status: int,
+    code: str,
+    switches: dict[str, str],
 ) -> None:
+    if switches:
+        assert (await cloud.http.post("/_sim/switches", json=switches)).status_code == 200
     before = sim.state.summary()["servers"]
     response = await cloud.change_os(server_id, option, v2=v2)
     assert error_of(response) == (status, code), response.text
@@ -133,6 +149,7 @@ async def test_cloud_init_image_on_v2_with_user_data_only(cloud: Cloud, clock: M
 
 
 async def test_password_login_and_windows_rules_accept_a_good_password(cloud: Cloud, clock: ManualClock) -> None:
+    assert (await cloud.http.post("/_sim/switches", json={"windows_v1": "allow"})).json()["windows_v1"] == "allow"
     response = await cloud.change_os(WIN_01, {"adminpass": GOOD_PASSWORD, "imageid": WINDOWS_2022})
     assert response.status_code == 200, response.text
     clock.advance(400)

@@ -163,7 +163,8 @@ async def test_request_log_counts_calls_without_secrets(cloud: Cloud) -> None:
         ("show_job", 400),
         ("show_server", 401),
     ]
-    assert set(body["requests"][0]) == {"method", "path", "route", "status", "time", "request_id"}
+    assert set(body["requests"][0]) == {"method", "path", "route", "status", "time", "request_id", "credential"}
+    assert body["requests"][0]["credential"] == "permanent"
     assert body["requests"][0]["path"] == SERVER_PATH and body["requests"][0]["time"].endswith("Z")
     only_jobs = (await cloud.http.get("/_sim/requests", params={"route": "show_job"})).json()
     assert only_jobs["count"] == 1
@@ -180,7 +181,7 @@ async def test_reset_reloads_fixtures_and_clears_the_log(cloud: Cloud, clock: Ma
     assert (await cloud.http.get("/_sim/requests")).json()["count"] == 0
     assert (await cloud.server(DB_01))["status"] == "SHUTOFF"
     state = (await cloud.http.get("/_sim/state")).json()
-    assert state["jobs"] == [] and len(state["servers"]) == 9
+    assert state["jobs"] == [] and len(state["servers"]) == 10
 
 
 async def test_advance_moves_simulated_time(cloud: Cloud) -> None:

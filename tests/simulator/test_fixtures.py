@@ -31,7 +31,13 @@ def test_default_fixtures_have_the_agreed_servers_images_and_keys() -> None:
     assert images["windows-2022"].os_type == "Windows"
     assert images["centos-7-old"].status != "active"
     assert images["rocky-9-large"].min_disk == 100
-    assert {k.name for k in fixtures.keypairs} == {"ops-key", "deploy-key"}
+    owners = {k.name: k.owner for k in fixtures.keypairs}
+    other = "0b6d7e4b2c1a4f0e9d8c7b6a5f4e3d2c"
+    assert owners == {"ops-key": sim.user_id, "deploy-key": sim.user_id, "alice-key": other}
+    assert images["hce-2.0-arm"].architecture == "arm" and images["hce-2.0-arm"].hw_firmware_type == "uefi"
+    arm = next(s for s in fixtures.servers if s.name == "arm-01")
+    assert arm.flavor.startswith("kc1.") and arm.image_id == images["hce-2.0-arm"].id
+    assert fixtures.catalogue.size >= 2000, "the default catalogue is a realistic region"
     small = next(s for s in fixtures.servers if s.name == "small-01")
     assert [v.size for v in small.volumes if v.boot_index == "0"] == [20]
 
