@@ -231,36 +231,29 @@ def cloud_findings(s: Settings) -> list[Finding]:
     sk = _secret(s.huaweicloud_sk)
     project = (s.huaweicloud_project_id or "").strip()
     where = "My Credentials → API Credentials in the Huawei Cloud console"
-    if not ak:
+    if s.huaweicloud_credentials == "agency":
         out.append(
             Finding(
                 section,
-                Level.BLOCK,
-                "HUAWEICLOUD_SDK_AK is not set: create an access key for the bot's IAM user (My Credentials → "
-                "Access Keys) and set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK.",
+                Level.OK,
+                f"Credentials: ECS agency keys from the metadata service at {s.metadata_url}, refreshed before they "
+                "expire (HUAWEICLOUD_CREDENTIALS=agency). --online fetches them and shows when they expire.",
             )
         )
-    elif not _AK.match(ak):
+    elif s.huaweicloud_security_token is not None:
         out.append(
             Finding(
                 section,
                 Level.WARN,
-                f"HUAWEICLOUD_SDK_AK ({token_preview(ak)}) does not look like an access key ID (upper-case letters "
-                "and digits, about 20). Check you did not swap the AK and the SK.",
+                "Credentials: temporary AK/SK with a security token (HUAWEICLOUD_SDK_SECURITY_TOKEN). They expire "
+                "(15 min to 24 h) and nothing renews them: a long-running bot should use an ECS agency "
+                "(HUAWEICLOUD_CREDENTIALS=agency) or a permanent access key.",
             )
         )
     else:
-        out.append(Finding(section, Level.OK, f"HUAWEICLOUD_SDK_AK is set ({token_preview(ak)})."))
-    if not sk:
-        out.append(
-            Finding(
-                section,
-                Level.BLOCK,
-                "HUAWEICLOUD_SDK_SK is not set: it comes with the access key (the credentials.csv you downloaded).",
-            )
-        )
-    else:
-        out.append(Finding(section, Level.OK, "HUAWEICLOUD_SDK_SK is set."))
+        out.append(Finding(section, Level.OK, "Credentials: permanent AK/SK (HUAWEICLOUD_SDK_AK/SK)."))
+    if s.huaweicloud_credentials != "agency":
+        out.extend(_key_findings(section, ak, sk))
     if not project:
         out.append(
             Finding(
@@ -319,6 +312,41 @@ def cloud_findings(s: Settings) -> list[Finding]:
         )
     else:
         out.append(Finding(section, Level.OK, f"HUAWEICLOUD_USER_ID is {user}."))
+    return out
+
+
+def _key_findings(section: str, ak: str, sk: str) -> list[Finding]:
+    out: list[Finding] = []
+    if not ak:
+        out.append(
+            Finding(
+                section,
+                Level.BLOCK,
+                "HUAWEICLOUD_SDK_AK is not set: create an access key for the bot's IAM user (My Credentials → "
+                "Access Keys) and set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK.",
+            )
+        )
+    elif not _AK.match(ak):
+        out.append(
+            Finding(
+                section,
+                Level.WARN,
+                f"HUAWEICLOUD_SDK_AK ({token_preview(ak)}) does not look like an access key ID (upper-case letters "
+                "and digits, about 20). Check you did not swap the AK and the SK.",
+            )
+        )
+    else:
+        out.append(Finding(section, Level.OK, f"HUAWEICLOUD_SDK_AK is set ({token_preview(ak)})."))
+    if not sk:
+        out.append(
+            Finding(
+                section,
+                Level.BLOCK,
+                "HUAWEICLOUD_SDK_SK is not set: it comes with the access key (the credentials.csv you downloaded).",
+            )
+        )
+    else:
+        out.append(Finding(section, Level.OK, "HUAWEICLOUD_SDK_SK is set."))
     return out
 
 
@@ -526,23 +554,24 @@ def offline_findings(s: Settings) -> list[Finding]:
 
 
 async def cloud_online(s: Settings) -> Finding:
-    from bot.cloud import CloudClient, CloudError
-    from bot.cloud.client import Credentials, RetryPolicy
+    from bot.cloud import CloudClient, CloudError, CredentialsUnavailableError, MetadataCredentials, credential_source
+    from bot.cloud.client import RetryPolicy
 
     section = "Online"
+    try:
+        source = credential_source(s)
+    except ValueError as exc:
+        return Finding(section, Level.BLOCK, f"Huawei Cloud: {exc}")
     client = CloudClient(
-        Credentials(
-            access_key=(s.huaweicloud_ak or "").strip(),
-            secret_key=SecretStr(_secret(s.huaweicloud_sk)),
-            project_id=(s.huaweicloud_project_id or "").strip(),
-            user_id=s.huaweicloud_user_id,
-        ),
+        source,
         Endpoints.for_region(s.huaweicloud_region, ecs=s.ecs_endpoint, ims=s.ims_endpoint, evs=s.evs_endpoint),
         timeout=10.0,
         retry=RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, total_timeout=20.0),
     )
     try:
         servers = await client.list_servers(limit=1)
+    except CredentialsUnavailableError as exc:
+        return Finding(section, Level.BLOCK, f"Huawei Cloud: {exc}")
     except CloudError as exc:
         text = str(exc)
         hint = getattr(exc, "hint", "")
@@ -552,7 +581,12 @@ async def cloud_online(s: Settings) -> Finding:
     finally:
         await client.aclose()
     seen = f"first server: {servers[0].name}" if servers else "no servers visible in this project yet"
-    return Finding(section, Level.OK, f"Huawei Cloud answered list servers (limit 1): credentials work; {seen}.")
+    expiry = ""
+    if isinstance(source, MetadataCredentials) and source.expires_at is not None:
+        expiry = f" The agency keys in use expire {source.expires_at:%Y-%m-%d %H:%M:%S} UTC and are renewed before."
+    return Finding(
+        section, Level.OK, f"Huawei Cloud answered list servers (limit 1): credentials work; {seen}.{expiry}"
+    )
 
 
 async def slack_online(s: Settings) -> Finding:

@@ -289,3 +289,21 @@ def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
 def test_procfile_has_one_http_and_one_socket_mode_process() -> None:
     lines = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines == ["web: ecsbot run --port $PORT", "worker: ecsbot run"]
+
+
+async def test_check_names_the_credential_source(good_env: dict[str, str]) -> None:
+    _, text = await check(good_env)
+    assert "Credentials: permanent AK/SK" in text
+    code, text = await check(changed(good_env, HUAWEICLOUD_SDK_SECURITY_TOKEN="CANARY-token-0000"))
+    assert code == 0 and "temporary AK/SK with a security token" in text and "CANARY-token-0000" not in text
+    agency = changed(
+        good_env,
+        HUAWEICLOUD_CREDENTIALS="agency",
+        ECSBOT_METADATA_URL="http://127.0.0.1:9",
+        HUAWEICLOUD_SDK_AK=None,
+        HUAWEICLOUD_SDK_SK=None,
+    )
+    code, text = await check(agency)
+    assert code == 0, text
+    assert "ECS agency keys from the metadata service at http://127.0.0.1:9" in text
+    assert "HUAWEICLOUD_SDK_AK is not set" not in text
