@@ -59,6 +59,8 @@ class Runtime:
             settings.slack_signing_secret,
             settings.slack_app_token,
             settings.huaweicloud_sk,
+            settings.huaweicloud_security_token,
+            settings.slack_client_secret,
             settings.secret_key,
         ):
             logs.register_secret(secret.get_secret_value() if secret else None)
