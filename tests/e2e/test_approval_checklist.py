@@ -32,3 +32,18 @@ async def test_the_card_keeps_its_checklist_through_approval(stack: LocalStack) 
     edited_card = [c for c in updates if c.body.get("ts") == request.approval_ts]
     assert edited_card, "the card was re-rendered after the decision"
     assert checklist_text(stack, request.approvals_channel, request.approval_ts) == posted
+
+
+async def test_a_submission_from_outside_the_policy_looks_nothing_up(stack: LocalStack) -> None:
+    from bot.devtools.stack import OUTSIDER
+
+    from .conftest import open_plan
+
+    view = await open_plan(stack, "db-01 ubuntu-22.04 --key ops-key --reason outsider")
+    meta = json.loads(view["private_metadata"])
+    forged = {**view, "private_metadata": json.dumps({**meta, "u": OUTSIDER})}  # as if the form were theirs
+    before = len(stack.sim.requests)
+    reply = await stack.submit(forged, user=OUTSIDER)
+    assert reply.status_code == 200 and reply.json()["response_action"] == "errors"
+    assert "not named in the bot's policy" in json.dumps(reply.json()["errors"])
+    assert len(stack.sim.requests) == before

@@ -433,6 +433,10 @@ class PlanCard:
             await ack(response_action="errors", errors=errors)
             return
         rt = self.rt
+        groups = await self._groups(user)
+        if not rt.policy.can_request_anything(user, groups):  # before any cloud call: outsiders learn nothing
+            await ack(response_action="errors", errors=_first_error(view, texts.NOT_IN_POLICY[:300]))
+            return
         if chosen.login is LoginMethod.PASSWORD and not rt.workflow.passwords_enabled:
             await ack(response_action="errors", errors={views.LOGIN_BLOCK: "Password logins are off: use a key pair."})
             return
@@ -445,7 +449,7 @@ class PlanCard:
                 await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.short_cloud_trouble(exc)})
                 return
         server = facts.server
-        decision = rt.planner.may_request(user, await self._groups(user), server)
+        decision = rt.planner.may_request(user, groups, server)
         if not decision.allowed:
             await ack(response_action="errors", errors={views.IMAGE_BLOCK: decision.reason[:300]})
             return
