@@ -3,8 +3,10 @@
 Starts `ecsbot simulator` as its own process (or in this process with --inprocess), starts one change-OS job,
 then N concurrent clients poll `GET /v1/{project_id}/jobs/{job_id}` for a few seconds, each request signed with
 SDK-HMAC-SHA256 as the real client does. Prints polls/s and p50/p99 latency (and JSON with --json).
+Then one client lists images from a catalogue of --images N (default 5000): a page of 500 unfiltered, filtered
+pages, an exact name, and every page of the catalogue followed with `marker`.
 
-    .venv/bin/python bench/simulator.py --concurrency 32 --duration 5
+    .venv/bin/python bench/simulator.py --concurrency 32 --duration 5 --images 5000
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
 
 
 @contextlib.asynccontextmanager
-async def simulator(inprocess: bool, seed: int) -> AsyncIterator[str]:
+async def simulator(inprocess: bool, seed: int, images: int) -> AsyncIterator[str]:
     if inprocess:
         from bot.simulator import SimulatorServer
 
-        async with SimulatorServer(seed=seed) as server:
+        async with SimulatorServer(seed=seed, catalogue_size=images) as server:
             yield server.base_url
         return
     proc = await asyncio.create_subprocess_exec(
@@ -51,6 +53,8 @@ async def simulator(inprocess: bool, seed: int) -> AsyncIterator[str]:
         "0",
         "--seed",
         str(seed),
+        "--catalogue",
+        str(images),
         stdout=asyncio.subprocess.PIPE,
         cwd=str(Path(__file__).resolve().parents[1]),
     )
@@ -71,18 +75,72 @@ async def simulator(inprocess: bool, seed: int) -> AsyncIterator[str]:
 
 
 async def signed(
-    session: aiohttp.ClientSession, base: str, method: str, path: str, body: bytes = b""
+    session: aiohttp.ClientSession,
+    base: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    query: list[tuple[str, str]] | None = None,
 ) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json", "X-Project-Id": PROJECT}
     out = sign(
-        access_key=AK, secret_key=SK, method=method, host=urlsplit(base).netloc, path=path, headers=headers, body=body
-    ).headers
-    async with session.request(method, base + path, data=body or None, headers=out) as response:
+        access_key=AK,
+        secret_key=SK,
+        method=method,
+        host=urlsplit(base).netloc,
+        path=path,
+        query=query or [],
+        headers=headers,
+        body=body,
+    )
+    url = base + path + (f"?{out.query_string}" if out.query_string else "")
+    async with session.request(method, url, data=body or None, headers=out.headers) as response:
         return response.status, await response.read()
 
 
-async def run(concurrency: int, duration: float, inprocess: bool, seed: int) -> dict[str, float]:
-    async with simulator(inprocess, seed) as base:
+IMAGE_QUERIES: dict[str, list[tuple[str, str]]] = {
+    "page of 500, no filter": [],
+    "ECS, active, gold, Linux": [
+        ("__imagetype", "gold"),
+        ("status", "active"),
+        ("virtual_env_type", "FusionCompute"),
+        ("__os_type", "Linux"),
+    ],
+    "a rare kind (ISO, shared)": [("virtual_env_type", "IsoImage"), ("__imagetype", "shared")],
+    "exact name": [("name", "CentOS 7.9 64bit")],
+    "flavor_id kc1.large.2": [("flavor_id", "kc1.large.2")],
+}
+
+
+async def images_bench(session: aiohttp.ClientSession, base: str, repeat: int = 40) -> dict[str, object]:
+    """Sequential listing latency (one client), per query, and the time to page through everything."""
+    out: dict[str, object] = {}
+    for label, query in IMAGE_QUERIES.items():
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            status, raw = await signed(session, base, "GET", "/v2/cloudimages", query=query)
+            times.append(time.perf_counter() - started)
+            if status != 200:
+                raise SystemExit(f"image listing failed: {status} {raw[:200].decode()}")
+        times.sort()
+        out[label] = {"p50_ms": round(statistics.median(times) * 1000, 2), "p99_ms": round(times[-1] * 1000, 2)}
+    marker: list[tuple[str, str]] = []
+    total, pages = 0, 0
+    started = time.perf_counter()
+    while True:
+        _, raw = await signed(session, base, "GET", "/v2/cloudimages", query=[("limit", "500"), *marker])
+        page = json.loads(raw)["images"]
+        total, pages = total + len(page), pages + 1
+        if len(page) < 500:
+            break
+        marker = [("marker", page[-1]["id"])]
+    out["all pages"] = {"images": total, "pages": pages, "ms": round((time.perf_counter() - started) * 1000, 1)}
+    return out
+
+
+async def run(concurrency: int, duration: float, inprocess: bool, seed: int, images: int) -> dict[str, object]:
+    async with simulator(inprocess, seed, images) as base:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",)) as session:
             body = json.dumps({"os-change": {"keyname": "ops-key", "userid": USER, "imageid": UBUNTU_22}}).encode()
@@ -106,6 +164,7 @@ async def run(concurrency: int, duration: float, inprocess: bool, seed: int) -> 
             began = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             elapsed = time.monotonic() - began
+            listing = await images_bench(session, base) if images else {}
     ordered = sorted(latencies)
     return {
         "polls": len(latencies),
@@ -116,6 +175,7 @@ async def run(concurrency: int, duration: float, inprocess: bool, seed: int) -> 
         "errors": errors,
         "concurrency": concurrency,
         "mode": "in-process" if inprocess else "subprocess",
+        "images": listing,
     }
 
 
@@ -125,9 +185,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of polling (default 5)")
     parser.add_argument("--inprocess", action="store_true", help="run the simulator in this process (shares a core)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", type=int, default=5000, help="catalogue size for the listing part (0: skip)")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     args = parser.parse_args()
-    result = asyncio.run(run(args.concurrency, args.duration, args.inprocess, args.seed))
+    result = asyncio.run(run(args.concurrency, args.duration, args.inprocess, args.seed, args.images))
     if args.json:
         print(json.dumps(result))
         return
@@ -135,6 +196,10 @@ def main() -> None:
         f"simulator ({result['mode']}): {result['polls_per_second']} job polls/s over {result['seconds']} s, "
         f"{args.concurrency} clients, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, errors {result['errors']}"
     )
+    listing = result["images"]
+    assert isinstance(listing, dict)
+    for label, figures in listing.items():
+        print(f"  images ({args.images} + curated) {label}: " + ", ".join(f"{k} {v}" for k, v in figures.items()))
 
 
 if __name__ == "__main__":
