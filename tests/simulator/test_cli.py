@@ -36,12 +36,15 @@ async def test_ecsbot_simulator_prints_credentials_and_serves() -> None:
         "100",
         "--seed",
         "4",
+        "--catalogue",
+        "30",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
         lines = await _read_until(proc.stdout, "HUAWEICLOUD_USER_ID=")
+        assert lines[0].endswith(" images=37"), lines[0]  # 30 generated + the 7 curated
         values = dict(line.split("=", 1) for line in lines if "=" in line and line.split("=")[0].isupper())
         assert values["HUAWEICLOUD_PROJECT_ID"] == PROJECT
         assert values["HUAWEICLOUD_SDK_AK"] == "SIMULATORAK000000000"
