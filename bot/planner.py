@@ -1,7 +1,8 @@
 """Gathers what the cloud knows about a server and its possible targets, and turns it into pre-flight checks.
 
 Used by the modal (to show the plan card) and again on submit (to validate on the server side); facts are cached
-for a few minutes per server so that switching a radio button does not cost four cloud calls.
+for a few minutes per server so that switching a radio button does not cost four cloud calls. The image catalogue
+comes from the region's `CatalogueCache` (bot/catalogue.py), the chosen image from IMS by ID.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import difflib
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from bot.cloud import CloudAPIError, CloudClient, Image, KeyPair, Server
+from bot.catalogue import CachedCatalogue, CatalogueCache
+from bot.cloud import CloudAPIError, CloudClient, CloudError, Image, KeyPair, Server
+from bot.cloud.client import ImageQuery
 from bot.domain.policy import Decision, Policy, Rule
 from bot.domain.preflight import Check, CheckLevel, PlanFacts, preflight
 from bot.domain.request import LoginMethod, StopType
+from bot.imagematch import Resolution, resolve
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -33,18 +37,26 @@ class ServerLookup:
 class CloudFacts:
     server: Server
     system_disk_gb: int | None
-    images: list[Image]
+    images: list[Image]  # active ECS system-disk images for the server's architecture (the cached catalogue)
     keypairs: list[KeyPair]
+    architecture: str | None = None  # the flavor's, "arm" or "x86"; None when the flavor could not be read
+    selected: Image | None = None  # the chosen image as IMS answered by ID (any status or kind)
+    catalogue: CachedCatalogue | None = field(default=None, repr=False, compare=False)
 
     def image(self, ref: str | None) -> Image | None:
-        """An image by id, else by exact name (case-insensitive)."""
+        """The selected image, else an image of the catalogue by id, else by exact name (case-insensitive)."""
         if not ref:
             return None
+        if self.selected is not None and self.selected.id == ref:
+            return self.selected
         for image in self.images:
             if image.id == ref:
                 return image
         lowered = ref.lower()
         return next((image for image in self.images if image.name.lower() == lowered), None)
+
+    def with_selected(self, image: Image) -> CloudFacts:
+        return replace(self, selected=image)
 
     @property
     def keypair_names(self) -> list[str]:
@@ -64,13 +76,21 @@ class Selection:
 
 class Planner:
     def __init__(
-        self, cloud: CloudClient, policy: Policy, *, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic
+        self,
+        cloud: CloudClient,
+        policy: Policy,
+        *,
+        ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        catalogue: CatalogueCache | None = None,
     ):
         self._cloud = cloud
         self._policy = policy
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, CloudFacts]] = {}
+        self._architectures: dict[str, str | None] = {}  # flavor id -> "arm"/"x86"; flavors never change
+        self.catalogue = catalogue or CatalogueCache(cloud, ttl=ttl, clock=clock)
 
     async def lookup(self, query: str, may_change: Callable[[Server], bool]) -> ServerLookup:
         """Exact matches (by name or ID), else close names; suggestions only name servers `may_change` allows."""
@@ -92,23 +112,53 @@ class Planner:
         contains = [n for n in names if query.lower() in n.lower() and n.lower() not in close]
         return ServerLookup([], [lowered[c] for c in close] + contains[: max(0, 5 - len(close))])
 
-    async def facts(self, server_id: str, *, fresh: bool = False) -> CloudFacts:
+    async def facts(self, server_id: str, *, fresh: bool = False, image_id: str | None = None) -> CloudFacts:
+        """The server's facts (cached `ttl` unless `fresh`) with the catalogue that can serve it; `image_id` is
+        read from IMS now (on submit: its status as it is, not as it was when the catalogue was listed)."""
         cached = self._cache.get(server_id)
         if cached and not fresh and self._clock() - cached[0] < self._ttl:
-            return cached[1]
-        server, images, keypairs = await asyncio.gather(
-            self._cloud.get_server(server_id), self._cloud.list_images(), self._cloud.list_keypairs()
-        )
-        disk = None
-        volume = server.system_volume
-        if volume is not None:
-            try:
-                disk = (await self._cloud.get_volume(volume.id)).size
-            except CloudAPIError:
-                disk = None  # shown as "unknown size" (⚠️), never a reason to block on its own
-        facts = CloudFacts(server=server, system_disk_gb=disk, images=images, keypairs=keypairs)
-        self._cache[server_id] = (self._clock(), facts)
+            facts = cached[1]
+        else:
+            facts = await self._server_facts(server_id)
+            self._cache[server_id] = (self._clock(), facts)
+        catalogue = await self.catalogue.get()
+        facts = replace(facts, images=catalogue.usable(facts.architecture), catalogue=catalogue)
+        if image_id and image_id != "none":
+            facts = replace(facts, selected=await self._cloud.get_image(image_id))
         return facts
+
+    async def _server_facts(self, server_id: str) -> CloudFacts:
+        server, keypairs = await asyncio.gather(self._cloud.get_server(server_id), self._cloud.list_keypairs())
+        architecture, disk = await asyncio.gather(self.architecture(server), self._disk(server))
+        return CloudFacts(
+            server=server, system_disk_gb=disk, images=[], keypairs=keypairs, architecture=architecture
+        )
+
+    async def _disk(self, server: Server) -> int | None:
+        volume = server.system_volume
+        if volume is None:
+            return None
+        try:
+            return (await self._cloud.get_volume(volume.id)).size
+        except CloudAPIError:
+            return None  # shown as "unknown size" (⚠️), never a reason to block on its own
+
+    async def architecture(self, server: Server) -> str | None:
+        """"arm" when the flavor says `ecs:instance_architecture = arm64`, "x86" when it says nothing; None when
+        the flavor cannot be read (then no image is filtered out by architecture)."""
+        flavor_id = server.flavor.id if server.flavor else None
+        if not flavor_id:
+            return None
+        if flavor_id not in self._architectures:
+            try:
+                specs = await self._cloud.flavor_extra_specs(flavor_id)
+            except CloudError:
+                return None  # not remembered: the next plan asks again
+            if len(self._architectures) > 1000:
+                self._architectures.clear()
+            arm = specs.get("ecs:instance_architecture", "").lower() == "arm64"
+            self._architectures[flavor_id] = "arm" if arm else "x86"
+        return self._architectures[flavor_id]
 
     async def servers_for(self, may_change: Callable[[Server], bool]) -> list[Server]:
         """The servers a person may change, for the chooser when no server was named."""
@@ -119,18 +169,51 @@ class Planner:
         return self._policy.may_request(user_id, groups, server.name, server.id, _tags(server))
 
     def allowed_images(self, facts: CloudFacts, rule: Rule | None) -> list[Image]:
-        """Active images the policy allows for this server, Linux first, by name."""
+        """The images of `facts` (active ECS system-disk images of the server's architecture) the rule allows, by
+        name."""
         if rule is None:
             return []
-        usable = [
-            img for img in facts.images if img.status == "active" and self._policy.image_allowed(rule, img.name, img.id)
-        ]
-        return sorted(usable, key=lambda i: (i.os_type != "Linux", i.name.lower()))
+        if facts.catalogue is not None:
+            return facts.catalogue.allowed(facts.architecture, rule.images, self._allow(rule))
+        allow = self._allow(rule)
+        return [image for image in facts.images if allow(image.name, image.id)]
+
+    def _allow(self, rule: Rule) -> Callable[[str, str], bool]:
+        return lambda name, image_id: self._policy.image_allowed(rule, name, image_id)
+
+    async def resolve_image(self, facts: CloudFacts, rule: Rule | None, ref: str) -> Resolution:
+        """An image argument: by ID, exact name or unique prefix in the catalogue that can serve the server; an ID
+        or exact name outside it (not active, another kind or architecture) is read from IMS, so the plan can
+        say why it cannot be used instead of "not found"."""
+        found = resolve(ref, facts.images, self.allowed_images(facts, rule))
+        if found.image is not None or found.matches or not found.query:
+            return found
+        try:
+            if UUID_RE.match(found.query):
+                image = await self._cloud.get_image(found.query.lower())
+                others = [image] if image is not None else []
+            else:
+                query = ImageQuery(status=None, virtual_env_type=None, name=found.query)
+                others = await self._cloud.list_images(query, limit=20)
+        except CloudError:
+            return found
+        if len(others) == 1:
+            return Resolution(found.query, image=others[0])
+        if others:
+            return Resolution(found.query, matches=others[:10], total=len(others))
+        return found
 
     def checks(
-        self, facts: CloudFacts, rule: Rule | None, choice: Selection, *, image_query: str | None = None
+        self,
+        facts: CloudFacts,
+        rule: Rule | None,
+        choice: Selection,
+        *,
+        image_query: str | None = None,
+        resolution: Resolution | None = None,
     ) -> list[Check]:
-        """Pre-flight checks; `image_query` is the image as typed, named in the check when it selects no image."""
+        """Pre-flight checks; `image_query` is the image as typed (or `resolution`, what it resolved to), said in
+        the check when it selects no image."""
         server = facts.server
         image = facts.image(choice.image_id)
         checks = preflight(
@@ -158,35 +241,57 @@ class Planner:
                 stop_type=choice.stop_type,
             )
         )
-        if image is None:
-            missing = _no_image_check(image_query, self.allowed_images(facts, rule))
+        if image is None and not choice.image_id:  # a chosen image that vanished keeps "Image not found"
+            if resolution is None and image_query:
+                resolution = resolve(image_query, facts.images, self.allowed_images(facts, rule))
+            missing = _no_image_check(resolution)
             checks = [missing if c.title == "Image not found" else c for c in checks]
         return checks
 
 
-def _no_image_check(query: str | None, allowed: list[Image]) -> Check:
-    """Why no image is selected: none given, several match, or none matches; matches are named."""
-    if not query:
+def _no_image_check(found: Resolution | None) -> Check:
+    """Why no image is selected: none given, several match, or none matches. The names themselves go to the
+    person once, in an ephemeral message (see `image_reply`); the form says what to do in the form."""
+    if found is None or not found.query:
         return Check(CheckLevel.BLOCK, "No image chosen", "The command named none: pick the target image in the list.")
-    lowered = query.lower()
-    matches = [i.name for i in allowed if lowered in i.name.lower()]
-    shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
-    if len(matches) > 1:
+    if found.matches:
+        total = max(found.total, len(found.matches))
         return Check(
             CheckLevel.BLOCK,
             "Several images match",
-            f"{query} matches {len(matches)} images: {shown}. Pick one in the list, or give its exact name.",
+            f"{found.query} matches {total} images. Type part of a name in the image field to see them and pick "
+            "one, or run the command with the exact name or ID.",
         )
-    if matches:
-        return Check(
-            CheckLevel.BLOCK,
-            "Image name not exact",
-            f"No image is named exactly {query}; {shown} is the one that matches. Pick it in the list.",
-        )
+    hint = f" Closest: {', '.join(found.suggestions[:3])}." if found.suggestions else ""
     return Check(
         CheckLevel.BLOCK,
         "Image not found",
-        f"No image you may use is named {query}. Pick an image from the list, or check its name or ID.",
+        f"No image that can serve this server is named {found.query}.{hint} Type part of its name in the image field, "
+        "or check its name or ID.",
+    )
+
+
+def image_reply(found: Resolution) -> str | None:
+    """The ephemeral answer to an image argument that selects nothing: its matches (never a guess), or the closest
+    names. Plain text: the caller escapes it for Slack."""
+    if found.image is not None or not found.query:
+        return None
+    if found.matches:
+        total = max(found.total, len(found.matches))
+        names = "\n".join(f"• {i.name} ({i.id})" for i in found.matches)
+        more = f"\n…and {total - len(found.matches)} more." if total > len(found.matches) else ""
+        return (
+            f"The image {found.query} matches {total} images, so none was chosen:\n{names}{more}\n"
+            "Pick one in the form's image field, or run /changeos again with its exact name or ID."
+        )
+    if found.suggestions:
+        return (
+            f"No image that can serve this server is named {found.query}. Closest names: "
+            f"{', '.join(found.suggestions)}. Pick one in the form's image field, or check the name."
+        )
+    return (
+        f"No image that can serve this server is named {found.query}, and no name is close. Type part of a name in "
+        "the form's image field to search the catalogue."
     )
 
 

@@ -113,7 +113,8 @@ class ImageChoice:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.os_type})"
+        """Name, OS and the ID's start: public images often share a name, and the option text stops at 75."""
+        return f"{_clip(self.name, 52)} ({self.os_type[:10]}) · {self.id[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,23 +307,42 @@ def _login_option(login: LoginMethod) -> dict:
 
 
 def _image_input(plan: ModalPlan) -> dict:
-    options = [_option(img.label, img.id) for img in plan.images[:100]]
-    element: dict = {"type": "static_select", "action_id": IMAGE_ACTION, "placeholder": _text("Target image")}
-    if options:
-        element["options"] = options
-        chosen = next((img for img in plan.images if img.id == plan.image_id), None)
-        if chosen is not None:
-            element["initial_option"] = _option(chosen.label, chosen.id)
-    else:
-        label = "No image is allowed for this server" if plan.server else "Choose the server first"
-        element["options"] = [_option(label, "none")]
+    """A type-ahead over the whole catalogue (the options listener answers); `plan.images` only has to hold the
+    chosen image, shown as `initial_option` so that every `views.update` keeps it."""
+    element: dict = {
+        "type": "external_select",
+        "action_id": IMAGE_ACTION,
+        "placeholder": _text("Type part of an image name or ID" if plan.server else "Choose the server first"),
+        "min_query_length": 0,  # opening the menu lists a first page; every key then narrows it
+    }
+    chosen = next((img for img in plan.images if img.id == plan.image_id), None)
+    if chosen is not None:
+        element["initial_option"] = _option(chosen.label, chosen.id)
     return {
         "type": "input",
         "block_id": IMAGE_BLOCK,
         "dispatch_action": True,
         "label": _text("Target image"),
+        "hint": _text("Only active images for this server's architecture that the policy allows are listed."),
         "element": element,
     }
+
+
+def image_options(groups: Sequence[tuple[str, Sequence[ImageChoice]]]) -> dict:
+    """The answer to the image type-ahead: labelled groups, at most 100 options in all (Slack's limit)."""
+    answer: list[dict] = []
+    left = 100
+    for label, choices in groups:
+        options = [_option(c.label, c.id) for c in choices[:left]]
+        if options:
+            answer.append({"label": _text(label, 75), "options": options})
+            left -= len(options)
+    return {"option_groups": answer} if answer else {"options": []}
+
+
+def image_options_notice(text: str) -> dict:
+    """One unselectable-in-effect option ("none" reads as no image) that says why there is nothing to pick."""
+    return {"options": [_option(text, "none")]}
 
 
 def _key_input(plan: ModalPlan) -> dict:

@@ -202,13 +202,18 @@ def block_only(view: dict, block_id: str) -> dict:
 # ---------------------------------------------------------------------------------------------------- images
 
 
-async def test_an_image_name_matching_several_images_names_them(stack: LocalStack) -> None:
+async def test_an_image_name_matching_several_images_names_them_once(stack: LocalStack) -> None:
     view = await open_plan(stack, "web-01 ubuntu --key ops-key --reason r")
+    assert initial_option(view, views.IMAGE_BLOCK) is None, "several match: never a guess"
     checks = blocks_text(block_only(view, views.CHECKS_BLOCK))
     assert "Several images match" in checks and "matches 3 images" in checks
-    for name in ("ubuntu-22.04", "ubuntu-24.04-cloudinit", "ubuntu-20.04"):
-        assert name in checks
     assert "Image not found" not in checks
+    said = await stack.slack.wait_for("chat.postEphemeral", lambda c: c.body.get("user") == REQUESTER)
+    for name in ("ubuntu-22.04", "ubuntu-24.04-cloudinit", "ubuntu-20.04"):
+        assert name in said.body["text"] and name not in checks, "named once, in the channel, not in the form too"
+    rebuilt = await modal_action(stack, view, views.LOGIN_ACTION, "password")
+    assert "Several images match" in blocks_text(rebuilt)
+    assert len(stack.slack.calls_to("chat.postEphemeral")) == 1, "a rebuild of the form does not say it again"
 
 
 async def test_an_omitted_image_is_said_to_be_missing_not_unknown(stack: LocalStack) -> None:

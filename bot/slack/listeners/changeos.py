@@ -15,7 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cloud import CloudError, Server
+from bot.cloud import CloudError, Image, Server
 from bot.domain.command import (
     CancelCommand,
     ChangeCommand,
@@ -28,7 +28,8 @@ from bot.domain.command import (
 from bot.domain.passwords import password_problems
 from bot.domain.preflight import Check, CheckLevel
 from bot.domain.request import ChangeRequest, LoginMethod, StopType
-from bot.planner import CloudFacts, Selection
+from bot.imagematch import Resolution, grouped, search
+from bot.planner import CloudFacts, Selection, image_reply
 from bot.slack import texts, views
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
 from bot.slack.password_watch import PasswordWatch
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBMIT_RECHECK_SECONDS = 2.0  # the cloud gets this long to confirm the plan before the 3 s view_submission deadline
+OPTIONS_SECONDS = 2.5  # the image type-ahead answers within Slack's 3 s, with what it has by then
 # After the ack, the modal work waits this long: in a burst of commands every ack goes out first, instead of later
 # acks queueing behind earlier commands' lookups on the one event loop. The trigger stays valid for 3 s.
 AFTER_ACK_DEFER_SECONDS = 0.1
@@ -81,6 +83,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     @app.action(views.PASSWORD_LINK_ACTION)
     async def on_link_clicked(ack: AsyncAck) -> None:
         await ack()  # a URL button still sends an action; nothing to do
+
+    @app.options(views.IMAGE_ACTION)
+    async def on_image_options(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack(**await card.image_options(body))
 
     @app.view(views.MODAL_CALLBACK)
     async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -287,11 +293,17 @@ class PlanCard:
         if not decision.allowed:
             return views.message_modal(meta, "Not allowed", f"⛔ {views.escape(decision.reason)}")
         rule = decision.rule
-        images = self.rt.planner.allowed_images(facts, rule)
         image_id = chosen.image_id
+        resolution = None
         if image_id is None and cmd.image:
-            image = facts.image(cmd.image)
-            image_id = image.id if image else None
+            resolution = await self.rt.planner.resolve_image(facts, rule, cmd.image)
+            if resolution.image is not None:
+                image_id = resolution.image.id
+                facts = facts.with_selected(resolution.image)
+            else:
+                await self._say_image_once(meta, user, resolution)
+        elif image_id is not None and facts.image(image_id) is None:  # outside the catalogue: named by the command
+            facts = await self.rt.planner.facts(meta["s"], image_id=image_id)
         target = facts.image(image_id)
         login = chosen.login
         if login is None:
@@ -310,7 +322,7 @@ class PlanCard:
             password_set=password.is_set,
             stop_type=stop_type,
         )
-        checks = self.rt.planner.checks(facts, rule, selection, image_query=cmd.image)
+        checks = self.rt.planner.checks(facts, rule, selection, resolution=resolution)
         if login is LoginMethod.PASSWORD and password.mode == "unavailable":
             checks = [*checks, Check(CheckLevel.BLOCK, "Password login unavailable", password.why_unavailable)]
         if login is LoginMethod.KEYPAIR and not self.rt.settings.huaweicloud_user_id:
@@ -322,7 +334,7 @@ class PlanCard:
                 server=_server_info(facts),
                 candidates=[tuple(c) for c in meta.get("k", [])],
                 chooser_label=_chooser_label(meta),
-                images=[views.ImageChoice(i.id, i.name, i.os_type or "Other") for i in images],
+                images=[_choice(target)] if target else [],
                 image_id=image_id,
                 keypairs=facts.keypair_names,
                 login=login,
@@ -335,6 +347,50 @@ class PlanCard:
                 notify_unknown=cmd.notify_names,
                 checks=checks,
             )
+        )
+
+    async def _say_image_once(self, meta: dict[str, Any], user: str, found: Resolution) -> None:
+        """What an image argument matched (or the closest names), once per form: the form itself only says what to
+        do, so nobody reads the same list twice; the message stays in the channel after the form is gone."""
+        text = image_reply(found)
+        if text is None or meta.get("ie"):
+            return
+        meta["ie"] = 1  # travels in private_metadata: a rebuild of the form does not say it again
+        await self.rt.notifier.ephemeral(meta.get("c") or user, user, views.escape(text))
+
+    async def image_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The image type-ahead (block_suggestion): only for the form's owner, and only if the policy names them
+        for this server; the catalogue comes from the region's cache, so a key costs no IMS call."""
+        try:
+            return await asyncio.wait_for(self._image_options(body), OPTIONS_SECONDS)
+        except TimeoutError:
+            return views.image_options_notice("The image list is still loading: type again in a moment")
+        except CloudError:
+            return views.image_options_notice("The cloud did not answer: type again in a moment")
+
+    async def _image_options(self, body: dict[str, Any]) -> dict[str, Any]:
+        view = body.get("view") or {}
+        meta = read_metadata(view)
+        user = (body.get("user") or {}).get("id", "")
+        if not user or meta.get("u") != user:
+            return {"options": []}
+        groups = await self._groups(user)
+        if not self.rt.policy.can_request_anything(user, groups):
+            return {"options": []}
+        server_id = read_input(view).server_id or meta.get("s")
+        if not isinstance(server_id, str) or not server_id:
+            return views.image_options_notice("Choose the server first")
+        planner = self.rt.planner
+        facts = await planner.facts(server_id)
+        decision = planner.may_request(user, groups, facts.server)
+        if not decision.allowed:
+            return {"options": []}
+        allowed = planner.allowed_images(facts, decision.rule)
+        if not allowed:
+            return views.image_options_notice("No image the policy allows fits this server")
+        found = search(allowed, body.get("value") or "")
+        return views.image_options(
+            [(label, [_choice(i) for i in images]) for label, images in grouped(found)]
         )
 
     def _password_entry(self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None):
@@ -441,7 +497,9 @@ class PlanCard:
             await ack(response_action="errors", errors={views.LOGIN_BLOCK: "Password logins are off: use a key pair."})
             return
         try:
-            facts = await asyncio.wait_for(rt.planner.facts(meta["s"], fresh=True), SUBMIT_RECHECK_SECONDS)
+            facts = await asyncio.wait_for(
+                rt.planner.facts(meta["s"], fresh=True, image_id=chosen.image_id), SUBMIT_RECHECK_SECONDS
+            )
         except (TimeoutError, CloudError):
             try:
                 facts = await asyncio.wait_for(rt.planner.facts(meta["s"]), 0.5)  # the plan-time facts
@@ -641,6 +699,10 @@ def _set_candidates(meta: dict[str, Any], servers: list[Server]) -> None:
         meta["k"].append(pair)
     if len(servers) > 100:
         meta["m"] = len(servers)
+
+
+def _choice(image: Image) -> views.ImageChoice:
+    return views.ImageChoice(image.id, image.name, image.os_type or "Other")
 
 
 def _server_info(facts: CloudFacts) -> views.ServerInfo:
