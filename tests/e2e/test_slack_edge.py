@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from urllib.parse import urlencode
 
 import httpx
@@ -272,7 +271,5 @@ payload_values = st.recursive(
 async def test_fuzzed_payloads_never_get_a_5xx(stack: LocalStack, base: str, changes: dict) -> None:
     payload = (_click if base == "click" else _submission)(**changes)
     body = _interactive(payload)
-    started = time.monotonic()
     response = await post(stack, body, signed(body))
     assert response.status_code in (200, 400), (payload, response.status_code, response.text)
-    assert time.monotonic() - started < 3.0  # Slack's deadline holds for garbage too
