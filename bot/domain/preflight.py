@@ -62,6 +62,17 @@ class PlanFacts:
     image_os_type: str | None = None
     image_cloud_init: bool = False
     image_allowed: bool = False
+    # Compatibility with the server's flavor (None: not known, so not checked). Reference §21.
+    image_kind: str | None = None  # virtual_env_type: FusionCompute (ECS system disk), Ironic, DataImage, IsoImage
+    image_architecture: str | None = None  # "arm" | "x86"
+    image_firmware: str | None = None  # "uefi" | "bios"
+    image_support_kvm: bool | None = None
+    image_support_xen: bool | None = None
+    flavor_architecture: str | None = None  # "arm" | "x86"
+    flavor_virtualization: str | None = None  # "KVM" | "Xen"
+    flavor_id: str | None = None
+    changeos_api: str | None = None  # "v1" | "v2": the API that will carry the change
+    changeos_api_reason: str = ""
     login: LoginMethod | None = None
     keyname: str | None = None
     keypair_exists: bool | None = None
@@ -164,18 +175,27 @@ def _image_checks(f: PlanFacts) -> list[Check]:
             )
         else:
             checks.append(Check(_OK, "Image fits the disk", f"Needs {f.image_min_disk} GB of {f.system_disk_gb} GB."))
-    if (f.image_os_type or "").lower() == "windows":
+    checks.extend(_compatibility_checks(f, name))
+    api = f.changeos_api or ("v2" if f.image_cloud_init else "v1")
+    why = f.changeos_api_reason or (
+        "the image supports Cloud-Init" if f.image_cloud_init else "the image has no Cloud-Init (__support_fc_inject)"
+    )
+    windows = (f.image_os_type or "").lower() == "windows"
+    if windows and api == "v1":
         checks.append(
             Check(
-                _WARN,
-                "Windows target",
-                "Huawei documents that this API cannot change an OS to Windows; the cloud may refuse.",
+                _BLOCK,
+                "Windows through the v1 API",
+                f"{name} is a Windows image, and the change-OS API without Cloud-Init (v1) cannot change an ECS to "
+                "Windows. Pick a Windows image with Cloudbase-Init, or a Linux image.",
             )
         )
-    if f.image_cloud_init:
-        checks.append(Check(_OK, "Cloud-Init image", "Uses the Cloud-Init API (v2)."))
-    else:
-        checks.append(Check(_OK, "Image without Cloud-Init", "Uses the non-Cloud-Init API (v1)."))
+    elif windows:
+        checks.append(
+            Check(_WARN, "Windows target", "Huawei no longer provides public Windows images; use your own image.")
+        )
+    label = "Cloud-Init API (v2)" if api == "v2" else "non-Cloud-Init API (v1)"
+    checks.append(Check(_OK, f"Uses the {label}", f"Because {why}."))
     if not f.image_allowed:
         checks.append(
             Check(
@@ -184,6 +204,58 @@ def _image_checks(f: PlanFacts) -> list[Check]:
                 f"The policy rule for this server does not list {name}. Pick an allowed image or ask an admin.",
             )
         )
+    return checks
+
+
+_KINDS = {"Ironic": "a bare-metal (BMS) image", "DataImage": "a data-disk image", "IsoImage": "an ISO image"}
+
+
+def _compatibility_checks(f: PlanFacts, name: str) -> list[Check]:
+    """What the cloud would refuse (or fail in the job) because the image does not fit this server's flavor."""
+    checks: list[Check] = []
+    if f.image_kind and f.image_kind != "FusionCompute":
+        what = _KINDS.get(f.image_kind, f"a {f.image_kind} image")
+        checks.append(
+            Check(
+                _BLOCK, "Not an ECS system-disk image", f"{name} is {what}, not an ECS system-disk image. Pick another."
+            )
+        )
+        return checks
+    flavor = f.flavor_id or "the server's flavor"
+    if f.image_architecture and f.flavor_architecture and f.image_architecture != f.flavor_architecture:
+        checks.append(
+            Check(
+                _BLOCK,
+                "Architecture differs",
+                f"{name} is built for {f.image_architecture.upper()} but {flavor} is {f.flavor_architecture.upper()}. "
+                "Pick an image of the same architecture (or resize the server first).",
+            )
+        )
+    elif f.flavor_architecture == "arm" and f.image_firmware and f.image_firmware != "uefi":
+        checks.append(
+            Check(
+                _BLOCK,
+                "Boot firmware does not fit",
+                f"{flavor} is an ARM flavor, which boots with UEFI only, and {name} boots with "
+                f"{f.image_firmware.upper()}. Pick a UEFI image.",
+            )
+        )
+    virtualization = f.flavor_virtualization
+    supported = {"KVM": f.image_support_kvm, "Xen": f.image_support_xen}.get(virtualization or "")
+    if virtualization and supported is False:
+        checks.append(
+            Check(
+                _BLOCK,
+                f"Image does not support {virtualization}",
+                f"{flavor} runs on {virtualization} and {name} does not support it. Pick an image that does.",
+            )
+        )
+    if f.flavor_architecture is None and f.flavor_id:
+        checks.append(
+            Check(_WARN, "Flavor not read", f"Could not read {flavor}, so its architecture was not compared.")
+        )
+    elif not checks and f.flavor_architecture:
+        checks.append(Check(_OK, "Image fits the flavor", f"{f.flavor_architecture.upper()}, {virtualization or '?'}."))
     return checks
 
 
@@ -198,7 +270,13 @@ def _login_checks(f: PlanFacts) -> list[Check]:
             return [Check(_BLOCK, "No key pair chosen", "Pick a key pair, or choose an admin password instead.")]
         if f.keypair_exists is False:
             return [
-                Check(_BLOCK, "Unknown key pair", f"No key pair named {f.keyname} exists in this region; pick another.")
+                Check(
+                    _BLOCK,
+                    "Unknown key pair",
+                    f"The bot's IAM user (HUAWEICLOUD_USER_ID) has no key pair named {f.keyname} in this region. Key "
+                    "pairs belong to the user who created them: pick one of the bot user's, or import the public key "
+                    "as that user.",
+                )
             ]
         if f.keypair_exists is None:
             return [Check(_WARN, "Key pair not checked", f"Could not list key pairs to confirm {f.keyname}.")]

@@ -108,14 +108,72 @@ def test_missing_image_skips_other_image_checks():
 
 
 def test_windows_target_is_warned_and_needs_a_password():
-    checks = preflight(good(image_os_type="Windows", login=LoginMethod.PASSWORD, keyname=None, password_set=True))
+    windows = good(image_os_type="Windows", image_cloud_init=True, login=LoginMethod.PASSWORD, keyname=None)
+    checks = preflight(replace(windows, password_set=True))
     assert find(checks, "Windows target").level is WARN
     assert blocking(checks) == []
 
 
-def test_cloud_init_api_choice_is_shown():
-    assert "Cloud-Init API (v2)" in find(preflight(good(image_cloud_init=True)), "Cloud-Init image").detail
-    assert "(v1)" in find(preflight(good(image_cloud_init=False)), "without Cloud-Init").detail
+def test_windows_through_the_v1_api_is_refused_before_approval():
+    checks = preflight(good(image_os_type="Windows", login=LoginMethod.PASSWORD, keyname=None, password_set=True))
+    assert find(checks, "Windows through the v1 API").level is BLOCK
+
+
+def test_cloud_init_api_choice_is_shown_with_its_reason():
+    v2 = find(preflight(good(image_cloud_init=True)), "Cloud-Init API (v2)")
+    assert "supports Cloud-Init" in v2.detail
+    assert "__support_fc_inject" in find(preflight(good(image_cloud_init=False)), "(v1)").detail
+    forced = preflight(good(image_cloud_init=True, changeos_api="v1", changeos_api_reason="policy rule x says v1"))
+    assert "policy rule x says v1" in find(forced, "(v1)").detail
+
+
+X86_XEN = {"flavor_id": "s1.large", "flavor_architecture": "x86", "flavor_virtualization": "Xen"}
+X86_KVM = {"flavor_id": "c7.large.2", "flavor_architecture": "x86", "flavor_virtualization": "KVM"}
+ARM_KVM = {"flavor_id": "kc1.large.2", "flavor_architecture": "arm", "flavor_virtualization": "KVM"}
+
+
+@pytest.mark.parametrize(
+    ("facts", "title"),
+    [
+        ({"image_kind": "Ironic", **X86_KVM}, "Not an ECS system-disk image"),
+        ({"image_kind": "DataImage"}, "Not an ECS system-disk image"),
+        ({"image_kind": "IsoImage"}, "Not an ECS system-disk image"),
+        ({"image_architecture": "arm", "image_firmware": "uefi", **X86_KVM}, "Architecture differs"),
+        ({"image_architecture": "x86", **ARM_KVM}, "Architecture differs"),
+        ({"image_architecture": "arm", "image_firmware": "bios", **ARM_KVM}, "Boot firmware does not fit"),
+        ({"image_support_xen": False, "image_support_kvm": True, **X86_XEN}, "does not support Xen"),
+        ({"image_support_kvm": False, "image_support_xen": True, **X86_KVM}, "does not support KVM"),
+        ({"image_min_disk": 80, "system_disk_gb": 40}, "System disk too small"),
+        ({"image_status": "queued"}, "Image is not active"),
+        ({"keypair_exists": False}, "Unknown key pair"),
+    ],
+)
+def test_each_incompatibility_blocks_before_approval(facts: dict, title: str):
+    check = find(preflight(good(**facts)), title)
+    assert check.level is BLOCK and check.detail
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"image_kind": "FusionCompute", "image_architecture": "x86", "image_support_kvm": True, **X86_KVM},
+        {"image_architecture": "arm", "image_firmware": "uefi", "image_support_kvm": True, **ARM_KVM},
+        {"image_architecture": "x86", "image_support_xen": True, "image_support_kvm": False, **X86_XEN},
+    ],
+)
+def test_a_fitting_image_passes_and_says_so(facts: dict):
+    checks = preflight(good(**facts))
+    assert blocking(checks) == []
+    assert find(checks, "Image fits the flavor").level is OK
+
+
+def test_an_unread_flavor_is_a_warning_not_a_guess():
+    check = find(preflight(good(flavor_id="s1.large", image_architecture="arm")), "Flavor not read")
+    assert check.level is WARN
+
+
+def test_a_foreign_key_pair_says_key_pairs_belong_to_users():
+    assert "belong to the user" in find(preflight(good(keypair_exists=False)), "Unknown key pair").detail
 
 
 def test_unchecked_key_pair_is_a_warning():
