@@ -41,6 +41,8 @@ class Rule:
     images: tuple[str, ...] = ()
     approvals_channel: str | None = None
     notify_channels: tuple[str, ...] = ()
+    changeos_api: str = "auto"  # "auto" (from the image's __support_fc_inject), "v1" or "v2"
+    changeos_api_images: tuple[tuple[str, str], ...] = ()  # (image name pattern or ID, "auto"|"v1"|"v2"), first wins
 
     def matches_server(self, server_name: str, server_id: str, tags: Iterable[str] | Mapping[str, str] = ()) -> bool:
         for pattern in self.servers:
@@ -100,7 +102,10 @@ _RULE_KEYS = {
     "images": 'a list of image name patterns or image IDs ("*" for all)',
     "approvals_channel": "a channel ID",
     "notify_channels": "a list of channel IDs",
+    "changeos_api": '"auto", "v1" or "v2"',
+    "changeos_api_images": 'a table of image name patterns or IDs to "auto", "v1" or "v2"',
 }
+CHANGEOS_APIS = ("auto", "v1", "v2")
 
 
 class _Reader:
@@ -231,6 +236,12 @@ def _parse_rule(source: str, index: int, table: Any) -> Rule:
         if not pattern or pattern.startswith("="):
             r.fail(f'"tags": "{pattern}" needs a tag key, as in "env" or "env=staging".')
     images = r.strings("images")
+    api = r.string("changeos_api", "auto") or "auto"
+    if api not in CHANGEOS_APIS:
+        r.fail(f'"changeos_api" must be "auto", "v1" or "v2", not "{api}".')
+    by_image = table.get("changeos_api_images", {})
+    if not isinstance(by_image, dict) or any(v not in CHANGEOS_APIS for v in by_image.values()):
+        r.fail('"changeos_api_images" must be a table like { "CentOS*" = "v1" } with "auto", "v1" or "v2" values.')
     return Rule(
         name=name,
         servers=tuple(servers),
@@ -242,6 +253,8 @@ def _parse_rule(source: str, index: int, table: Any) -> Rule:
         images=tuple(images),
         approvals_channel=r.channel("approvals_channel"),
         notify_channels=tuple(r.channels("notify_channels")),
+        changeos_api=api,
+        changeos_api_images=tuple((str(k), str(v)) for k, v in by_image.items()),
     )
 
 
@@ -332,6 +345,24 @@ class Policy:
         if rule is None:
             return False
         return any(p == image_id or (image_name and fnmatchcase(image_name, p)) for p in rule.images)
+
+    def changeos_api(self, rule: Rule | None, image_name: str, image_id: str, cloud_init: bool) -> tuple[str, str]:
+        """Which change-OS API carries the change ("v1" or "v2") and why, in words for the plan card.
+
+        An image entry of the rule wins over the rule's own setting; "auto" follows the image's
+        `__support_fc_inject` (an inference from IMS's docs, so admins may override it)."""
+        choice, where = "auto", ""
+        if rule is not None:
+            choice, where = rule.changeos_api, f'rule "{rule.name}" says changeos_api = "{rule.changeos_api}"'
+            for pattern, api in rule.changeos_api_images:
+                if pattern == image_id or (image_name and fnmatchcase(image_name, pattern)):
+                    choice, where = api, f'rule "{rule.name}" sets {api} for images like "{pattern}"'
+                    break
+        if choice == "auto":
+            auto = "v2" if cloud_init else "v1"
+            why = "the image supports Cloud-Init" if cloud_init else "the image has no Cloud-Init (__support_fc_inject)"
+            return auto, why
+        return choice, f"the policy {where}"
 
     def allowed_image_filter(self, rule: Rule | None) -> Callable[[str, str], bool]:
         """A predicate `(image_name, image_id) -> bool` for narrowing the modal's image list."""

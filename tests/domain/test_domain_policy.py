@@ -284,3 +284,45 @@ def test_can_anything(policy):
     assert policy.can_approve_anything("U01APR0001", set())
     assert policy.can_approve_anything("U01X000001", {"S01APRGRP1"})
     assert not policy.can_approve_anything("U01REQ0001", set())
+
+
+API_POLICY = """
+[[rules]]
+name = "legacy"
+servers = ["*"]
+requesters = ["U01REQ0001"]
+approvers = ["U01APR0001"]
+images = ["*"]
+changeos_api = "v2"
+changeos_api_images = { "centos-7*" = "v1", "img-auto-id" = "auto" }
+"""
+
+
+def test_changeos_api_follows_the_image_unless_the_policy_says_otherwise():
+    auto = Policy.parse(GOOD)
+    rule = auto.rule_for("web-01", "x")
+    assert auto.changeos_api(rule, "ubuntu-22", "i1", cloud_init=True) == ("v2", "the image supports Cloud-Init")
+    assert auto.changeos_api(rule, "ubuntu-22", "i1", cloud_init=False)[0] == "v1"
+    policy = Policy.parse(API_POLICY)
+    rule = policy.rule_for("web-01", "x")
+    api, why = policy.changeos_api(rule, "ubuntu-22", "i1", cloud_init=False)
+    assert api == "v2" and 'changeos_api = "v2"' in why
+    api, why = policy.changeos_api(rule, "centos-7.9", "i2", cloud_init=True)
+    assert api == "v1" and '"centos-7*"' in why
+    assert policy.changeos_api(rule, "other", "img-auto-id", cloud_init=True)[0] == "v2"
+    assert policy.changeos_api(rule, "other", "img-auto-id", cloud_init=False)[0] == "v1"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('changeos_api = "v3"', '"changeos_api" must be "auto", "v1" or "v2"'),
+        ('changeos_api_images = { "x" = "v9" }', '"changeos_api_images" must be a table'),
+        ('changeos_api_images = ["x"]', '"changeos_api_images" must be a table'),
+    ],
+)
+def test_a_wrong_changeos_api_says_what_to_write(line: str, message: str):
+    head = API_POLICY.split("changeos_api =")[0]
+    text = head + line + "\n"
+    with pytest.raises(PolicyError, match=message):
+        Policy.parse(text)
