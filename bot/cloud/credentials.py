@@ -65,7 +65,12 @@ class CredentialsUnavailableError(RuntimeError):
 
 
 class MetadataCredentials:
-    """An ECS agency's temporary keys from the metadata service, refreshed `refresh_before` ahead of expiry."""
+    """An ECS agency's temporary keys from the metadata service, refreshed before they expire.
+
+    By default the keys are refreshed when an eighth of their lifetime is left (7.5 min of an hour): later than the
+    metadata service's own renewal (10 min before expiry, when old and new keys both work), so one fetch brings the
+    new keys, and early enough that no request is signed with a key about to expire.
+    """
 
     def __init__(
         self,
@@ -73,8 +78,8 @@ class MetadataCredentials:
         *,
         user_id: str | None = None,
         url: str = METADATA_URL,
-        refresh_before: timedelta = timedelta(minutes=15),
-        min_interval: float = 5.0,
+        refresh_before: timedelta | None = None,
+        min_interval: float | None = None,
         timeout: float = 3.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -82,10 +87,12 @@ class MetadataCredentials:
         self._user_id = user_id
         self._url = url.rstrip("/")
         self._refresh_before = refresh_before
-        self._min_interval = min_interval  # a metadata service that keeps the old keys is not asked on every call
+        # A metadata service that still hands out the old keys is not asked again on every call.
+        self._min_interval = min_interval
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._current: Credentials | None = None
         self._fetched_at = 0.0
+        self._lifetime = 0.0
         self._lock = asyncio.Lock()
         self.refreshes = 0
 
@@ -112,7 +119,7 @@ class MetadataCredentials:
             current = self._current
             if current is not None and not self._due(current) and not refresh:
                 return current
-            if current is not None and time.monotonic() - self._fetched_at < self._min_interval and not refresh:
+            if current is not None and time.monotonic() - self._fetched_at < self._interval() and not refresh:
                 return current
             try:
                 self._current = await self._fetch()
@@ -122,6 +129,8 @@ class MetadataCredentials:
                     return current
                 raise
             self._fetched_at = time.monotonic()
+            expires = self._current.expires_at
+            self._lifetime = (expires - datetime.now(UTC)).total_seconds() if expires else 0.0
             self.refreshes += 1
             return self._current
 
@@ -129,7 +138,13 @@ class MetadataCredentials:
         await self._http.aclose()
 
     def _due(self, current: Credentials) -> bool:
-        return current.expires_at is None or current.expires_at - datetime.now(UTC) < self._refresh_before
+        if current.expires_at is None:
+            return True
+        margin = self._refresh_before or timedelta(seconds=max(self._lifetime / 8, 0.5))
+        return current.expires_at - datetime.now(UTC) < margin
+
+    def _interval(self) -> float:
+        return self._min_interval if self._min_interval is not None else min(5.0, self._lifetime / 20)
 
     async def _fetch(self) -> Credentials:
         headers: dict[str, str] = {}

@@ -62,6 +62,7 @@ class StackOptions:
     secret_key: bool = True
     slack_rate_limits: bool = False
     socket_mode: bool = False  # Slack requests come over the fake Slack's Socket Mode websocket instead of HTTP
+    agency: bool = False  # the bot signs with ECS agency keys from the simulator's metadata service
     extra_settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,6 +103,9 @@ class LocalStack:
             "job_deadline": self.options.deadline,
             "ecs_rate": self.options.ecs_rate,
         }
+        if self.options.agency:
+            values.update(huaweicloud_credentials="agency", metadata_url=self.sim.base_url)
+            values.pop("huaweicloud_ak"), values.pop("huaweicloud_sk")
         if self.options.socket_mode:
             values["slack_app_token"] = self.slack.socket_mode.app_token
             values["slack_signing_secret"] = None
