@@ -91,3 +91,12 @@ async def test_agency_keys_are_renewed_during_a_running_change_without_a_failed_
         assert cloud_calls and {e["credential"] for e in cloud_calls} == {"agency"}
         assert [e for e in cloud_calls if e["status"] == 401] == []
         assert source.refreshes >= 2  # the keys were renewed while the change ran
+
+
+async def test_gateway_throttling_without_retry_after_is_backed_off(stack: LocalStack) -> None:
+    stack.sim.faults.add(FaultSpec(route="show_job", burst_429=4, status=429, code="APIGW.0308"))
+    request_id = await running(stack)
+    done = await wait_state(stack, request_id, RequestState.SUCCEEDED, RequestState.FAILED)
+    assert done.state is RequestState.SUCCEEDED, done.result
+    throttled = [e for e in stack.sim.requests if e["route"] == "show_job" and e["status"] == 429]
+    assert len(throttled) == 4  # every one was answered like the gateway: 429 APIGW.0308, and no Retry-After
