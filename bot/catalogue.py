@@ -8,6 +8,7 @@ misses of the same query share one fetch (single-flight), and a waiter that give
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -16,10 +17,12 @@ from dataclasses import dataclass, field
 
 from bot.cloud import CloudClient, Image
 from bot.cloud.client import ImageQuery
+from bot.imagematch import SearchIndex
 
 log = logging.getLogger(__name__)
 
 ECS_SYSTEM_IMAGES = ImageQuery()  # active FusionCompute images: what a change-OS can use
+FULL_GC_AFTER = 2000  # images in one fetch
 
 
 @dataclass(slots=True)
@@ -31,6 +34,7 @@ class CachedCatalogue:
     fetched_at: float
     by_id: dict[str, Image] = field(init=False)
     _views: dict[tuple[object, ...], list[Image]] = field(init=False, default_factory=dict)
+    _indexes: dict[tuple[object, ...], SearchIndex] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_id = {image.id: image for image in self.images}
@@ -57,15 +61,16 @@ class CachedCatalogue:
 
     def allowed(
         self, architecture: str | None, patterns: tuple[str, ...], allow: Callable[[str, str], bool]
-    ) -> list[Image]:
-        """`usable(architecture)` narrowed by a policy rule; memoised by the rule's image patterns."""
-        key: tuple[object, ...] = ("rule", architecture, patterns)
-        found = self._views.get(key)
+    ) -> SearchIndex:
+        """`usable(architecture)` narrowed by a policy rule, indexed for typing; memoised by the rule's image
+        patterns (the only part of a rule that decides which images it allows)."""
+        key = (architecture, patterns)
+        found = self._indexes.get(key)
         if found is None:
-            if len(self._views) > 64:  # many rules: start over rather than grow
-                self._views = {k: v for k, v in self._views.items() if k[0] == "arch"}
-            found = [i for i in self.usable(architecture) if allow(i.name, i.id)]
-            self._views[key] = found
+            if len(self._indexes) >= 64:  # many rules: start over rather than grow
+                self._indexes.clear()
+            found = SearchIndex(i for i in self.usable(architecture) if allow(i.name, i.id))
+            self._indexes[key] = found
         return found
 
 
@@ -132,5 +137,9 @@ class CatalogueCache:
         self._entries.move_to_end(query)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+        if len(entry.images) >= FULL_GC_AFTER:
+            # Thousands of new long-lived objects make the cyclic GC's next full pass certain, and it takes tens of
+            # ms: run it now, once per fetch, rather than in the middle of someone's typing.
+            gc.collect()
         log.debug("image catalogue: %d images in %.2fs", len(entry.images), self._clock() - started)
         return entry

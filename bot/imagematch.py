@@ -7,11 +7,14 @@ A command argument selects an image only when that is unambiguous (ID, exact nam
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from bot.cloud import Image
 
+T = TypeVar("T")
 MAX_QUERY = 100  # Slack caps the typed text too; anything longer cannot name an image better
 MAX_OPTIONS = 100  # Slack's limit for one options answer
 
@@ -25,6 +28,7 @@ GROUP_LABELS = {
 }
 
 EXACT, PREFIX, ID_PREFIX, WORD, CONTAINS = range(5)
+_TOP = chr(0x10FFFF)  # sorts after any text: [q, q + _TOP) is every key that starts with q
 
 
 def clean_query(text: object) -> str:
@@ -47,22 +51,107 @@ def rank(image: Image, lowered: str) -> int | None:
         return PREFIX
     if image_id.startswith(lowered):
         return ID_PREFIX
-    at = name.find(lowered)
-    if at < 0:
+    if lowered not in name:
         return None
-    return WORD if not name[at - 1].isalnum() else CONTAINS
+    return WORD if _at_word(name, lowered) else CONTAINS
+
+
+def _at_word(name: str, lowered: str) -> bool:
+    """`lowered` starts a word somewhere in `name` (after a space, dash, dot...)."""
+    at = name.find(lowered)
+    while at > 0:
+        if not name[at - 1].isalnum():
+            return True
+        at = name.find(lowered, at + 1)
+    return at == 0
+
+
+class SearchIndex:
+    """One set of images (a catalogue view), lowered and sorted once: a key then costs two bisects and a scan of
+    one joined string that stops once enough matches are found.
+
+    Order: exact name or ID, then name prefix, then ID prefix, then a word inside the name, then any substring;
+    ties by name. An empty query lists this project's images first (GROUP_ORDER), by name."""
+
+    def __init__(self, images: Iterable[Image]) -> None:
+        self.images: list[Image] = sorted(images, key=lambda i: (i.name.lower(), i.id))
+        self.groups = [group_of(i) for i in self.images]
+        self._names = [i.name.lower() for i in self.images]
+        by_id = sorted((i.id.lower(), n) for n, i in enumerate(self.images))
+        self._ids = [key for key, _ in by_id]
+        self._id_rows = [n for _, n in by_id]
+        self._joined = "\0".join(self._names)
+        self._starts: list[int] = []
+        at = 0
+        for name in self._names:
+            self._starts.append(at)
+            at += len(name) + 1
+        order = {g: n for n, g in enumerate(GROUP_ORDER)}
+        rows = sorted(range(len(self.images)), key=lambda n: order[self.groups[n]])  # stable: by name within
+        self._first_page = rows[:MAX_OPTIONS]
+        self._rendered: dict[str, list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def search(self, text: object, *, limit: int = MAX_OPTIONS) -> list[Image]:
+        return [self.images[n] for n in self.rows(text, limit=limit)]
+
+    def grouped(self, text: object, *, limit: int = MAX_OPTIONS) -> list[tuple[str, list[Image]]]:
+        """The best `limit` matches in labelled groups; a group comes where its best match came."""
+        return [(label, [self.images[n] for n in rows]) for label, rows in self.grouped_rows(text, limit=limit)]
+
+    def grouped_rows(self, text: object, *, limit: int = MAX_OPTIONS) -> list[tuple[str, list[int]]]:
+        groups: dict[str, list[int]] = {}
+        for n in self.rows(text, limit=limit):
+            groups.setdefault(self.groups[n], []).append(n)
+        return [(GROUP_LABELS[kind], rows) for kind, rows in groups.items()]
+
+    def rendered(self, key: str, render: Callable[[Image], T]) -> list[T]:
+        """`render` of every image, in row order, computed once per index and `key` (e.g. Slack options)."""
+        found = self._rendered.get(key)
+        if found is None:
+            found = self._rendered[key] = [render(image) for image in self.images]
+        return found
+
+    def rows(self, text: object, *, limit: int = MAX_OPTIONS) -> list[int]:
+        """Row numbers in `images` of the best `limit` matches, best first."""
+        query = clean_query(text).lower()
+        if not query:
+            return self._first_page[:limit]
+        names, ids = self._names, self._ids
+        lo, hi = bisect_left(names, query), bisect_left(names, query + _TOP)
+        id_lo, id_hi = bisect_left(ids, query), bisect_left(ids, query + _TOP)
+        exact = [n for n in range(lo, hi) if names[n] == query]
+        rows: list[int] = exact + [self._id_rows[n] for n in range(id_lo, id_hi) if ids[n] == query]
+        rows += range(lo + len(exact), min(hi, lo + len(exact) + limit))
+        if len(rows) < limit:
+            rows += [self._id_rows[n] for n in range(id_lo, min(id_hi, id_lo + limit)) if ids[n] != query]
+        if len(rows) < limit and "\0" not in query:
+            rows += self._inside(query, lo, hi, limit - len(rows))
+        return list(dict.fromkeys(rows))[:limit]
+
+    def _inside(self, query: str, lo: int, hi: int, need: int) -> list[int]:
+        """Names that contain `query` but do not start with it: at a word start first, then anywhere."""
+        words: list[int] = []
+        others: list[int] = []
+        joined, starts, names = self._joined, self._starts, self._names
+        at = joined.find(query)
+        while at >= 0:
+            row = bisect_right(starts, at) - 1
+            if not lo <= row < hi:
+                (words if _at_word(names[row], query) else others).append(row)
+                if len(words) >= need:
+                    break
+            if row + 1 >= len(starts):
+                break
+            at = joined.find(query, starts[row + 1])
+        return words + others[: max(0, need - len(words))]
 
 
 def search(images: Iterable[Image], text: str, *, limit: int = MAX_OPTIONS) -> list[Image]:
-    """The best `limit` matches, best first (ties by group, then name). An empty query: the first page by group
-    and name."""
-    query = clean_query(text).lower()
-    order = {g: n for n, g in enumerate(GROUP_ORDER)}
-    if not query:
-        return sorted(images, key=lambda i: (order[group_of(i)], i.name.lower(), i.id))[:limit]
-    scored = [(r, i) for i in images if (r := rank(i, query)) is not None]
-    scored.sort(key=lambda p: (p[0], order[group_of(p[1])], p[1].name.lower(), p[1].id))
-    return [image for _, image in scored[:limit]]
+    """The best `limit` matches, best first; build a `SearchIndex` once instead when searching the same images often."""
+    return SearchIndex(images).search(text, limit=limit)
 
 
 def grouped(found: Sequence[Image]) -> list[tuple[str, list[Image]]]:

@@ -20,7 +20,7 @@ from bot.cloud.client import ImageQuery
 from bot.domain.policy import Decision, Policy, Rule
 from bot.domain.preflight import Check, CheckLevel, PlanFacts, preflight
 from bot.domain.request import LoginMethod, StopType
-from bot.imagematch import Resolution, resolve
+from bot.imagematch import Resolution, SearchIndex, resolve
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -171,12 +171,16 @@ class Planner:
     def allowed_images(self, facts: CloudFacts, rule: Rule | None) -> list[Image]:
         """The images of `facts` (active ECS system-disk images of the server's architecture) the rule allows, by
         name."""
+        return self.image_index(facts, rule).images
+
+    def image_index(self, facts: CloudFacts, rule: Rule | None) -> SearchIndex:
+        """`allowed_images`, indexed for the type-ahead; built once per catalogue, architecture and rule."""
         if rule is None:
-            return []
+            return SearchIndex(())
         if facts.catalogue is not None:
             return facts.catalogue.allowed(facts.architecture, rule.images, self._allow(rule))
         allow = self._allow(rule)
-        return [image for image in facts.images if allow(image.name, image.id)]
+        return SearchIndex(image for image in facts.images if allow(image.name, image.id))
 
     def _allow(self, rule: Rule) -> Callable[[str, str], bool]:
         return lambda name, image_id: self._policy.image_allowed(rule, name, image_id)

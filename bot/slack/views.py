@@ -328,12 +328,16 @@ def _image_input(plan: ModalPlan) -> dict:
     }
 
 
-def image_options(groups: Sequence[tuple[str, Sequence[ImageChoice]]]) -> dict:
-    """The answer to the image type-ahead: labelled groups, at most 100 options in all (Slack's limit)."""
+def image_option(choice: ImageChoice) -> dict:
+    return _option(choice.label, choice.id)
+
+
+def image_options(groups: Sequence[tuple[str, Sequence[dict]]]) -> dict:
+    """The answer to the image type-ahead: labelled groups of `image_option`s, at most 100 in all (Slack's limit)."""
     answer: list[dict] = []
     left = 100
-    for label, choices in groups:
-        options = [_option(c.label, c.id) for c in choices[:left]]
+    for label, group in groups:
+        options = list(group[:left])
         if options:
             answer.append({"label": _text(label, 75), "options": options})
             left -= len(options)

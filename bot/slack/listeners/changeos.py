@@ -28,7 +28,7 @@ from bot.domain.command import (
 from bot.domain.passwords import password_problems
 from bot.domain.preflight import Check, CheckLevel
 from bot.domain.request import ChangeRequest, LoginMethod, StopType
-from bot.imagematch import Resolution, grouped, search
+from bot.imagematch import Resolution
 from bot.planner import CloudFacts, Selection, image_reply
 from bot.slack import texts, views
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
@@ -55,6 +55,11 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         rt.password_pages.on_set = card.password_set
         rt.password_pages.on_open = card.password_set  # the link is used up: the form shows a fresh one
     rt.workflow.revoke_hooks.append(card.draft_revoked)
+
+    # First: Bolt tries listeners in order, and the type-ahead is asked on every key.
+    @app.options(views.IMAGE_ACTION)
+    async def on_image_options(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack(**await card.image_options(body))
 
     @app.view_closed(views.MODAL_CALLBACK)
     async def on_closed(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -83,11 +88,6 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     @app.action(views.PASSWORD_LINK_ACTION)
     async def on_link_clicked(ack: AsyncAck) -> None:
         await ack()  # a URL button still sends an action; nothing to do
-
-    @app.options(views.IMAGE_ACTION)
-    async def on_image_options(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack(**await card.image_options(body))
-
     @app.view(views.MODAL_CALLBACK)
     async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         try:
@@ -205,7 +205,8 @@ class PlanCard:
 
     async def _groups(self, user: str) -> set[str]:
         try:
-            return await asyncio.wait_for(self.rt.directory.groups_of(user), timeout=1.5)
+            async with asyncio.timeout(1.5):  # not wait_for: no task per call (the type-ahead asks on every key)
+                return await self.rt.directory.groups_of(user)
         except TimeoutError:
             return set()
 
@@ -362,7 +363,8 @@ class PlanCard:
         """The image type-ahead (block_suggestion): only for the form's owner, and only if the policy names them
         for this server; the catalogue comes from the region's cache, so a key costs no IMS call."""
         try:
-            return await asyncio.wait_for(self._image_options(body), OPTIONS_SECONDS)
+            async with asyncio.timeout(OPTIONS_SECONDS):
+                return await self._image_options(body)
         except TimeoutError:
             return views.image_options_notice("The image list is still loading: type again in a moment")
         except CloudError:
@@ -385,12 +387,12 @@ class PlanCard:
         decision = planner.may_request(user, groups, facts.server)
         if not decision.allowed:
             return {"options": []}
-        allowed = planner.allowed_images(facts, decision.rule)
-        if not allowed:
+        index = planner.image_index(facts, decision.rule)
+        if not len(index):
             return views.image_options_notice("No image the policy allows fits this server")
-        found = search(allowed, body.get("value") or "")
+        options = index.rendered("slack-option", lambda image: views.image_option(_choice(image)))
         return views.image_options(
-            [(label, [_choice(i) for i in images]) for label, images in grouped(found)]
+            [(label, [options[n] for n in rows]) for label, rows in index.grouped_rows(body.get("value"))]
         )
 
     def _password_entry(self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None):
