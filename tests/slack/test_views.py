@@ -221,3 +221,33 @@ def test_unknown_notify_names_are_said_next_to_the_channel_picker() -> None:
     note = view["blocks"][ids.index(views.NOTIFY_BLOCK) - 1]
     text = str(note)
     assert "Not told: #inc&lt;!here&gt;, #ops" in text and "<!here>" not in text
+
+
+# ---------------------------------------------------------------- the image type-ahead (issue 14)
+
+
+def test_the_image_field_is_a_type_ahead_that_keeps_the_chosen_image() -> None:
+    view = views.plan_modal(views.ModalPlan(metadata={}, server=SERVER, images=IMAGES, image_id=IMAGES[0].id))
+    assert validate_view(view) == [], "Slack's own models accept the external_select"
+    element = next(b for b in view["blocks"] if b.get("block_id") == views.IMAGE_BLOCK)["element"]
+    assert element["type"] == "external_select" and element["action_id"] == views.IMAGE_ACTION
+    assert element["initial_option"]["value"] == IMAGES[0].id and "options" not in element
+    assert element["min_query_length"] == 0
+    plain = views.plan_modal(views.ModalPlan(metadata={}, server=SERVER))
+    assert validate_view(plain) == []
+    assert "initial_option" not in next(b for b in plain["blocks"] if b.get("block_id") == views.IMAGE_BLOCK)["element"]
+
+
+def test_type_ahead_answers_are_grouped_bounded_and_labelled_within_slack_limits() -> None:
+    long = views.ImageChoice("0b1e7a42-2404-4c1d-8a5e-c10d1417a240", "x" * 200, "Linux")
+    many = [views.image_option(views.ImageChoice(f"id-{n}", f"img-{n}", "Linux")) for n in range(80)]
+    answer = views.image_options([("Private images (this project)", many), ("Public images", many), ("Empty", [])])
+    groups = answer["option_groups"]
+    assert [g["label"]["text"] for g in groups] == ["Private images (this project)", "Public images"]
+    assert sum(len(g["options"]) for g in groups) == 100
+    label = views.image_option(long)["text"]["text"]
+    assert len(label) <= 75 and label.endswith("0b1e7a42"), "the ID's start tells same-named images apart"
+    assert views.image_options([]) == {"options": []}
+    notice = views.image_options_notice("Choose the server first")
+    picked = sr.select_value(notice["options"][0]["value"], kind="external_select")
+    assert read_input({"state": {"values": {views.IMAGE_BLOCK: {views.IMAGE_ACTION: picked}}}}).image_id is None
