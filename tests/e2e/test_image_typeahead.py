@@ -3,6 +3,7 @@ a generated catalogue in the simulator, answers read as Slack reads them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -182,3 +183,31 @@ async def test_an_image_named_outside_the_usable_catalogue_is_chosen_and_refused
         assert chosen(view) == CENTOS_OLD, "selected, so the plan says why it cannot be used"
         checks = checks_of(view)
         assert "⛔" in checks and "Image not found" not in checks and "not active" in checks.lower()
+
+
+async def test_a_slow_or_failing_catalogue_gets_a_word_in_time_then_the_list(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.simulator.faults import FaultSpec
+    from bot.slack.listeners import changeos
+
+    view = await open_plan(stack, "web-01 --key ops-key --reason r")
+    assert stack.rt is not None
+    cache = stack.rt.planner.catalogue
+    monkeypatch.setattr(changeos, "OPTIONS_SECONDS", 0.3)  # Slack's 3 s, shortened for the test
+
+    cache.invalidate()
+    stack.sim.faults.add(FaultSpec(route="list_images", latency_ms=800))
+    fetches = cache.fetches
+    slow = await suggest(stack, view, "ubuntu")
+    assert [v for v, _ in offered(slow)] == ["none"] and "still loading" in json.dumps(slow)
+    assert cache.fetches == fetches + 1
+    await asyncio.wait_for(cache.get(), 5)  # joins the fetch the first key started: it was not cancelled
+    assert cache.fetches == fetches + 1
+    assert UBUNTU_22 in {v for v, _ in offered(await suggest(stack, view, "ubuntu"))}, "the next key has it"
+
+    stack.sim.faults.clear()
+    cache.invalidate()
+    stack.sim.faults.add(FaultSpec(route="list_images", error_rate=1.0, status=400, code="IMG.0001"))
+    failed = await suggest(stack, view, "ubuntu")
+    assert [v for v, _ in offered(failed)] == ["none"] and "did not answer" in json.dumps(failed)
