@@ -40,6 +40,7 @@ class CloudFacts:
     images: list[Image]  # active ECS system-disk images for the server's architecture (the cached catalogue)
     keypairs: list[KeyPair]
     architecture: str | None = None  # the flavor's, "arm" or "x86"; None when the flavor could not be read
+    virtualization: str | None = None  # the flavor's, "KVM" or "Xen"; None when not known
     selected: Image | None = None  # the chosen image as IMS answered by ID (any status or kind)
     catalogue: CachedCatalogue | None = field(default=None, repr=False, compare=False)
 
@@ -61,6 +62,21 @@ class CloudFacts:
     @property
     def keypair_names(self) -> list[str]:
         return sorted(k.name for k in self.keypairs)
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorFacts:
+    architecture: str  # "arm" | "x86"
+    virtualization: str | None  # "KVM" | "Xen" | None
+
+    @classmethod
+    def from_specs(cls, specs: dict[str, str]) -> FlavorFacts:
+        """`ecs:instance_architecture` is `arm64` on Kunpeng flavors only; `ecs:virtualization_env_types` is
+        `CloudCompute` (KVM) or `FusionCompute` (Xen), reference §21."""
+        arm = specs.get("ecs:instance_architecture", "").lower() == "arm64"
+        env = specs.get("ecs:virtualization_env_types", "")
+        virtualization = "KVM" if "CloudCompute" in env else ("Xen" if "FusionCompute" in env else None)
+        return cls("arm" if arm else "x86", virtualization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +105,7 @@ class Planner:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, CloudFacts]] = {}
-        self._architectures: dict[str, str | None] = {}  # flavor id -> "arm"/"x86"; flavors never change
+        self._flavors: dict[str, FlavorFacts] = {}  # flavor id -> what the changeos checks need; flavors never change
         self.catalogue = catalogue or CatalogueCache(cloud, ttl=ttl, clock=clock)
 
     async def lookup(self, query: str, may_change: Callable[[Server], bool]) -> ServerLookup:
@@ -129,9 +145,14 @@ class Planner:
 
     async def _server_facts(self, server_id: str) -> CloudFacts:
         server, keypairs = await asyncio.gather(self._cloud.get_server(server_id), self._cloud.list_keypairs())
-        architecture, disk = await asyncio.gather(self.architecture(server), self._disk(server))
+        flavor, disk = await asyncio.gather(self.flavor(server), self._disk(server))
         return CloudFacts(
-            server=server, system_disk_gb=disk, images=[], keypairs=keypairs, architecture=architecture
+            server=server,
+            system_disk_gb=disk,
+            images=[],
+            keypairs=keypairs,
+            architecture=flavor.architecture if flavor else None,
+            virtualization=flavor.virtualization if flavor else None,
         )
 
     async def _disk(self, server: Server) -> int | None:
@@ -146,19 +167,27 @@ class Planner:
     async def architecture(self, server: Server) -> str | None:
         """"arm" when the flavor says `ecs:instance_architecture = arm64`, "x86" when it says nothing; None when
         the flavor cannot be read (then no image is filtered out by architecture)."""
+        flavor = await self.flavor(server)
+        return flavor.architecture if flavor else None
+
+    async def flavor(self, server: Server) -> FlavorFacts | None:
+        """The flavor's architecture and virtualization from its extra specs; None when it cannot be read."""
         flavor_id = server.flavor.id if server.flavor else None
         if not flavor_id:
             return None
-        if flavor_id not in self._architectures:
+        if flavor_id not in self._flavors:
             try:
                 specs = await self._cloud.flavor_extra_specs(flavor_id)
             except CloudError:
                 return None  # not remembered: the next plan asks again
-            if len(self._architectures) > 1000:
-                self._architectures.clear()
-            arm = specs.get("ecs:instance_architecture", "").lower() == "arm64"
-            self._architectures[flavor_id] = "arm" if arm else "x86"
-        return self._architectures[flavor_id]
+            if len(self._flavors) > 1000:
+                self._flavors.clear()
+            self._flavors[flavor_id] = FlavorFacts.from_specs(specs)
+        return self._flavors[flavor_id]
+
+    def changeos_api(self, rule: Rule | None, image: Image) -> tuple[str, str]:
+        """"v1" or "v2" for this image under this rule, and why (the plan card says it; the tracker uses it)."""
+        return self._policy.changeos_api(rule, image.name, image.id, image.cloud_init)
 
     async def servers_for(self, may_change: Callable[[Server], bool]) -> list[Server]:
         """The servers a person may change, for the chooser when no server was named."""
@@ -220,6 +249,7 @@ class Planner:
         the check when it selects no image."""
         server = facts.server
         image = facts.image(choice.image_id)
+        api, api_reason = self.changeos_api(rule, image) if image else (None, "")
         checks = preflight(
             PlanFacts(
                 server_status=server.status,
@@ -236,6 +266,16 @@ class Planner:
                 image_os_type=image.os_type if image else None,
                 image_cloud_init=image.cloud_init if image else False,
                 image_allowed=bool(image and rule and self._policy.image_allowed(rule, image.name, image.id)),
+                image_kind=image.kind if image else None,
+                image_architecture=image.architecture if image else None,
+                image_firmware=image.boot_firmware if image else None,
+                image_support_kvm=image.supports("kvm") if image else None,
+                image_support_xen=image.supports("xen") if image else None,
+                flavor_id=server.flavor.id if server.flavor else None,
+                flavor_architecture=facts.architecture,
+                flavor_virtualization=facts.virtualization,
+                changeos_api=api,
+                changeos_api_reason=api_reason,
                 login=choice.login,
                 keyname=choice.keyname,
                 keypair_exists=(choice.keyname in facts.keypair_names) if choice.keyname else None,

@@ -178,8 +178,12 @@ class Image(_Response):
     firmware: str | None = Field(default=None, alias="hw_firmware_type")
     os_bit: str | None = Field(default=None, alias="__os_bit")
     owner: str | None = None
+    support_kvm: str | None = Field(default=None, alias="__support_kvm")
+    support_xen: str | None = Field(default=None, alias="__support_xen")
 
-    @field_validator("support_arm", "firmware", "os_bit", "virtual_env_type", mode="before")
+    @field_validator(
+        "support_arm", "firmware", "os_bit", "virtual_env_type", "support_kvm", "support_xen", mode="before"
+    )
     @classmethod
     def _flags_str(cls, value: Any) -> Any:
         return _str_or_none(value)
@@ -188,6 +192,11 @@ class Image(_Response):
     def architecture(self) -> str:
         """`arm` or `x86`: the SDK's image model has no `architecture` field; `__support_arm` says it."""
         return "arm" if (self.support_arm or "").lower() == "true" else "x86"
+
+    def supports(self, virtualization: str) -> bool | None:
+        """`__support_kvm` / `__support_xen` as a bool; None when the image does not say."""
+        value = self.support_kvm if virtualization == "kvm" else self.support_xen
+        return None if value is None else value.lower() == "true"
 
     @property
     def boot_firmware(self) -> str:

@@ -580,7 +580,7 @@ class PlanCard:
                 target_image_id=target.id,  # type: ignore[union-attr]
                 target_image_name=target.name,  # type: ignore[union-attr]
                 target_os_type=target.os_type or "Linux",  # type: ignore[union-attr]
-                cloud_init=target.cloud_init,  # type: ignore[union-attr]
+                cloud_init=rt.planner.changeos_api(rule, target)[0] == "v2",  # type: ignore[arg-type]
                 login=chosen.login,
                 keyname=chosen.keyname if chosen.login is LoginMethod.KEYPAIR else None,
                 has_password=chosen.login is LoginMethod.PASSWORD,
