@@ -103,14 +103,24 @@ def test_cards_and_status_are_valid_in_every_state(state: RequestState) -> None:
     assert has_buttons is (state is RequestState.PENDING_APPROVAL)
     text, blocks = views.status_message(req, NOW)
     assert validate_blocks(blocks, max_blocks=50, pointer="/blocks") == []
-    assert views.transition_reply(req)
+    reply = views.transition_reply(req)
+    assert reply.startswith(views.STATE_LABEL[state].split()[0])  # the reply opens with its own state's emoji
+    assert "<!channel>" not in reply
+    ended = state in (
+        RequestState.SUCCEEDED,
+        RequestState.FAILED,
+        RequestState.REJECTED,
+        RequestState.CANCELLED,
+        RequestState.EXPIRED,
+    )
+    assert (f"<@{req.requester}>" in reply) is ended  # the end, and only the end, pings the requester
 
 
 def test_user_text_cannot_ping_or_fake_links() -> None:
     _, blocks = views.approval_card(request())
     rendered = str(blocks)
     assert "<!channel>" not in rendered and "&lt;!channel&gt;" in rendered
-    assert "<https://evil|click>" not in rendered
+    assert "<https://evil|click>" not in rendered and "&lt;https://evil|click&gt;" in rendered  # shown, inert
 
 
 def test_password_login_card_never_shows_a_value() -> None:
