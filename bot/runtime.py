@@ -212,12 +212,12 @@ async def run_bot(*, host: str, port: int) -> int:
     code = 0
     task = served.socket_task
     if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-        exc = task.exception()
-        if isinstance(exc, SocketModeAuthError):
-            log.error("cannot start: %s", exc)
+        failure = task.exception()
+        if isinstance(failure, SocketModeAuthError):
+            log.error("cannot start: %s", failure)
             code = 2
         else:
-            log.error("Socket Mode stopped: %s", type(exc).__name__, exc_info=exc)
+            log.error("Socket Mode stopped: %s", type(failure).__name__, exc_info=failure)
             code = 1
     log.info("stopping")
     await served.aclose()

@@ -562,7 +562,7 @@ def _parse(model: type[M], data: Any, call: _Call) -> M:
 def credential_source(settings: Settings) -> CredentialSource:
     """Environment keys first (permanent, or temporary with a security token), else the ECS agency when asked for."""
     agency = settings.huaweicloud_credentials == "agency"
-    required = [("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id)]
+    required: list[tuple[str, str | SecretStr | None]] = [("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id)]
     if not agency:
         required = [
             ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
