@@ -1,7 +1,8 @@
-"""An async token bucket that spaces calls to a rate, with a pause for Slack's `Retry-After`.
+"""An async token bucket that spaces calls to a rate, with a pause for a server's `Retry-After`.
 
-Shared by the notifier (one bucket per rate limit it honours) and usable by any other code that must stay under a
-budget. The clock is injectable so the arithmetic can be tested without waiting; `acquire()` sleeps in real time.
+Shared by the Slack notifier (one bucket per rate limit it honours) and the tracker (one budget for its cloud
+calls), so it belongs to neither. The clock is injectable so the arithmetic can be tested without waiting;
+`acquire()` sleeps in real time.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.slack.ratelimit import TokenBucket
+from bot.ratelimit import TokenBucket
 
 
 class FakeClock:
