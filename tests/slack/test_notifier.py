@@ -1,4 +1,8 @@
-"""The notifier against the fake Slack Web API over real HTTP on loopback: pacing, coalescing, 429s, errors, drain."""
+"""The notifier against the fake Slack Web API over real HTTP on loopback: pacing, coalescing, 429s, errors, drain.
+
+Pacing is checked on a manual clock shared by the notifier's token buckets and the fake's call records: a budget's
+tokens appear only when the test moves the clock, so the timings asserted are exact and a loaded machine cannot
+change them (it can only make the test take longer)."""
 
 from __future__ import annotations
 
@@ -19,9 +23,27 @@ from bot.slack.notifier import Notifier
 CANARY = "CANARY-7f3e-do-not-log"
 
 
+class ManualClock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as server:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def fake(clock: ManualClock) -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(clock=clock) as server:  # call.time reads the manual clock
         yield server
 
 
@@ -72,21 +94,33 @@ def section(text: str) -> list[dict[str, Any]]:
 
 
 async def test_posts_land_in_order_per_channel_and_per_channel_rate(
-    fake: FakeSlack, session: aiohttp.ClientSession
+    fake: FakeSlack, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
+    rate = 16  # a power of two: each step of 1/16 s adds exactly one token, with no rounding
+    start = clock()
+
+    def sent(channel: str) -> list[Call]:
+        return [c for c in fake.calls_to("chat.postMessage") if c.body["channel"] == channel]
+
     async with running(
-        fake, session, posts_per_second_per_channel=20, post_burst=2, workspace_posts_per_minute=6000
+        fake, session, clock=clock, posts_per_second_per_channel=rate, post_burst=2, workspace_posts_per_minute=6000
     ) as notifier:
         posts = [notifier.post("C1", f"c1-{i}") for i in range(8)] + [notifier.post("C2", f"c2-{i}") for i in range(8)]
-        results = await asyncio.wait_for(asyncio.gather(*posts), timeout=5)
+        everything = asyncio.gather(*posts)
+        for landed in range(2, 9):  # 2 at once, then one per channel for each 1/16 s the clock moves, never more
+            await fake.wait_until(
+                lambda n=landed: len(sent("C1")) == n and len(sent("C2")) == n, what=f"{landed} posts per channel"
+            )
+            clock.advance(1 / rate)
+        results = await asyncio.wait_for(everything, timeout=5)
     assert all(results)
     assert [m.text for m in fake.messages("C1")] == [f"c1-{i}" for i in range(8)]
     assert [m.text for m in fake.messages("C2")] == [f"c2-{i}" for i in range(8)]
     assert results[:8] == [m.ts for m in fake.messages("C1")]
-    c1_calls = [c for c in fake.calls_to("chat.postMessage") if c.body["channel"] == "C1"]
-    # 2 at once, then 20/s: in any 0.2 s at most 2 + 4 (+1 for timing between client and server clocks).
-    assert max_in_window(c1_calls, 0.2) <= 7
-    assert c1_calls[-1].time - c1_calls[0].time >= (8 - 2) / 20 - 0.05
+    expected = [0.0, 0.0] + [k / rate for k in range(1, 7)]  # the burst of 2, then the channel's rate
+    assert [c.time - start for c in sent("C1")] == expected
+    assert [c.time - start for c in sent("C2")] == expected
+    assert max_in_window(sent("C1"), 0.2) == 2 + 3  # never more than the burst + rate x window (strict window)
     assert notifier.stats()["chat.postMessage"] == 16
 
 
@@ -106,21 +140,25 @@ async def test_thread_replies_keep_order_and_broadcast_flag(fake: FakeSlack, ses
     assert "reply_broadcast" not in fake.calls_to("chat.postMessage")[1].body
 
 
-async def test_post_429_pauses_only_that_channel(fake: FakeSlack, session: aiohttp.ClientSession) -> None:
+async def test_post_429_pauses_only_that_channel(
+    fake: FakeSlack, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
     fake.fail_next("chat.postMessage", status=429, retry_after=1)
-    async with running(fake, session) as notifier:
+    async with running(fake, session, clock=clock) as notifier:
         first = asyncio.create_task(notifier.post("C1", "after the pause"))
         await eventually(lambda: notifier.stats()["ratelimited"] == 1, what="the 429")
-        other = await asyncio.wait_for(notifier.post("C2", "other channel"), timeout=0.8)
+        other = await asyncio.wait_for(notifier.post("C2", "other channel"), timeout=5)  # with the clock stopped
         assert other is not None
+        assert not first.done() and len(fake.calls_to("chat.postMessage")) == 2  # C1 waits out Retry-After
+        clock.advance(1.0)
         assert await asyncio.wait_for(first, timeout=5) is not None
     calls = fake.calls_to("chat.postMessage")
     limited = calls[0]
     assert limited.status == 429
     c1_retry = next(c for c in calls[1:] if c.body["channel"] == "C1")
     c2 = next(c for c in calls if c.body["channel"] == "C2")
-    assert c1_retry.time - limited.time >= 1.0
-    assert c2.time - limited.time < 0.8
+    assert c1_retry.time - limited.time == 1.0
+    assert c2.time == limited.time
     assert [m.text for m in fake.messages("C1")] == ["after the pause"]
     assert notifier.stats()["retries"] == 1
 
@@ -177,22 +215,26 @@ async def test_connection_errors_are_retried_and_bounded(session: aiohttp.Client
 # -- chat.update ------------------------------------------------------------------------------------------------------
 
 
-async def test_200_updates_coalesce_and_the_last_content_lands(fake: FakeSlack, session: aiohttp.ClientSession) -> None:
-    async with running(fake, session, updates_per_minute=60) as notifier:
+async def test_200_updates_coalesce_and_the_last_content_lands(
+    fake: FakeSlack, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    async with running(fake, session, clock=clock, updates_per_minute=60) as notifier:
         ts = await notifier.post("C1", "v-start")
         assert ts is not None
         waiters = []
         for i in range(200):
             waiters.append(asyncio.create_task(notifier.update("C1", ts, f"v{i}", section(f"*v{i}*"))))
-            if i % 40 == 39:
-                await asyncio.sleep(0.05)  # let the first edits go out while more arrive
+            if i % 40 == 39 and i < 120:  # let the burst's edits go out (one at a time) while more arrive
+                await fake.wait_until(lambda n=i // 40 + 1: len(fake.calls_to("chat.update")) >= n, what="an edit")
+        assert len(fake.calls_to("chat.update")) == 3  # the burst of 3; the clock has not moved
+        clock.advance(1.0)  # one more token (60/min): the newest content goes out
         results = await asyncio.wait_for(asyncio.gather(*waiters), timeout=10)
     assert all(results)
     message = fake.message("C1", ts)
     assert message.text == "v199"
     assert message.blocks[0]["text"]["text"] == "*v199*"
     calls = fake.calls_to("chat.update")
-    assert 1 <= len(calls) <= 5
+    assert len(calls) == 4
     # Edits of one message go out oldest first: the versions Slack saw only move forward.
     seen = [int(v.text[1:]) for v in message.history[1:]] + [199]
     assert seen == sorted(seen)
@@ -211,9 +253,11 @@ async def test_identical_content_is_not_sent_again(fake: FakeSlack, session: aio
     assert notifier.stats()["skipped"] == 2
 
 
-async def test_update_429_pauses_every_update_then_lands(fake: FakeSlack, session: aiohttp.ClientSession) -> None:
+async def test_update_429_pauses_every_update_then_lands(
+    fake: FakeSlack, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
     fake.fail_next("chat.update", status=429, retry_after=1)
-    async with running(fake, session, updates_per_minute=600) as notifier:
+    async with running(fake, session, clock=clock, updates_per_minute=600) as notifier:
         a = await notifier.post("C1", "a")
         b = await notifier.post("C2", "b")
         assert a and b
@@ -221,12 +265,16 @@ async def test_update_429_pauses_every_update_then_lands(fake: FakeSlack, sessio
         await eventually(lambda: notifier.stats()["ratelimited"] == 1, what="the 429")
         newer = asyncio.create_task(notifier.update("C1", a, "a2"))  # replaces a1 while paused
         other = asyncio.create_task(notifier.update("C2", b, "b1"))  # another message: paused too (Tier 3 is global)
-        assert await asyncio.wait_for(asyncio.gather(first, newer, other), timeout=5) == [True, True, True]
+        everything = asyncio.gather(first, newer, other)
+        clock.advance(1.0)  # Retry-After has passed; the pause left one token for the first edit after it
+        await fake.wait_until(lambda: len(fake.calls_to("chat.update")) == 2, what="the first edit after the pause")
+        clock.advance(1.0)
+        assert await asyncio.wait_for(everything, timeout=5) == [True, True, True]
     calls = fake.calls_to("chat.update")
     limited = calls[0]
     assert limited.status == 429
     assert len(calls) == 3
-    assert all(c.time - limited.time >= 1.0 for c in calls[1:])
+    assert calls[1].time - limited.time == 1.0 and calls[2].time - limited.time == 2.0
     assert fake.message("C1", a).text == "a2"
     assert [v.text for v in fake.message("C1", a).history] == ["a"]  # a1 was never shown
     assert fake.message("C2", b).text == "b1"
@@ -241,7 +289,7 @@ async def test_permanent_update_error_returns_false_once(fake: FakeSlack, sessio
 
 
 async def test_1000_messages_updated_at_once_never_exceed_the_budget(
-    fake: FakeSlack, session: aiohttp.ClientSession
+    fake: FakeSlack, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     seeder = make_client(fake.api_url, session)
     stamps: list[tuple[str, str]] = []
@@ -252,21 +300,25 @@ async def test_1000_messages_updated_at_once_never_exceed_the_budget(
         stamps += [(a["channel"], a["ts"]) for a in answers]
     fake.clear_calls()
 
-    per_minute = 600  # 10 a second, burst 3
-    notifier = Notifier(make_client(fake.api_url, session), updates_per_minute=per_minute)
+    per_minute = 480  # 8 a second (a step of 1/8 s is one token, exactly), burst 3
+    notifier = Notifier(make_client(fake.api_url, session), updates_per_minute=per_minute, clock=clock)
     await notifier.start()
     waiters = [asyncio.create_task(notifier.update(ch, ts, f"{ts} running")) for ch, ts in stamps]
     await asyncio.sleep(0)
     assert notifier.pending() >= 990
-    await fake.wait_until(lambda: len(fake.calls_to("chat.update")) >= 22, timeout=5, what="22 updates")
+    rate, steps = per_minute / 60, 16
+    for step in range(steps + 1):  # the burst of 3, then exactly one more per step of the clock
+        await fake.wait_until(lambda n=3 + step: len(fake.calls_to("chat.update")) == n, what=f"{3 + step} updates")
+        if step < steps:
+            clock.advance(1 / rate)
     await notifier.aclose(drain_timeout=0)
     results = await asyncio.gather(*waiters)
 
     calls = fake.calls_to("chat.update")
-    rate = per_minute / 60
-    # Scaled-down Tier 3 check: in no window W more than burst + rate * W (+1 for client/server clock skew).
-    assert max_in_window(calls, 1.0) <= 3 + rate * 1.0 + 1
-    assert max_in_window(calls, 2.0) <= 3 + rate * 2.0 + 1
+    assert len(calls) == 3 + steps
+    # Scaled-down Tier 3 check on the notifier's own clock: in no window W more than burst + rate * W.
+    assert max_in_window(calls, 1.0) <= 3 + rate * 1.0
+    assert max_in_window(calls, 2.0) <= 3 + rate * 2.0
     # Fair: first asked, first served, each message once.
     sent = [(c.body["channel"], c.body["ts"]) for c in calls]
     assert sent == stamps[: len(sent)]
@@ -323,14 +375,15 @@ async def test_aclose_drains_queued_work(fake: FakeSlack, session: aiohttp.Clien
         await notifier.post("C1", "too late")
 
 
-async def test_aclose_gives_up_on_what_cannot_drain_in_time(fake: FakeSlack, session: aiohttp.ClientSession) -> None:
-    notifier = Notifier(make_client(fake.api_url, session), posts_per_second_per_channel=1, post_burst=1)
+async def test_aclose_gives_up_on_what_cannot_drain_in_time(
+    fake: FakeSlack, session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    # On a stopped clock the last three posts can never get a token: only the drain deadline can end aclose.
+    notifier = Notifier(make_client(fake.api_url, session), posts_per_second_per_channel=1, post_burst=1, clock=clock)
     await notifier.start()
     posts = [asyncio.create_task(notifier.post("C1", f"p{i}")) for i in range(4)]
     await fake.wait_for("chat.postMessage")
-    start = time.monotonic()
-    await notifier.aclose(drain_timeout=0.2)
-    assert time.monotonic() - start < 1.0
+    await asyncio.wait_for(notifier.aclose(drain_timeout=0.2), timeout=5)
     results = await asyncio.gather(*posts)
     assert results[0] is not None and results[1:] == [None, None, None]
     assert notifier.stats()["dropped"] == 3
