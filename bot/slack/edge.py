@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -57,14 +57,22 @@ class MalformedRequest(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What goes back to Slack: an HTTP response, or the payload of a Socket Mode ack."""
+    """What goes back to Slack: an HTTP response, or the payload of a Socket Mode ack.
+
+    Our own answers are a `body` dict. Bolt's JSON answers stay the text Bolt wrote (`json_text`): the HTTP path sends
+    it as is, and only Socket Mode, whose ack carries an object, decodes it (`payload`)."""
 
     status: int
     body: dict[str, Any] | None = None
+    json_text: str | None = None
 
     @classmethod
     def ephemeral(cls, text: str) -> Answer:
         return cls(200, {"response_type": "ephemeral", "text": text})
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        return self.body if self.json_text is None else _json_or_text(self.json_text)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -265,7 +273,7 @@ def _whom(body: dict[str, Any]) -> dict[str, Any]:
 # 4. Dispatch
 
 
-TellUser = Callable[[str, str, str], Awaitable[None]]
+TellUser = Callable[[str, str, str], Awaitable[object]]
 
 
 class SlackEdge:
@@ -299,7 +307,7 @@ class SlackEdge:
             check_shape(body)
         except MalformedRequest as exc:
             return await self.refuse(exc)
-        headers = {"x-slack-retry-num": retry_num} if retry_num else {}
+        headers: dict[str, str | Sequence[str]] = {"x-slack-retry-num": retry_num} if retry_num else {}
         try:
             # mode="socket_mode" is how Bolt takes an already parsed dict (it skips its own parse and signature
             # check; ours ran above, on the raw bytes).
@@ -319,6 +327,8 @@ class SlackEdge:
             return Answer(200)
         if response.status >= 500:
             return _internal_error(body)
+        if response.body and _is_json(response.headers):
+            return Answer(response.status, json_text=response.body)  # as Bolt wrote it: no decode and re-encode
         return Answer(response.status, _json_or_text(response.body))
 
     async def refuse(self, exc: MalformedRequest) -> Answer:
@@ -341,6 +351,12 @@ def _kind(body: dict[str, Any]) -> str:
 
 def _internal_error(body: dict[str, Any]) -> Answer:
     return Answer.ephemeral(INTERNAL_ERROR) if "command" in body else Answer(200)
+
+
+def _is_json(headers: Mapping[str, Any]) -> bool:
+    value = headers.get("content-type") or ""
+    first = value[0] if isinstance(value, (list, tuple)) and value else value
+    return isinstance(first, str) and first.lower().startswith("application/json")
 
 
 def _json_or_text(body: str) -> dict[str, Any] | None:

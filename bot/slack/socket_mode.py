@@ -175,8 +175,8 @@ class SocketModeClient:
         else:
             answer = await self._edge.refuse(MalformedRequest("the envelope's payload is not a JSON object"))
         ack: dict[str, Any] = {"envelope_id": envelope_id}
-        if answer.body and message.get("accepts_response_payload") and _is_payload(answer):
-            ack["payload"] = answer.body
+        if message.get("accepts_response_payload") and _is_payload(answer) and (payload := answer.payload):
+            ack["payload"] = payload
         try:
             await ws.send_str(json.dumps(ack))
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:

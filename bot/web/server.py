@@ -22,6 +22,8 @@ def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClie
             return web.json_response({"error": "request too large"}, status=413)
         raw = await request.read()  # aiohttp answers 413 itself past client_max_size
         answer = await edge.http(raw, request.headers, peer=request.remote or "?")
+        if answer.json_text is not None:
+            return web.Response(text=answer.json_text, status=answer.status, content_type="application/json")
         if answer.body is None:
             return web.Response(status=answer.status)
         return web.json_response(answer.body, status=answer.status)
