@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +42,7 @@ from bot.domain.tracking import (
     PostChange,
     Posted,
     PostStop,
+    Presenter,
     ReadJob,
     ReadServer,
     Schedule,
@@ -518,3 +522,31 @@ def test_a_key_pair_request_without_user_id_reads_the_missing_setting():
     assert isinstance(decision.effects[0], Fail) and "HUAWEICLOUD_USER_ID" in decision.effects[0].result
     assert decision.call is None
     assert decide(S.SUBMITTING, {"login": LoginMethod.PASSWORD}, Due()).call == BuildChange()
+
+
+# ------------------------------------------------------------------ the layers
+
+
+def _imports(path: str) -> set[str]:
+    tree = ast.parse(Path(path).read_text())
+    found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return found | {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+
+
+def test_the_core_imports_only_the_domain_and_the_shell_never_slack():
+    root = Path(__file__).resolve().parents[2]
+    core = {m for m in _imports(str(root / "bot/domain/tracking.py")) if m.startswith("bot")}
+    assert core <= {"bot.domain.request"}
+    shell = _imports(str(root / "bot/tracker.py"))
+    assert not {m for m in shell if m.startswith("bot.slack")}
+    assert not {m for m in _imports(str(root / "bot/slack/listeners/changeos.py")) if m == "bot.tracker"}
+
+
+def test_slacks_presenter_has_the_protocols_methods():
+    from bot.slack.presenter import Presenter as SlackPresenter
+
+    for name in ("sync", "note", "progress"):
+        ours = list(inspect.signature(getattr(Presenter, name)).parameters)
+        theirs = list(inspect.signature(getattr(SlackPresenter, name)).parameters)
+        assert theirs == ours, name
+        assert inspect.iscoroutinefunction(getattr(SlackPresenter, name))
