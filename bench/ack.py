@@ -4,8 +4,10 @@ Three processes besides this one, so nobody's event loop skews another's numbers
 - the simulator and the fake Slack (this file with --child stack),
 - the bot: `python -m bot.cli run` pointed at them,
 - an empty Bolt AsyncApp that only acks `/changeos`, served the same way (aiohttp + Bolt's adapter; --child empty).
-This process sends signed slash commands, `--concurrency` at once, for `--rounds` rounds to each, then again to the
-bot while the simulator answers every route after 2 s (the bot must ack before any cloud call).
+This process sends signed slash commands, `--concurrency` at once, for `--rounds` rounds, one burst to the empty app
+then one to the bot in every round (interleaved, so a spell of load on the machine hits both alike), then the same
+again while the simulator answers every route after 2 s (the bot must ack before any cloud call). The ratios are of
+the pooled samples of each side.
 
     .venv/bin/python bench/ack.py --rounds 10 --concurrency 50
 """
@@ -157,18 +159,35 @@ async def one_command(session: aiohttp.ClientSession, url: str, response_base: s
     return elapsed
 
 
-async def measure(url: str, response_base: str, *, rounds: int, concurrency: int, pause: float) -> list[float]:
-    """`rounds` bursts of `concurrency` simultaneous commands, after one warm-up burst that is not counted.
+async def burst(session: aiohttp.ClientSession, url: str, response_base: str, concurrency: int) -> list[float]:
+    return list(await asyncio.gather(*(one_command(session, url, response_base) for _ in range(concurrency))))
+
+
+async def measure(
+    targets: dict[str, str], response_base: str, *, rounds: int, concurrency: int, pause: float
+) -> dict[str, list[float]]:
+    """`rounds` rounds; each sends one burst of `concurrency` simultaneous commands to every target in turn (empty,
+    bot, empty, bot...), so a spell of load on the machine lands on both sides alike. One warm-up round first, not
+    counted.
 
     aiohttp rather than httpx on this side: the load generator must cost far less than what it measures."""
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    samples: list[float] = []
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    sessions = {
+        name: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency), timeout=aiohttp.ClientTimeout(total=30)
+        )
+        for name in targets
+    }
+    try:
         for index in range(rounds + 1):
-            burst = await asyncio.gather(*(one_command(session, url, response_base) for _ in range(concurrency)))
-            if index:
-                samples.extend(burst)
-            await asyncio.sleep(pause)  # Slack spreads real commands out; back-to-back bursts stack after-ack work
+            for name, url in targets.items():
+                times = await burst(sessions[name], url, response_base, concurrency)
+                if index:
+                    samples[name].extend(times)
+                await asyncio.sleep(pause)  # Slack spreads real commands out; back-to-back bursts stack after-ack work
+    finally:
+        for session in sessions.values():
+            await session.close()
     return samples
 
 
@@ -218,7 +237,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             response_base = info["slack_api"].removesuffix("/api/")
             bot_port, empty_port = free_port(), free_port()
             bot_url, empty_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{empty_port}"
-            bot_argv = ("-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(bot_port))
+            bot_argv: tuple[str, ...] = ("-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(bot_port))
+            profile = os.environ.get("BENCH_PROFILE")  # a cProfile of the bot, e.g. /tmp/ack.prof
+            if profile:
+                bot_argv = ("-m", "cProfile", "-o", profile, *bot_argv)
             empty_argv = (this, "--child", "empty", "--port", str(empty_port), "--slack-api", info["slack_api"])
             async with (
                 process(*bot_argv, env=env, log=workdir / "bot.log"),
@@ -227,16 +249,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await wait_healthy(bot_url)
                 await wait_healthy(empty_url)
                 kw = {"rounds": args.rounds, "concurrency": args.concurrency, "pause": args.pause}
-                empty = await measure(empty_url, response_base, **kw)
-                bot = await measure(bot_url, response_base, **kw)
+                fast = await measure({"empty": empty_url, "bot": bot_url}, response_base, **kw)
                 async with httpx.AsyncClient() as admin:
                     fault = {"route": "*", "latency_ms": int(args.cloud_latency * 1000)}
                     (await admin.post(info["sim"] + "/_sim/faults", json=fault)).raise_for_status()
-                slow = await measure(bot_url, response_base, **kw)
-    result = {"empty": stats(empty), "bot": stats(bot), "bot_slow_cloud": stats(slow)}
+                slow = await measure({"empty": empty_url, "bot": bot_url}, response_base, **kw)
+    result = {
+        "empty": stats(fast["empty"]),
+        "bot": stats(fast["bot"]),
+        "empty_slow_cloud": stats(slow["empty"]),
+        "bot_slow_cloud": stats(slow["bot"]),
+    }
     result["ratio_p99"] = result["bot"]["p99_ms"] / result["empty"]["p99_ms"]
     result["ratio_p50"] = result["bot"]["p50_ms"] / result["empty"]["p50_ms"]
-    result["ratio_p99_slow_cloud"] = result["bot_slow_cloud"]["p99_ms"] / result["empty"]["p99_ms"]
+    result["ratio_p99_slow_cloud"] = result["bot_slow_cloud"]["p99_ms"] / result["empty_slow_cloud"]["p99_ms"]
     result.update(
         concurrency=args.concurrency, rounds=args.rounds, cloud_latency_s=args.cloud_latency, pause_s=args.pause
     )
@@ -245,13 +271,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_table(r: dict[str, Any]) -> None:
     print(
-        f"ack bench: {r['rounds']} rounds of {r['concurrency']} concurrent `/changeos {COMMAND}` "
-        f"({r['empty']['n']} samples each, {r['pause_s']:g} s apart)"
+        f"ack bench: {r['rounds']} rounds of {r['concurrency']} concurrent `/changeos {COMMAND}`, "
+        f"empty and bot interleaved burst by burst ({r['empty']['n']} pooled samples each, {r['pause_s']:g} s apart)"
     )
     rows = [("target", "p50 ms", "p99 ms", "max ms")]
     for key, label in (
         ("empty", "empty Bolt app (ack only)"),
         ("bot", "ecsbot"),
+        ("empty_slow_cloud", "empty Bolt app, second pass"),
         ("bot_slow_cloud", f"ecsbot, cloud answers in {r['cloud_latency_s']:g} s"),
     ):
         s = r[key]
@@ -269,7 +296,7 @@ def print_table(r: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=10, help="bursts per target (default 10)")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds; each is one burst per target (default 10)")
     parser.add_argument("--concurrency", type=int, default=50, help="commands per burst (default 50)")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between bursts (default 3)")
     parser.add_argument("--cloud-latency", type=float, default=2.0, help="simulator latency, s, for the last run")

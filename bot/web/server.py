@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -42,7 +43,20 @@ def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClie
 
     if edge is not None:
         app.router.add_post("/slack/events", slack_events)
+    app.on_startup.append(_freeze_startup_heap)
+    app.on_cleanup.append(_unfreeze)
     app.router.add_get("/healthz", healthz)
     if rt.password_pages is not None:
         rt.password_pages.register(app)
     return app
+
+
+async def _freeze_startup_heap(_: web.Application) -> None:
+    """Everything built at start-up (modules, Bolt, pydantic schemas, the policy) lives as long as the process. Out
+    of the collector's sight, a full collection no longer walks it: one took 40-90 ms, in the middle of a burst of
+    acks, against 12-20 ms frozen. (No collection first: freezing is O(1), a collection is not.)"""
+    gc.freeze()
+
+
+async def _unfreeze(_: web.Application) -> None:
+    gc.unfreeze()  # a process that serves again (the tests start many stacks) lets the collector see all of it
