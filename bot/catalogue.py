@@ -8,6 +8,7 @@ misses of the same query share one fetch (single-flight), and a waiter that give
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -117,7 +118,7 @@ class CatalogueCache:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(query))
             self._inflight[query] = pending
-            pending.add_done_callback(lambda done, q=query: self._settled(q, done))
+            pending.add_done_callback(functools.partial(self._settled, query))
         return await asyncio.shield(pending)
 
     def invalidate(self) -> None:

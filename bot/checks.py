@@ -97,7 +97,7 @@ def _setting_errors(exc: ValidationError) -> list[Finding]:
 def load_settings(env: Mapping[str, str] | None) -> Settings:
     if env is None:
         return Settings()
-    return _MappingSettings(**dict(env))
+    return _MappingSettings(**dict(env))  # type: ignore[arg-type]  # strings, validated like the environment
 
 
 # ----------------------------------------------------------------------------------------------------------------

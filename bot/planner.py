@@ -260,7 +260,7 @@ class Planner:
                 system_disk_gb=facts.system_disk_gb,
                 server_os_type=server.os_type,
                 image_found=image is not None,
-                image_name=image.name if image else None,
+                image_name=image.name if image else "",
                 image_status=image.status if image else None,
                 image_min_disk=image.min_disk if image else None,
                 image_os_type=image.os_type if image else None,

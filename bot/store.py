@@ -176,11 +176,12 @@ class Store:
     def _create_schema(self) -> None:
         columns = {name: _SQL_TYPES[kind] for name, kind in _KINDS.items()}
         with self._tx() as db:
-            db["requests"].create(columns, pk="id", not_null={"state", "server_id", "created_at"}, if_not_exists=True)
-            existing = db["requests"].columns_dict
+            requests = db.table("requests")
+            requests.create(columns, pk="id", not_null={"state", "server_id", "created_at"}, if_not_exists=True)
+            existing = requests.columns_dict
             for name, kind in _KINDS.items():  # fields added after the file was created
                 if name not in existing:
-                    db["requests"].add_column(name, _SQL_TYPES[kind])
+                    requests.add_column(name, _SQL_TYPES[kind])
             db.execute("CREATE INDEX IF NOT EXISTS requests_state ON requests(state)")
             db.execute("CREATE INDEX IF NOT EXISTS requests_created ON requests(created_at)")
             current = list(db.query("SELECT sql FROM sqlite_master WHERE type='index' AND name=?", [_LIVE_INDEX]))
@@ -282,7 +283,7 @@ class Store:
             row = {name: _encode(name, getattr(req, name)) for name in _KINDS}
             with self._tx() as db:
                 try:
-                    db["requests"].insert(row)
+                    db.table("requests").insert(row)
                 except sqlite3.IntegrityError:
                     live = list(
                         db.query(

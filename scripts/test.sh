@@ -13,4 +13,5 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 .venv/bin/ruff check bot tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

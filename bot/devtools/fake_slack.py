@@ -983,7 +983,12 @@ class FakeSlack:
         for block in new_view.get("blocks") or []:
             block_id = block.get("block_id") if isinstance(block, dict) else None
             element = block.get("element") if isinstance(block, dict) else None
-            if block_id in values and isinstance(element, dict) and element.get("action_id") in values[block_id]:
+            if (
+                isinstance(block_id, str)
+                and block_id in values
+                and isinstance(element, dict)
+                and element.get("action_id") in values[block_id]
+            ):
                 kept[block_id] = {element["action_id"]: values[block_id][element["action_id"]]}
         return kept
 

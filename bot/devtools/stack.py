@@ -122,7 +122,7 @@ class LocalStack:
                 slack_oidc_authorize_url=self.slack.openid_authorize_url,
             )
         values.update(self.options.extra_settings)
-        return Settings(_env_file=None, **values)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings' init-only option
 
     def tracker_config(self) -> TrackerConfig:
         o = self.options

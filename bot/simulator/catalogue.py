@@ -8,6 +8,7 @@ or `killed`. Images never change while the simulator runs, so each is rendered t
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import uuid
@@ -269,7 +270,8 @@ def _make(rng: random.Random, kind: _Kind, project_id: str, n: int) -> Image:
     stamp = datetime.fromtimestamp(created, UTC)
     fc_inject = "true" if os_type == "Windows" or rng.random() < 0.35 else None
     size = rng.randrange(1, 12) * 1024**3
-    owner, visibility, productcode, member, tags = GOLD_OWNER, "public", "", None, ()
+    owner, visibility, productcode, member = GOLD_OWNER, "public", "", None
+    tags: tuple[str, ...] = ()
     os_version = base + suffix
     if kind.imagetype == "gold":
         name = base + suffix
@@ -342,6 +344,10 @@ def generate(size: int, seed: int, project_id: str) -> list[Image]:
 SORT_KEYS = ("name", "container_format", "disk_format", "status", "id", "size", "created_at")
 
 
+def _sort_key(key: str, image: Any) -> tuple[Any, str]:
+    return (_sort_value(image, key), image.id)
+
+
 def _sort_value(image: Image, key: str) -> Any:
     if key == "created_at":
         return image.created
@@ -404,7 +410,7 @@ class Catalogue:
                 self.tags.setdefault(tag, set()).add(image.id)
         self.order, self.rank = {}, {}
         for key in SORT_KEYS:
-            ids = [i.id for i in sorted(self.images, key=lambda i, k=key: (_sort_value(i, k), i.id))]
+            ids = [i.id for i in sorted(self.images, key=functools.partial(_sort_key, key))]
             self.order[key] = ids
             self.rank[key] = {image_id: n for n, image_id in enumerate(ids)}
 

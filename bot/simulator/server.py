@@ -18,11 +18,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 from pydantic import SecretStr, ValidationError
 
 from bot.simulator import render
@@ -46,7 +46,7 @@ _P = r"(?P<project_id>[^/]+)"
 class Ctx:
     state: SimState
     match: dict[str, str]
-    query: MultiDictProxy[str]
+    query: MultiMapping[str]
     body: bytes
     raw_query: list[tuple[str, str]]
     user_id: str
@@ -263,9 +263,7 @@ class SimulatorServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])
         shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.base_url = f"http://{shown}:{self.port}"
         return self.base_url
@@ -321,7 +319,7 @@ class SimulatorServer:
             injected = self.faults.injected_error(name)
             if injected is not None:
                 headers = {"Retry-After": str(injected.retry_after)} if injected.retry_after is not None else {}
-                shape = "gateway" if injected.code.startswith("APIGW.") else "ecs"
+                shape: Literal["ecs", "gateway"] = "gateway" if injected.code.startswith("APIGW.") else "ecs"
                 raise SimError(injected.status, injected.code, injected.message, shape, headers)
             self.state.advance()
             raw_query = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)

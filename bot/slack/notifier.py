@@ -26,6 +26,7 @@ connection error may appear twice if Slack had stored the first one (Slack offer
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -350,7 +351,7 @@ class Notifier:
                 kwargs: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
                 if blocks is not None:
                     kwargs["blocks"] = blocks
-                result = await self._call(UPDATE, channel, lambda kw=kwargs: self._client.chat_update(**kw))
+                result = await self._call(UPDATE, channel, functools.partial(self._client.chat_update, **kwargs))
                 lane.inflight = None
                 if not isinstance(result, Failure):
                     self._remember_landed(key, digest)
@@ -441,7 +442,7 @@ class Notifier:
                     kwargs["thread_ts"] = op.thread_ts
                     if op.reply_broadcast:
                         kwargs["reply_broadcast"] = True
-                result = await self._call(POST, channel, lambda kw=kwargs: self._client.chat_postMessage(**kw))
+                result = await self._call(POST, channel, functools.partial(self._client.chat_postMessage, **kwargs))
                 if not isinstance(result, Failure):
                     lane.queue.popleft()
                     ts = str(result.get("ts") or "") or None

@@ -58,7 +58,7 @@ def status_text(store: Store, target: str | None) -> str:
     if request is None:
         candidates = [r for r in store.recent(200) if target.lower() in (r.server_name.lower(), r.server_id.lower())]
         live = [r for r in candidates if r.is_live]
-        request = (live or candidates or [None])[0]
+        request = next(iter(live or candidates), None)
     if request is None:
         return (
             f"No change request matches `{views.escape(target)}`. Give a request id such as `CR-7K2Q9F` or a server "
@@ -115,9 +115,11 @@ def short_cloud_trouble(exc: BaseException) -> str:
 
 
 def validation_message(exc: ValidationError) -> str:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ())) or "the request"
-    return f"{where}: {str(first.get('msg', 'is not valid')).removeprefix('Value error, ')}"[:300]
+    errors = exc.errors()
+    if not errors:
+        return "the request is not valid"
+    where = ".".join(str(p) for p in errors[0]["loc"]) or "the request"
+    return f"{where}: {str(errors[0]['msg']).removeprefix('Value error, ')}"[:300]
 
 
 def server_busy(server_name: str, live: ChangeRequest | None) -> str:

@@ -353,7 +353,7 @@ def _key_input(plan: ModalPlan) -> dict:
     element: dict = {"type": "static_select", "action_id": KEY_ACTION, "placeholder": _text("Key pair")}
     names = list(plan.keypairs)[:100] or ["(no key pairs in this project)"]
     element["options"] = [_option(name, name) for name in names]
-    if plan.keyname in plan.keypairs:
+    if plan.keyname is not None and plan.keyname in plan.keypairs:
         element["initial_option"] = _option(plan.keyname, plan.keyname)
     return {
         "type": "input",
@@ -513,7 +513,7 @@ def approval_card(req: ChangeRequest) -> tuple[str, list[dict]]:
         {"type": "section", "fields": request_fields(req)},
     ]
     meta = [f"Fingerprint `{req.fingerprint()}`", f"approvals {len(req.approvals)}/{req.approvals_required}"]
-    if req.state is RequestState.PENDING_APPROVAL:
+    if req.state is RequestState.PENDING_APPROVAL and req.expires_at is not None:
         meta.append(f"expires {slack_date(req.expires_at)}")
     blocks.append({"type": "context", "elements": [_md(" · ".join(meta))]})
     if checks:
@@ -590,7 +590,7 @@ def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
         meta.append(f"stop job `{req.stop_job_id}`")
     if req.job_id:
         meta.append(f"job `{req.job_id}`")
-    blocks = [
+    blocks: list[dict] = [
         {
             "type": "section",
             "text": _md(f"*{escape(req.server_name)}* → *{escape(req.target_image_name)}*\n" + "\n".join(lines), 3000),

@@ -516,7 +516,7 @@ class PlanCard:
         target = facts.image(chosen.image_id)
         inline_password = chosen.password if chosen.login is LoginMethod.PASSWORD and chosen.password_block else None
         if inline_password is not None:
-            problem = _password_problem(chosen, target.os_type if target else "Linux")
+            problem = _password_problem(chosen, (target.os_type if target else None) or "Linux")
             if problem:
                 meta["n"] = int(meta.get("n", 0)) + 1  # a new block_id clears both password inputs
                 new_view = await self._plan(meta, user, chosen)
@@ -581,7 +581,7 @@ class PlanCard:
                 target_image_name=target.name,  # type: ignore[union-attr]
                 target_os_type=target.os_type or "Linux",  # type: ignore[union-attr]
                 cloud_init=rt.planner.changeos_api(rule, target)[0] == "v2",  # type: ignore[arg-type]
-                login=chosen.login,
+                login=chosen.login or LoginMethod.KEYPAIR,  # never None here: _missing() refused that form
                 keyname=chosen.keyname if chosen.login is LoginMethod.KEYPAIR else None,
                 has_password=chosen.login is LoginMethod.PASSWORD,
                 stop_first=server.status == "ACTIVE",
@@ -657,7 +657,7 @@ def _typed_command(meta: dict[str, Any]) -> ChangeCommand:
         image=text("i"),
         keyname=text("k"),
         password=typed.get("p") == 1,
-        stop=StopType(stop) if stop in StopType.__members__ else None,
+        stop=StopType(stop) if isinstance(stop, str) and stop in StopType.__members__ else None,
         notify_names=[n for n in names if isinstance(n, str)] if isinstance(names, list) else [],
     )
 
