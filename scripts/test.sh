@@ -14,4 +14,5 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
 fi
 .venv/bin/ruff check bot tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache  # quiet unless a layer is broken
 .venv/bin/python -m pytest -q "$@"
