@@ -69,6 +69,15 @@ def test_one_live_request_per_server(store, new_request):
     assert store.live_for_server("srv-1") == again
 
 
+def test_count_live_counts_without_reading(store, new_request):
+    assert store.count_live() == 0
+    first = store.create(new_request(), actor="u")
+    store.create(new_request(server_id="srv-2"), actor="u")
+    assert store.count_live() == len(store.live()) == 2
+    store.transition(first.id, to=S.CANCELLED, expected=S.PENDING_APPROVAL, actor="u")
+    assert store.count_live() == len(store.live()) == 1
+
+
 def test_busy_even_when_the_live_request_moved_on(store, new_request):
     first = store.create(new_request(), actor="u")
     store.transition(first.id, to=S.APPROVED, expected=S.PENDING_APPROVAL, actor="a")
