@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,14 @@ class Runtime:
     password_pages: PasswordPages | None
 
     @classmethod
-    def create(cls, settings: Settings, *, tracker_config: TrackerConfig | None = None) -> Runtime:
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        tracker_config: TrackerConfig | None = None,
+        notifier_options: Mapping[str, Any] | None = None,
+    ) -> Runtime:
+        """`notifier_options` overrides the Slack pacing (tests against a fake Slack that does not rate-limit)."""
         for secret in (
             settings.slack_bot_token,
             settings.slack_signing_secret,
@@ -70,7 +78,7 @@ class Runtime:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
         slack = AsyncWebClient(token=token, base_url=base_url)
-        notifier = Notifier(slack)
+        notifier = Notifier(slack, **dict(notifier_options or {}))
         presenter = Presenter(notifier, store)
         box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
         workflow = Workflow(store, policy, box)

@@ -124,6 +124,17 @@ class LocalStack:
         values.update(self.options.extra_settings)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings' init-only option
 
+    def notifier_options(self) -> dict[str, float]:
+        """Slack's real pacing only when the fake Slack enforces Slack's limits; otherwise nothing waits on it."""
+        if self.options.slack_rate_limits:
+            return {}
+        return {
+            "posts_per_second_per_channel": 100.0,
+            "post_burst": 100,
+            "updates_per_minute": 6000.0,
+            "workspace_posts_per_minute": 6000.0,
+        }
+
     def tracker_config(self) -> TrackerConfig:
         o = self.options
         return TrackerConfig(
@@ -144,7 +155,9 @@ class LocalStack:
 
     async def start_bot(self) -> None:
         settings = self.settings()
-        self.rt = Runtime.create(settings, tracker_config=self.tracker_config())
+        self.rt = Runtime.create(
+            settings, tracker_config=self.tracker_config(), notifier_options=self.notifier_options()
+        )
         self.served = await serve(self.rt, host="127.0.0.1", port=0)
         host, port = self.served.runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
