@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
-from bot.devtools import slack_requests as sr  # noqa: E402
+from sandbox.devtools import slack_requests as sr  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-000000000000"
 BOT_TOKEN = "xoxb-test"
@@ -49,8 +49,8 @@ SLACK_LIMIT_S = 3.0
 
 async def child_stack(speed: float) -> None:
     """The simulator and the fake Slack; prints their addresses as one JSON line, then serves until killed."""
-    from bot.devtools.fake_slack import FakeSlack
-    from bot.simulator.server import SimulatorServer
+    from sandbox.devtools.fake_slack import FakeSlack
+    from sandbox.simulator.server import SimulatorServer
 
     os.nice(10)  # it stands in for Slack and Huawei Cloud, which run elsewhere: the bot gets the CPU first
     sim = SimulatorServer(speed=speed)
@@ -207,8 +207,8 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.devtools.stack import DEFAULT_POLICY
     from bot.secretbox import SecretBox
+    from sandbox.devtools.stack import DEFAULT_POLICY
 
     with tempfile.TemporaryDirectory(prefix="ecsbot-ack-") as tmp:
         workdir = Path(tmp)

@@ -39,7 +39,7 @@ UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
 @contextlib.asynccontextmanager
 async def simulator(inprocess: bool, seed: int, images: int) -> AsyncIterator[str]:
     if inprocess:
-        from bot.simulator import SimulatorServer
+        from sandbox.simulator import SimulatorServer
 
         async with SimulatorServer(seed=seed, catalogue_size=images) as server:
             yield server.base_url

@@ -85,7 +85,7 @@ def server_id(i: int) -> str:
 
 
 def fixtures_with(count: int) -> Any:
-    from bot.simulator.fixtures import ServerFixture, VolumeFixture, load_fixtures
+    from sandbox.simulator.fixtures import ServerFixture, VolumeFixture, load_fixtures
 
     base = load_fixtures()
     servers = [
@@ -165,11 +165,11 @@ async def post_cards(api_url: str, token: str, channel: str, count: int) -> list
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.devtools.fake_slack import FakeSlack
-    from bot.devtools.stack import APPROVALS_CHANNEL, LocalStack, StackOptions
     from bot.domain.request import ChangeRequest, RequestState
-    from bot.simulator.server import SimulatorServer
     from bot.store import Store
+    from sandbox.devtools.fake_slack import FakeSlack
+    from sandbox.devtools.stack import APPROVALS_CHANNEL, LocalStack, StackOptions
+    from sandbox.simulator.server import SimulatorServer
 
     n = args.jobs
     interval = args.interval

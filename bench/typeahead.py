@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from bench.ack import BOT_TOKEN, SIGNING_SECRET, free_port, process, stats, wait_for_sigterm  # noqa: E402
-from bot.devtools import slack_requests as sr  # noqa: E402
+from sandbox.devtools import slack_requests as sr  # noqa: E402
 
 SLACK_LIMIT_S = 3.0
 TARGET_RATIO = 1.5
@@ -47,9 +47,9 @@ TYPED = ("", "u", "ub", "ubuntu", "Ubuntu 22", "cent", "centos 7", "win", "windo
 
 async def child_stack(speed: float, images: int) -> None:
     """The simulator with a big catalogue and the fake Slack; prints their addresses as one JSON line."""
-    from bot.devtools.fake_slack import FakeSlack
-    from bot.devtools.stack import GROUP_APPROVER, OPS_GROUP
-    from bot.simulator.server import SimulatorServer
+    from sandbox.devtools.fake_slack import FakeSlack
+    from sandbox.devtools.stack import GROUP_APPROVER, OPS_GROUP
+    from sandbox.simulator.server import SimulatorServer
 
     os.nice(10)  # it stands in for Slack and Huawei Cloud, which run elsewhere: the bot gets the CPU first
     sim = SimulatorServer(speed=speed, catalogue_size=images)
@@ -111,7 +111,7 @@ async def child_empty(port: int, slack_api: str) -> None:
 
 def suggestion(typed: str) -> bytes:
     """A block_suggestion from the plan modal of web-01, as Slack sends it while the requester types."""
-    from bot.devtools.stack import COMMAND_CHANNEL, REQUESTER
+    from sandbox.devtools.stack import COMMAND_CHANNEL, REQUESTER
 
     meta = {"d": secrets.token_urlsafe(12), "c": COMMAND_CHANNEL, "u": REQUESTER, "n": 0, "s": WEB_01}
     view = {
@@ -176,8 +176,8 @@ async def interleaved(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.devtools.stack import DEFAULT_POLICY
     from bot.secretbox import SecretBox
+    from sandbox.devtools.stack import DEFAULT_POLICY
 
     with tempfile.TemporaryDirectory(prefix="ecsbot-typeahead-") as tmp:
         workdir = Path(tmp)

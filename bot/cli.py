@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "simulator":
-            from bot.simulator.server import run_forever
+            from sandbox.simulator.server import run_forever
 
             asyncio.run(
                 run_forever(
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             port = args.port or int(os.environ.get("PORT", "3000"))
             return asyncio.run(run_bot(host=args.host, port=port))
         if args.command == "demo":
-            from bot.devtools.demo import run_demo
+            from sandbox.devtools.demo import run_demo
 
             return asyncio.run(run_demo(password=args.password, fail=args.fail, color=not args.no_color))
         if args.command == "check":

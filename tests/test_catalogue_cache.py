@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from bot.catalogue import CatalogueCache
 from bot.cloud import CloudClient, CloudError, Credentials, Endpoints, RetryPolicy
 from bot.cloud.client import ImageQuery
-from bot.simulator import SimulatorServer
-from bot.simulator.faults import FaultSpec
+from sandbox.simulator import SimulatorServer
+from sandbox.simulator.faults import FaultSpec
 
 PROJECT = "0605767ef600d5762f23c013c6e7ad23"
 FAST = RetryPolicy(max_attempts=1, total_timeout=5.0)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.checks import run_checks
-from bot.devtools.fake_slack import FakeSlack
 from bot.secretbox import SecretBox
-from bot.simulator.server import SimulatorServer
+from sandbox.devtools.fake_slack import FakeSlack
+from sandbox.simulator.server import SimulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY_TOKEN = "xoxb-CANARY-bot-token-5f1e2d"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.devtools import demo
-from bot.devtools.demo import FAIL_CODE, FAIL_REASON, MASK, Style, mrkdwn, run_demo
+from sandbox.devtools import demo
+from sandbox.devtools.demo import FAIL_CODE, FAIL_REASON, MASK, Style, mrkdwn, run_demo
 
 FAST = 200.0  # simulator speed for tests: the OS change takes about a second
 STEADY = 100.0  # slow enough that every state lasts longer than the bot's pacing of Slack edits (about 1 s)

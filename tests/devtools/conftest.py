@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools.fake_slack import FakeSlack
+from sandbox.devtools.fake_slack import FakeSlack
 
 
 @pytest.fixture

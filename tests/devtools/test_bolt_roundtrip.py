@@ -10,8 +10,8 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.fake_slack import FakeSlack
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.fake_slack import FakeSlack
 
 SECRET = "test-signing-secret-0000"
 

@@ -7,7 +7,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools.fake_slack import BOT_ID, BOT_USER_ID, FakeSlack
+from sandbox.devtools.fake_slack import BOT_ID, BOT_USER_ID, FakeSlack
 
 SECTION = {"type": "section", "block_id": "summary", "text": {"type": "mrkdwn", "text": "*CR-17* reinstall host-42"}}
 

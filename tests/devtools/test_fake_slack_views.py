@@ -7,8 +7,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools.fake_slack import FakeSlack, validate_blocks, validate_view
-from bot.devtools.slack_requests import new_trigger_id
+from sandbox.devtools.fake_slack import FakeSlack, validate_blocks, validate_view
+from sandbox.devtools.slack_requests import new_trigger_id
 
 
 def modal(title: str = "Change OS", *, blocks: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:

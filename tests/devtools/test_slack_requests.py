@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, parse_qsl
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.devtools import slack_requests as sr
+from sandbox.devtools import slack_requests as sr
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

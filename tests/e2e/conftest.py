@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import REQUESTER, LocalStack
 from bot.domain.request import ChangeRequest, RequestState
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import REQUESTER, LocalStack
 
 
 @pytest.fixture

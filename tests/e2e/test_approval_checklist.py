@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bot.devtools.stack import APPROVER, LocalStack
 from bot.domain.request import RequestState
 from bot.slack import views
+from sandbox.devtools.stack import APPROVER, LocalStack
 
 from .conftest import submit_plan, wait_state
 
@@ -35,7 +35,7 @@ async def test_the_card_keeps_its_checklist_through_approval(stack: LocalStack) 
 
 
 async def test_a_submission_from_outside_the_policy_looks_nothing_up(stack: LocalStack) -> None:
-    from bot.devtools.stack import OUTSIDER
+    from sandbox.devtools.stack import OUTSIDER
 
     from .conftest import open_plan
 

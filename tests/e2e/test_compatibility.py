@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from bot.cloud import ChangeOsOption, CloudAPIError
-from bot.devtools.stack import DEFAULT_POLICY, LocalStack, StackOptions
 from bot.domain.request import RequestState
-from bot.simulator.fixtures import ImageFixture, load_fixtures
-from bot.simulator.server import SimulatorServer
 from bot.slack import views
+from sandbox.devtools.stack import DEFAULT_POLICY, LocalStack, StackOptions
+from sandbox.simulator.fixtures import ImageFixture, load_fixtures
+from sandbox.simulator.server import SimulatorServer
 
 from .conftest import open_plan, wait_state
 from .test_tracker_faults import approve_through_slack

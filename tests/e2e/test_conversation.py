@@ -7,8 +7,10 @@ import json
 import uuid
 from typing import Any
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import (
+from bot.domain.request import LoginMethod, RequestState, StopType
+from bot.slack import views
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import (
     APPROVER,
     INCIDENT_CHANNEL,
     OPS_GROUP,
@@ -17,8 +19,6 @@ from bot.devtools.stack import (
     LocalStack,
     StackOptions,
 )
-from bot.domain.request import LoginMethod, RequestState, StopType
-from bot.slack import views
 from tests.e2e.conftest import modal_action, open_plan, wait_state
 
 APP_ACTIVE, APP_SHUTOFF = "7a9f4d3b-0000-4f00-8000-000000000008", "7a9f4d3b-0000-4f00-8000-000000000009"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from bot.devtools.stack import (
+from bot.domain.request import RequestState
+from bot.slack import views
+from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
     INCIDENT_CHANNEL,
     LocalStack,
 )
-from bot.domain.request import RequestState
-from bot.slack import views
 from tests.e2e.conftest import submit_plan, wait_state
 
 WEB_01 = "web-01"

@@ -13,9 +13,9 @@ import pytest
 
 from bot.cloud import Image
 from bot.cloud.client import ImageQuery
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import APPROVER, OUTSIDER, REQUESTER, LocalStack, StackOptions
 from bot.slack import views
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import APPROVER, OUTSIDER, REQUESTER, LocalStack, StackOptions
 from tests.e2e.conftest import modal_action, open_plan
 
 ARM_01 = "7a9f4d3b-0000-4f00-8000-00000000000a"
@@ -188,8 +188,8 @@ async def test_an_image_named_outside_the_usable_catalogue_is_chosen_and_refused
 async def test_a_slow_or_failing_catalogue_gets_a_word_in_time_then_the_list(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.simulator.faults import FaultSpec
     from bot.slack.listeners import changeos
+    from sandbox.simulator.faults import FaultSpec
 
     view = await open_plan(stack, "web-01 --key ops-key --reason r")
     assert stack.rt is not None

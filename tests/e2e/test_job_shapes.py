@@ -7,11 +7,11 @@ import httpx
 import pytest
 
 from bot.cloud import MetadataCredentials
-from bot.devtools.stack import LocalStack, StackOptions
 from bot.domain.request import RequestState
-from bot.simulator.faults import FaultSpec, HoldJobs
-from bot.simulator.fixtures import AgencySettings, load_fixtures
-from bot.simulator.server import SimulatorServer
+from sandbox.devtools.stack import LocalStack, StackOptions
+from sandbox.simulator.faults import FaultSpec, HoldJobs
+from sandbox.simulator.fixtures import AgencySettings, load_fixtures
+from sandbox.simulator.server import SimulatorServer
 
 from .conftest import wait_state
 from .test_tracker_faults import approve_through_slack

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import APPROVER, REQUESTER, LocalStack, StackOptions
 from bot.domain.request import RequestState
 from bot.slack import views
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import APPROVER, REQUESTER, LocalStack, StackOptions
 from tests.e2e.conftest import modal_action, open_plan, wait_state
 
 CANARY = "Canary-Pw-7391!x"
@@ -94,7 +94,7 @@ async def test_weak_password_is_refused_and_cleared(stack: LocalStack, weak: str
 
 
 async def test_without_secret_key_password_logins_are_refused_but_keys_work() -> None:
-    from bot.devtools.stack import StackOptions
+    from sandbox.devtools.stack import StackOptions
 
     async with LocalStack(StackOptions(secret_key=False)) as stack:
         view = await open_plan(stack, "db-01 ubuntu-22.04 --reason nokey")

@@ -24,8 +24,11 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import (
+from bot.domain.request import ChangeRequest, RequestState
+from bot.slack import views
+from bot.store import Store
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
     GROUP_APPROVER,
@@ -36,12 +39,9 @@ from bot.devtools.stack import (
     LocalStack,
     StackOptions,
 )
-from bot.domain.request import ChangeRequest, RequestState
-from bot.simulator.faults import FaultSpec
-from bot.simulator.fixtures import Timing, load_fixtures
-from bot.simulator.server import SimulatorServer
-from bot.slack import views
-from bot.store import Store
+from sandbox.simulator.faults import FaultSpec
+from sandbox.simulator.fixtures import Timing, load_fixtures
+from sandbox.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.timeout(60)
 

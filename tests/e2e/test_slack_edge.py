@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import COMMAND_CHANNEL, REQUESTER, SIGNING_SECRET, LocalStack
 from bot.domain.command import ChangeCommand, parse_command
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import COMMAND_CHANNEL, REQUESTER, SIGNING_SECRET, LocalStack
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import (
+from bot.domain.request import RequestState
+from bot.slack import views
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
     COMMAND_CHANNEL,
@@ -14,9 +16,7 @@ from bot.devtools.stack import (
     REQUESTER,
     LocalStack,
 )
-from bot.domain.request import RequestState
-from bot.simulator.faults import FaultSpec
-from bot.slack import views
+from sandbox.simulator.faults import FaultSpec
 from tests.e2e.conftest import modal_action, open_plan, submit_plan, wait_state
 
 
@@ -215,7 +215,7 @@ async def test_switching_login_rebuilds_the_modal_keeping_input(stack: LocalStac
 
 
 async def test_self_service_rule_skips_approval(tmp_path) -> None:
-    from bot.devtools.stack import DEFAULT_POLICY, StackOptions
+    from sandbox.devtools.stack import DEFAULT_POLICY, StackOptions
 
     policy = DEFAULT_POLICY.replace("approvals_required = 1", "self_service = true")
     async with LocalStack(StackOptions(policy=policy)) as stack:
@@ -227,7 +227,7 @@ async def test_self_service_rule_skips_approval(tmp_path) -> None:
 
 
 async def test_key_pair_login_needs_the_iam_user_id() -> None:
-    from bot.devtools.stack import StackOptions
+    from sandbox.devtools.stack import StackOptions
 
     async with LocalStack(StackOptions(extra_settings={"huaweicloud_user_id": None})) as stack:
         view = await open_plan(stack, "db-01 ubuntu-22.04 --key ops-key --reason no user id")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.stack import COMMAND_CHANNEL, REQUESTER, LocalStack, StackOptions
 from bot.domain.request import RequestState
 from bot.slack.socket_mode import Backoff
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.stack import COMMAND_CHANNEL, REQUESTER, LocalStack, StackOptions
 
 from .conftest import wait_state
 from .test_tracker_faults import approved_request

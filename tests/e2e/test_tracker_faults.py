@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from bot.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER, LocalStack, StackOptions
 from bot.domain.request import ChangeRequest, RequestState
-from bot.simulator.faults import FaultSpec
-from bot.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
-from bot.simulator.server import SimulatorServer
 from bot.slack import views
+from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER, LocalStack, StackOptions
+from sandbox.simulator.faults import FaultSpec
+from sandbox.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
+from sandbox.simulator.server import SimulatorServer
 
 from .conftest import wait_state
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot.cloud.signer import sign
-from bot.simulator import ManualClock, SimulatorServer
+from sandbox.simulator import ManualClock, SimulatorServer
 
 PROJECT = "0605767ef600d5762f23c013c6e7ad23"
 AK = "SIMULATORAK000000000"

@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from bot.cloud.signer import parse_date, sign
-from bot.simulator.auth import check_signature
-from bot.simulator.credentials import Credential, CredentialBook
-from bot.simulator.fixtures import AgencySettings
+from sandbox.simulator.auth import check_signature
+from sandbox.simulator.credentials import Credential, CredentialBook
+from sandbox.simulator.fixtures import AgencySettings
 
 from .conftest import AK, PROJECT, SK, WEB_01, Cloud, error_of
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.simulator import ManualClock, SimulatorServer
-from bot.simulator.catalogue import generate
+from sandbox.simulator import ManualClock, SimulatorServer
+from sandbox.simulator.catalogue import generate
 
 from .conftest import HCE_ARM, PROJECT, UBUNTU_20, UBUNTU_22, WINDOWS_2022, Cloud, error_of
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.simulator import ManualClock, SimulatorServer
+from sandbox.simulator import ManualClock, SimulatorServer
 
 from .conftest import (
     CENTOS_OLD,

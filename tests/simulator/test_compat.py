@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.simulator import ManualClock, SimulatorServer
+from sandbox.simulator import ManualClock, SimulatorServer
 
 from .conftest import (
     ARM_01,
@@ -93,7 +93,7 @@ async def test_a_fitting_arm_image_changes_the_arm_server(cloud: Cloud, clock: M
 
 
 async def test_xen_flavor_needs_an_image_that_supports_xen() -> None:
-    from bot.simulator.fixtures import load_fixtures
+    from sandbox.simulator.fixtures import load_fixtures
 
     fixtures = load_fixtures()
     servers = [s.model_copy(update={"flavor": "s1.large.2"}) if s.name == "db-01" else s for s in fixtures.servers]

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from bot.cloud.signer import parse_date
-from bot.simulator import ManualClock, SimulatorServer
-from bot.simulator.auth import check_signature
-from bot.simulator.credentials import Credential, CredentialBook
-from bot.simulator.fixtures import AgencySettings, load_fixtures
+from sandbox.simulator import ManualClock, SimulatorServer
+from sandbox.simulator.auth import check_signature
+from sandbox.simulator.credentials import Credential, CredentialBook
+from sandbox.simulator.fixtures import AgencySettings, load_fixtures
 
 from .conftest import PROJECT, WEB_01, Cloud, wait_until
 

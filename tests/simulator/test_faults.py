@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.simulator import ManualClock, SimulatorServer
-from bot.simulator.fixtures import default_fixtures_path
+from sandbox.simulator import ManualClock, SimulatorServer
+from sandbox.simulator.fixtures import default_fixtures_path
 
 from .conftest import APP_01_B, DB_01, FAILED_01, PROJECT, SMALL_01, UBUNTU_22, WEB_01, Cloud, error_of, key_option
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.simulator import FixtureError, SimulatorServer, load_fixtures
-from bot.simulator.fixtures import REPO_FIXTURES, default_fixtures_path
+from sandbox.simulator import FixtureError, SimulatorServer, load_fixtures
+from sandbox.simulator.fixtures import REPO_FIXTURES, default_fixtures_path
 
 
 def test_default_fixtures_have_the_agreed_servers_images_and_keys() -> None:

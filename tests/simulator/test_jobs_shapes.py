@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.cloud import CloudAPIError, CloudClient, Credentials, Endpoints
-from bot.simulator import ManualClock, SimulatorServer
+from sandbox.simulator import ManualClock, SimulatorServer
 
 from .conftest import AK, DB_01, PROJECT, SK, UBUNTU_22, USER, Cloud, error_of, key_option
 

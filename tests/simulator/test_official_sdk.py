@@ -23,7 +23,7 @@ from huaweicloudsdkecs.v2 import (
     ShowServerRequest,
 )
 
-from bot.simulator import SimulatorServer
+from sandbox.simulator import SimulatorServer
 
 from .conftest import AK, DB_01, PROJECT, SK, UBUNTU_20, UBUNTU_22, USER, WEB_01, wait_until
 

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from bot.simulator import ManualClock
-from bot.simulator.faults import FaultBook
-from bot.simulator.fixtures import load_fixtures
-from bot.simulator.passwords import password_problem
-from bot.simulator.state import ChangeOs, SimState, status_for
+from sandbox.simulator import ManualClock
+from sandbox.simulator.faults import FaultBook
+from sandbox.simulator.fixtures import load_fixtures
+from sandbox.simulator.passwords import password_problem
+from sandbox.simulator.state import ChangeOs, SimState, status_for
 
 from .conftest import DB_01, UBUNTU_22, USER, WEB_01
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.simulator import ManualClock
+from sandbox.simulator import ManualClock
 
 from .conftest import DB_01, LOCKED_01, PROJECT, WEB_01, Cloud, error_of
 

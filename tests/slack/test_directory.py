@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools.fake_slack import FakeSlack
 from bot.slack.directory import Directory
+from sandbox.devtools.fake_slack import FakeSlack
 
 OPS, HIDDEN = "S01OPS0001", "S09HIDDEN9"
 ALICE = "U01APR0001"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.devtools import slack_requests as sr
 from bot.slack.edge import MalformedRequest, check_shape, parse_body, verify
+from sandbox.devtools import slack_requests as sr
 
 SECRET = "edge-secret-0000"
 NOW = 1_700_000_000

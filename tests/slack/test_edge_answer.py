@@ -10,9 +10,9 @@ import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.fake_slack import FakeSlack
 from bot.slack.edge import Answer, SlackEdge
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.fake_slack import FakeSlack
 
 SECRET = "edge-answer-secret-0000"
 

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devtools.fake_slack import Call, FakeSlack
 from bot.slack.notifier import Notifier
+from sandbox.devtools.fake_slack import Call, FakeSlack
 
 CANARY = "CANARY-7f3e-do-not-log"
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.fake_slack import validate_blocks, validate_view
 from bot.domain.preflight import Check, CheckLevel
 from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.slack import views
 from bot.slack.modal_state import read_input, read_metadata
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.fake_slack import validate_blocks, validate_view
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 SERVER = views.ServerInfo(

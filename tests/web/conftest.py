@@ -18,13 +18,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import SecretStr
 
-from bot.devtools.fake_slack import FakeSlack
 from bot.domain.policy import Policy
 from bot.secretbox import SecretBox
 from bot.store import Store
 from bot.web.password_page import PasswordPages
 from bot.web.slack_signin import SlackSignIn
 from bot.workflow import Workflow
+from sandbox.devtools.fake_slack import FakeSlack
 
 OWNER = "U01OWNER01"
 OTHER = "U02OTHER02"
@@ -88,7 +88,7 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
         if signin:
             from slack_sdk.web.async_client import AsyncWebClient
 
-            from bot.devtools.fake_openid import CLIENT_ID, CLIENT_SECRET
+            from sandbox.devtools.fake_openid import CLIENT_ID, CLIENT_SECRET
 
             slack = FakeSlack()
             await slack.start()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.simulator.catalogue import Image, image_body
-from bot.simulator.clock import iso_seconds
-from bot.simulator.fixtures import KeyPairFixture
-from bot.simulator.state import Job, Server, SimState, SubJob, Volume
+from sandbox.simulator.catalogue import Image, image_body
+from sandbox.simulator.clock import iso_seconds
+from sandbox.simulator.fixtures import KeyPairFixture
+from sandbox.simulator.state import Job, Server, SimState, SubJob, Volume
 
 _VCPUS = {"small": 1, "medium": 1, "large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32}
 

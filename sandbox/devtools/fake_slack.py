@@ -4,7 +4,7 @@ It answers in Slack's shapes (Slack's documented Web API responses and errors), 
 would reject, can rate-limit like Slack's tiers, and records every request so a test can assert on what the bot
 sent, and that nothing invalid was ever sent (`errors()`).
 
-Run it alone with `python -m bot.devtools.fake_slack --port 3001` to point a bot at it by hand.
+Run it alone with `python -m sandbox.devtools.fake_slack --port 3001` to point a bot at it by hand.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.devtools.fake_openid import METHODS as OPENID_METHODS
-from bot.devtools.fake_openid import FakeOpenID
-from bot.devtools.fake_socket_mode import FakeSocketMode
+from sandbox.devtools.fake_openid import METHODS as OPENID_METHODS
+from sandbox.devtools.fake_openid import FakeOpenID
+from sandbox.devtools.fake_socket_mode import FakeSocketMode
 
 T = TypeVar("T")
 
@@ -1067,7 +1067,7 @@ async def run_forever(host: str = "127.0.0.1", port: int = 3001, token: str = DE
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.devtools.fake_slack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox.devtools.fake_slack", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3001)
     parser.add_argument("--token", default="xoxb-test", help="the bot token the fake accepts")

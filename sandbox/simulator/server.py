@@ -25,17 +25,17 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import SecretStr, ValidationError
 
-from bot.simulator import render
-from bot.simulator.auth import check_signature
-from bot.simulator.bodies import int_param, parse_action, parse_change_os
-from bot.simulator.clock import Clock, SystemClock, iso_millis
-from bot.simulator.credentials import Credential, CredentialBook
-from bot.simulator.errors import SimError, gateway_error
-from bot.simulator.faults import ROUTES, FaultBook, FaultSpec
-from bot.simulator.fixtures import FixtureError, Fixtures, default_fixtures_path, load_fixtures
-from bot.simulator.flavors import catalogue as flavor_catalogue
-from bot.simulator.flavors import flavor_body, parse_flavor
-from bot.simulator.state import SimState
+from sandbox.simulator import render
+from sandbox.simulator.auth import check_signature
+from sandbox.simulator.bodies import int_param, parse_action, parse_change_os
+from sandbox.simulator.clock import Clock, SystemClock, iso_millis
+from sandbox.simulator.credentials import Credential, CredentialBook
+from sandbox.simulator.errors import SimError, gateway_error
+from sandbox.simulator.faults import ROUTES, FaultBook, FaultSpec
+from sandbox.simulator.fixtures import FixtureError, Fixtures, default_fixtures_path, load_fixtures
+from sandbox.simulator.flavors import catalogue as flavor_catalogue
+from sandbox.simulator.flavors import flavor_body, parse_flavor
+from sandbox.simulator.state import SimState
 
 Reply = tuple[int, dict[str, Any] | bytes]  # bytes: JSON already encoded (the image catalogue)
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.simulator.errors import SimError, bad_request
-from bot.simulator.state import ChangeOs
+from sandbox.simulator.errors import SimError, bad_request
+from sandbox.simulator.state import ChangeOs
 
 USER_DATA_MAX = 32 * 1024
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot.simulator.fixtures import AgencySettings
+from sandbox.simulator.fixtures import AgencySettings
 
 
 def expires_text(moment: float) -> str:

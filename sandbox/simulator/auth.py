@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from bot.cloud.signer import parse_authorization, parse_date, verify
-from bot.simulator.credentials import Credential, CredentialBook
-from bot.simulator.errors import SimError, gateway_error
+from sandbox.simulator.credentials import Credential, CredentialBook
+from sandbox.simulator.errors import SimError, gateway_error
 
 MAX_SKEW_SECONDS = 15 * 60
 _PREFIX = "Incorrect IAM authentication information: "

@@ -1,8 +1,8 @@
 """A faithful local Huawei Cloud (ECS, IMS, EVS and jobs) with real signature checks, timing and faults."""
 
-from bot.simulator.clock import ManualClock, SystemClock
-from bot.simulator.fixtures import FixtureError, Fixtures, load_fixtures
-from bot.simulator.server import SimulatorServer, run_forever
+from sandbox.simulator.clock import ManualClock, SystemClock
+from sandbox.simulator.fixtures import FixtureError, Fixtures, load_fixtures
+from sandbox.simulator.server import SimulatorServer, run_forever
 
 __all__ = [
     "FixtureError",

@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.simulator.catalogue import CURATED_CREATED, Catalogue, Image, build_catalogue
-from bot.simulator.clock import Clock, iso_millis, iso_seconds
-from bot.simulator.errors import SimError, bad_request
-from bot.simulator.faults import FailJob, FaultBook, HoldJobs
-from bot.simulator.fixtures import Fixtures, ImageFixture, KeyPairFixture, ServerFixture, Switches, Timing
-from bot.simulator.flavors import Flavor, parse_flavor
-from bot.simulator.imagequery import Page, query
-from bot.simulator.passwords import password_problem
+from sandbox.simulator.catalogue import CURATED_CREATED, Catalogue, Image, build_catalogue
+from sandbox.simulator.clock import Clock, iso_millis, iso_seconds
+from sandbox.simulator.errors import SimError, bad_request
+from sandbox.simulator.faults import FailJob, FaultBook, HoldJobs
+from sandbox.simulator.fixtures import Fixtures, ImageFixture, KeyPairFixture, ServerFixture, Switches, Timing
+from sandbox.simulator.flavors import Flavor, parse_flavor
+from sandbox.simulator.imagequery import Page, query
+from sandbox.simulator.passwords import password_problem
 
 JOB_RETENTION = 86_400.0  # finished jobs disappear after a day (HW-0901), scaled by speed
 PAYMENT_RETENTION = 14 * 86_400.0  # an unpaid order's job is deleted after 14 days (HW-0901)

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.devtools import slack_requests as sr
-from bot.devtools.fake_slack import KNOWN_USERS, Call, FakeSlack, ResponsePost
-from bot.devtools.stack import (
+from bot.domain.passwords import generate_password
+from bot.domain.request import ChangeRequest, RequestState
+from bot.slack import views
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.fake_slack import KNOWN_USERS, Call, FakeSlack, ResponsePost
+from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
     COMMAND_CHANNEL,
@@ -28,10 +31,7 @@ from bot.devtools.stack import (
     LocalStack,
     StackOptions,
 )
-from bot.domain.passwords import generate_password
-from bot.domain.request import ChangeRequest, RequestState
-from bot.simulator.faults import FailJob, FaultSpec
-from bot.slack import views
+from sandbox.simulator.faults import FailJob, FaultSpec
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime

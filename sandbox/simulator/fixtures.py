@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from bot.simulator.faults import FaultSpec
-from bot.simulator.flavors import parse_flavor
+from sandbox.simulator.faults import FaultSpec
+from sandbox.simulator.flavors import parse_flavor
 
 REPO_FIXTURES = Path(__file__).resolve().parents[2] / "config" / "simulator.toml"
 PACKAGED_FIXTURES = Path(__file__).resolve().parents[1] / "defaults" / "simulator.toml"
@@ -184,7 +184,7 @@ class Fixtures(_Strict):
 
 
 def default_fixtures_path() -> Path:
-    """config/simulator.toml in a checkout; bot/defaults/simulator.toml when installed from a wheel."""
+    """config/simulator.toml in a checkout; sandbox/defaults/simulator.toml when installed from a wheel."""
     return REPO_FIXTURES if REPO_FIXTURES.exists() else PACKAGED_FIXTURES
 
 

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.simulator.catalogue import SORT_KEYS, Catalogue, Image
-from bot.simulator.errors import SimError
-from bot.simulator.fixtures import Switches
-from bot.simulator.flavors import parse_flavor
+from sandbox.simulator.catalogue import SORT_KEYS, Catalogue, Image
+from sandbox.simulator.errors import SimError
+from sandbox.simulator.fixtures import Switches
+from sandbox.simulator.flavors import parse_flavor
 
 INVALID = "IMG.0001"  # [U] the code for a bad query value is not documented; the simulator's choice
 DOCUMENTED = frozenset(

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
-from bot.devtools import slack_requests as sr
-from bot.devtools.fake_slack import FakeSlack
 from bot.runtime import Runtime, Served, serve
 from bot.secretbox import SecretBox
-from bot.simulator.server import SimulatorServer
 from bot.tracker import TrackerConfig
+from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.fake_slack import FakeSlack
+from sandbox.simulator.server import SimulatorServer
 
 REQUESTER = "U01REQ0001"
 APPROVER = "U01APR0001"
@@ -114,7 +114,7 @@ class LocalStack:
         if self.options.public_url:
             values["public_url"] = "http://127.0.0.1:0"  # replaced by the real address once serving
         if self.options.sign_in:
-            from bot.devtools.fake_openid import CLIENT_ID, CLIENT_SECRET
+            from sandbox.devtools.fake_openid import CLIENT_ID, CLIENT_SECRET
 
             values.update(
                 slack_client_id=CLIENT_ID,
