@@ -147,6 +147,31 @@ async def wait_healthy(url: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+def bot_env(info: dict[str, Any], workdir: Path) -> dict[str, str]:
+    """The environment of a bot process pointed at the child stack (`info` is the stack's JSON line)."""
+    from bot.secretbox import SecretBox
+    from sandbox.devtools.stack import DEFAULT_POLICY
+
+    policy = workdir / "policy.toml"
+    policy.write_text(DEFAULT_POLICY)
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": info["slack_api"],
+        "HUAWEICLOUD_SDK_AK": info["ak"],
+        "HUAWEICLOUD_SDK_SK": info["sk"],
+        "HUAWEICLOUD_PROJECT_ID": info["project"],
+        "HUAWEICLOUD_USER_ID": info["user"],
+        "ECS_ENDPOINT": info["sim"],
+        "IMS_ENDPOINT": info["sim"],
+        "EVS_ENDPOINT": info["sim"],
+        "ECSBOT_DB": str(workdir / "ecsbot.db"),
+        "ECSBOT_POLICY": str(policy),
+        "ECSBOT_SECRET_KEY": SecretBox.generate_key(),
+        "ECSBOT_LOG_LEVEL": "WARNING",
+    }
+
+
 async def one_command(session: aiohttp.ClientSession, url: str, response_base: str) -> float:
     body = sr.slash_command(COMMAND, response_url=f"{response_base}/response/{secrets.token_hex(6)}")
     headers = {**sr.sign(SIGNING_SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
@@ -207,8 +232,6 @@ def stats(samples: list[float]) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.secretbox import SecretBox
-    from sandbox.devtools.stack import DEFAULT_POLICY
 
     with tempfile.TemporaryDirectory(prefix="ecsbot-ack-") as tmp:
         workdir = Path(tmp)
@@ -216,24 +239,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with process(this, "--child", "stack", log=workdir / "stack.log") as stack_proc:
             line = await asyncio.wait_for(stack_proc.stdout.readline(), 30)
             info = json.loads(line)
-            policy = workdir / "policy.toml"
-            policy.write_text(DEFAULT_POLICY)
-            env = {
-                "SLACK_BOT_TOKEN": BOT_TOKEN,
-                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "SLACK_API_URL": info["slack_api"],
-                "HUAWEICLOUD_SDK_AK": info["ak"],
-                "HUAWEICLOUD_SDK_SK": info["sk"],
-                "HUAWEICLOUD_PROJECT_ID": info["project"],
-                "HUAWEICLOUD_USER_ID": info["user"],
-                "ECS_ENDPOINT": info["sim"],
-                "IMS_ENDPOINT": info["sim"],
-                "EVS_ENDPOINT": info["sim"],
-                "ECSBOT_DB": str(workdir / "ecsbot.db"),
-                "ECSBOT_POLICY": str(policy),
-                "ECSBOT_SECRET_KEY": SecretBox.generate_key(),
-                "ECSBOT_LOG_LEVEL": "WARNING",
-            }
+            env = bot_env(info, workdir)
             response_base = info["slack_api"].removesuffix("/api/")
             bot_port, empty_port = free_port(), free_port()
             bot_url, empty_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{empty_port}"

@@ -30,7 +30,16 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from bench.ack import BOT_TOKEN, SIGNING_SECRET, free_port, process, stats, wait_for_sigterm  # noqa: E402
+from bench.ack import (  # noqa: E402
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    bot_env,
+    free_port,
+    process,
+    stats,
+    wait_for_sigterm,
+    wait_healthy,
+)
 from sandbox.devtools import slack_requests as sr  # noqa: E402
 
 SLACK_LIMIT_S = 3.0
@@ -139,21 +148,6 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[fl
     return elapsed, count
 
 
-async def wait_healthy(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while True:
-            try:
-                async with session.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} never answered /healthz")
-            await asyncio.sleep(0.05)
-
-
 async def interleaved(
     empty_url: str, bot_url: str, *, rounds: int, concurrency: int, pause: float
 ) -> tuple[list[float], list[float], list[int]]:
@@ -176,8 +170,6 @@ async def interleaved(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bot.secretbox import SecretBox
-    from sandbox.devtools.stack import DEFAULT_POLICY
 
     with tempfile.TemporaryDirectory(prefix="ecsbot-typeahead-") as tmp:
         workdir = Path(tmp)
@@ -186,24 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with process(*stack_argv, log=workdir / "stack.log") as stack_proc:
             line = await asyncio.wait_for(stack_proc.stdout.readline(), 120)
             info = json.loads(line)
-            policy = workdir / "policy.toml"
-            policy.write_text(DEFAULT_POLICY)
-            env = {
-                "SLACK_BOT_TOKEN": BOT_TOKEN,
-                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "SLACK_API_URL": info["slack_api"],
-                "HUAWEICLOUD_SDK_AK": info["ak"],
-                "HUAWEICLOUD_SDK_SK": info["sk"],
-                "HUAWEICLOUD_PROJECT_ID": info["project"],
-                "HUAWEICLOUD_USER_ID": info["user"],
-                "ECS_ENDPOINT": info["sim"],
-                "IMS_ENDPOINT": info["sim"],
-                "EVS_ENDPOINT": info["sim"],
-                "ECSBOT_DB": str(workdir / "ecsbot.db"),
-                "ECSBOT_POLICY": str(policy),
-                "ECSBOT_SECRET_KEY": SecretBox.generate_key(),
-                "ECSBOT_LOG_LEVEL": "WARNING",
-            }
+            env = bot_env(info, workdir)
             bot_port, empty_port = free_port(), free_port()
             bot_url, empty_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{empty_port}"
             bot_argv = ("-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(bot_port))
