@@ -113,13 +113,11 @@ class MetadataCredentials:
 
     async def get(self, *, refresh: bool = False) -> Credentials:
         current = self._current
-        if current is not None and not refresh and not self._due(current):
+        if current is not None and not refresh and self._keep(current):
             return current
         async with self._lock:
-            current = self._current
-            if current is not None and not self._due(current) and not refresh:
-                return current
-            if current is not None and time.monotonic() - self._fetched_at < self._interval() and not refresh:
+            current = self._current  # another caller may have fetched while this one waited
+            if current is not None and not refresh and self._keep(current):
                 return current
             try:
                 self._current = await self._fetch()
@@ -136,6 +134,10 @@ class MetadataCredentials:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def _keep(self, current: Credentials) -> bool:
+        """Not due yet, or fetched so recently that asking again would only bring the same keys."""
+        return not self._due(current) or time.monotonic() - self._fetched_at < self._interval()
 
     def _due(self, current: Credentials) -> bool:
         if current.expires_at is None:
