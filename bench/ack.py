@@ -3,7 +3,7 @@
 Three processes besides this one, so nobody's event loop skews another's numbers:
 - the simulator and the fake Slack (this file with --child stack),
 - the bot: `python -m bot.cli run` pointed at them,
-- an empty Bolt AsyncApp that only acks `/changeos`, served the same way (aiohttp + Bolt's adapter; --child empty).
+- an empty Bolt AsyncApp that only acks `/changeos`, served by aiohttp through Bolt's own adapter (--child empty).
 This process sends signed slash commands, `--concurrency` at once, for `--rounds` rounds, one burst to the empty app
 then one to the bot in every round (interleaved, so a spell of load on the machine hits both alike), then the same
 again while the simulator answers every route after 2 s (the bot must ack before any cloud call). The ratios are of
@@ -70,21 +70,32 @@ async def child_stack(speed: float) -> None:
 
 
 async def child_empty(port: int, slack_api: str) -> None:
-    """An empty Bolt app that only acks the command, behind the same aiohttp adapter the bot uses."""
+    """An empty Bolt app that only acks the command, behind Bolt's own aiohttp adapter."""
+    bolt = empty_bolt(slack_api)
+
+    @bolt.command("/changeos")
+    async def on_command(ack: Any) -> None:
+        await ack()
+
+    await serve_bolt(bolt, port)
+
+
+def empty_bolt(slack_api: str) -> Any:
+    """A Bolt AsyncApp with nothing but what the caller adds, quiet like the bot's loggers."""
     import logging
 
-    from aiohttp import web
-    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
     from slack_bolt.async_app import AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
     for name in ("slack_bolt", "slack_sdk"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    bolt = AsyncApp(client=AsyncWebClient(token=BOT_TOKEN, base_url=slack_api), signing_secret=SIGNING_SECRET)
+    return AsyncApp(client=AsyncWebClient(token=BOT_TOKEN, base_url=slack_api), signing_secret=SIGNING_SECRET)
 
-    @bolt.command("/changeos")
-    async def on_command(ack: Any) -> None:
-        await ack()
+
+async def serve_bolt(bolt: Any, port: int) -> None:
+    """Serve an empty Bolt app on `port` behind Bolt's own aiohttp adapter, with a /healthz, until SIGTERM."""
+    from aiohttp import web
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
     async def events(request: web.Request) -> web.StreamResponse:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))

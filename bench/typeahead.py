@@ -34,8 +34,10 @@ from bench.ack import (  # noqa: E402
     BOT_TOKEN,
     SIGNING_SECRET,
     bot_env,
+    empty_bolt,
     free_port,
     process,
+    serve_bolt,
     stats,
     wait_for_sigterm,
     wait_healthy,
@@ -82,17 +84,8 @@ async def child_stack(speed: float, images: int) -> None:
 
 
 async def child_empty(port: int, slack_api: str) -> None:
-    """An empty Bolt app whose options listener acks 100 fixed options, behind the aiohttp adapter the bot uses."""
-    import logging
-
-    from aiohttp import web
-    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-    from slack_bolt.async_app import AsyncApp
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    for name in ("slack_bolt", "slack_sdk"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    bolt = AsyncApp(client=AsyncWebClient(token=BOT_TOKEN, base_url=slack_api), signing_secret=SIGNING_SECRET)
+    """An empty Bolt app whose options listener acks 100 fixed options, behind Bolt's own aiohttp adapter."""
+    bolt = empty_bolt(slack_api)
     label = "Ubuntu 22.04 server 64bit {:03d} (Linux) · 67f433d8"  # as long as the bot's labels
     fixed = [{"text": {"type": "plain_text", "text": label.format(n)}, "value": str(n)} for n in range(100)]
 
@@ -100,19 +93,7 @@ async def child_empty(port: int, slack_api: str) -> None:
     async def on_options(ack: Any) -> None:
         await ack(options=fixed)
 
-    async def events(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
-
-    async def healthz(_: web.Request) -> web.StreamResponse:
-        return web.json_response({"ok": True})
-
-    app = web.Application(client_max_size=1024 * 1024)
-    app.router.add_post("/slack/events", events)
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    await wait_for_sigterm()
+    await serve_bolt(bolt, port)
 
 
 # ---------------------------------------------------------------------------------------------------- the parent
