@@ -25,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.slack.texts import INTERNAL_ERROR
+
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # Slack's payloads are far smaller; anything bigger is not Slack
@@ -37,10 +39,6 @@ MALFORMED = (
     "bot's admin."
 )
 UNKNOWN_COMMAND = "This app only answers /changeos. Type `/changeos help` to see what it can do."
-INTERNAL_ERROR = (
-    "Something went wrong on the bot's side; nothing was changed in the cloud. Try again; if it happens again, tell "
-    "the bot's admin (the details are in the bot's log)."
-)
 
 
 class MalformedRequest(ValueError):
