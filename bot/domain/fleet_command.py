@@ -227,7 +227,9 @@ class _FleetBuilder:
     def build(self) -> FleetCommand:
         selector = self.selector()
         if self.password and "key" in self.values:
-            raise _Usage("Choose one login method: --key NAME (a key pair) or --password (an admin password), not both.")
+            raise _Usage(
+                "Choose one login method: --key NAME (a key pair) or --password (an admin password), not both."
+            )
         image = (self.values.get("image") or "").strip()
         if not image:
             raise _Usage(f"A fleet needs the target image: {_EXAMPLES['image']}.")
@@ -346,16 +348,15 @@ def _fleet_error(message: str) -> UsageError:
 def parse(text: str) -> Command | FleetCommand:
     """Parse the text after `/changeos`, fleet commands included. Total: a command or a bounded `UsageError`."""
     text = text or ""
-    try:
-        tokens = _tokenize(text) if len(text) <= MAX_TEXT else []
-    except _Usage:
-        tokens = []
-    head = tokens[0] if tokens else None
-    if head is None or head.kind != _WORD or head.quoted or head.text.lower() != "fleet":
+    words = text.split(None, 1)
+    if not words or words[0].lower() != "fleet" or len(text) > MAX_TEXT:
         return parse_command(text)
+    try:
+        tokens = _tokenize(text)
+    except _Usage as exc:
+        return _fleet_error(str(exc))
     try:
         result = _parse_fleet(tokens[1:])
     except _Usage as exc:
         return _fleet_error(str(exc))
     return parse_command("help") if result is None else result
-

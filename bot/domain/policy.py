@@ -89,6 +89,7 @@ _TOP_KEYS = {
     "notify_channels": "a list of channel IDs",
     "request_expiry_minutes": "a whole number of minutes",
     "allow_password_in_modal": "true or false",
+    "max_fleet_size": "a whole number of servers, 1 or more",
     "rules": "a list of [[rules]] tables",
 }
 _RULE_KEYS = {
@@ -265,6 +266,7 @@ class Policy:
     notify_channels: tuple[str, ...] = ()
     request_expiry_minutes: int = 60
     allow_password_in_modal: bool = False
+    max_fleet_size: int = 100  # servers in one fleet rollout
     source: str = "<policy>"
     _warnings: tuple[str, ...] = field(default=(), repr=False)
 
@@ -297,6 +299,9 @@ class Policy:
         if not 1 <= expiry <= 7 * 24 * 60:
             r.fail(f'"request_expiry_minutes" must be between 1 and 10080 (a week); got {expiry}.')
         allow_pw = r.boolean("allow_password_in_modal", False)
+        max_fleet = r.integer("max_fleet_size", 100)
+        if not 1 <= max_fleet <= 1000:
+            r.fail(f'"max_fleet_size" must be between 1 and 1000 servers; got {max_fleet}.')
         raw_rules = data.get("rules", [])
         if not isinstance(raw_rules, list):
             r.fail('"rules" must be written as [[rules]] tables (double brackets), one per rule.')
@@ -308,6 +313,7 @@ class Policy:
             notify_channels=tuple(notify),
             request_expiry_minutes=expiry,
             allow_password_in_modal=allow_pw,
+            max_fleet_size=max_fleet,
             source=source,
             _warnings=tuple(warnings),
         )
