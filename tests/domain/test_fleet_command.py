@@ -123,7 +123,7 @@ def test_parse_is_total_and_bounded(text: str) -> None:
         assert len(cmd.message) <= MAX_MESSAGE
 
 
-# --- waves -------------------------------------------------------------------------------------------------------------
+# --- waves ---
 
 
 @pytest.mark.parametrize(
