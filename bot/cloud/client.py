@@ -30,6 +30,7 @@ from bot.cloud.errors import (
     request_id_from,
 )
 from bot.cloud.models import ChangeOsOption, Image, Job, KeyPair, Server, StopType, Volume, stop_body
+from bot.cloud.tags import PAGE_MAX, TaggedServer, tag_query_body
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -214,6 +215,23 @@ class CloudClient:
         """Exact name matches only: the cloud's `name` filter also matches partial names."""
         servers = await self.list_servers(name=name, limit=1000)
         return [server for server in servers if server.name == name]
+
+    async def servers_by_tag(
+        self, tags: dict[str, str | None], *, page_size: int = PAGE_MAX, max_servers: int = 10_000
+    ) -> list[TaggedServer]:
+        """Every server carrying all `tags` (None: any value), paging with limit/offset until `total_count`."""
+        found: list[TaggedServer] = []
+        while len(found) < max_servers:
+            body = tag_query_body(tags, limit=page_size, offset=len(found))
+            path = f"/v1/{self._pid}/cloudservers/resource_instances/action"
+            call = _Call("ecs", "POST", path, body=body, operation="servers_by_tag")  # a read: retried safely
+            data = await self._read(call)
+            page = [_parse(TaggedServer, item, call) for item in _list(data, "resources", call)]
+            found += page
+            total = data.get("total_count") if isinstance(data, dict) else None
+            if not page or (isinstance(total, int) and len(found) >= total):
+                break
+        return found[:max_servers]
 
     async def list_keypairs(self) -> list[KeyPair]:
         call = _Call("ecs", "GET", f"/v2.1/{self._pid}/os-keypairs", operation="list_keypairs")

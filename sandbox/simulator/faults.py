@@ -25,6 +25,7 @@ ROUTES = (
     "show_volume",
     "list_flavors",
     "show_flavor_extra_specs",
+    "list_servers_by_tag",
 )
 # The ECS metadata service is not behind the API gateway: a rule must name these routes; `*` leaves them alone.
 METADATA_ROUTES = ("metadata_token", "metadata_securitykey")

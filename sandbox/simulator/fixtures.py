@@ -5,6 +5,7 @@ Validated with pydantic so a typo in a fixtures file gives a message that names 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -144,7 +145,19 @@ class ServerFixture(_Strict):
     ip: str = "192.168.0.10"
     availability_zone: str = "my-kualalumpur-1a"
     metadata: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
     volumes: list[VolumeFixture] = Field(default_factory=list)
+
+    @field_validator("tags")
+    @classmethod
+    def _ecs_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        """ECS rules (reference §23): at most 10 tags; key ≤36 and value ≤43 of letters, digits, `_`, `-` (`.`)."""
+        if len(tags) > 10:
+            raise ValueError("a server has at most 10 tags")
+        for key, value in tags.items():
+            if not re.fullmatch(r"[\w-]{1,36}", key) or not re.fullmatch(r"[\w.-]{0,43}", value):
+                raise ValueError(f"tag {key}={value}: keys have 1-36 and values 0-43 letters, digits, _ or - (value .)")
+        return tags
 
 
 class Fixtures(_Strict):

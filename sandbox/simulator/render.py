@@ -90,7 +90,7 @@ def server(state: SimState, s: Server) -> dict[str, Any]:
         ],
         "host_status": "UP",
         "locked": s.locked,
-        "tags": [],
+        "tags": [f"{k}={v}" for k, v in s.tags.items()],
         "os:scheduler_hints": {},
         "enterprise_project_id": "0",
         "sys_tags": [{"key": "_sys_enterprise_project_id", "value": "0"}],

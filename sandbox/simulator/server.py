@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import SecretStr, ValidationError
 
-from sandbox.simulator import render
+from sandbox.simulator import render, tags
 from sandbox.simulator.auth import check_signature
 from sandbox.simulator.bodies import int_param, parse_action, parse_change_os
 from sandbox.simulator.clock import Clock, SystemClock, iso_millis
@@ -75,6 +75,10 @@ def _server_action(ctx: Ctx) -> Reply:
     else:
         job_id = ctx.state.start_servers(action.server_ids)
     return 200, {"job_id": job_id}
+
+
+def _servers_by_tag(ctx: Ctx) -> Reply:
+    return 200, tags.answer(ctx.state.servers.values(), tags.parse_tag_query(ctx.body))
 
 
 def _change_os(cloud_init: bool) -> Callable[[Ctx], Reply]:
@@ -143,6 +147,12 @@ ROUTE_TABLE: list[tuple[str, re.Pattern[str], str, Callable[[Ctx], Reply]]] = [
         _flavor_extra_specs,
     ),
     ("POST", re.compile(rf"^/v1/{_P}/cloudservers/action$"), "server_action", _server_action),
+    (
+        "POST",
+        re.compile(rf"^/v1/{_P}/cloudservers/resource_instances/action$"),
+        "list_servers_by_tag",
+        _servers_by_tag,
+    ),
     ("GET", re.compile(rf"^/v1/{_P}/cloudservers/(?P<server_id>[^/]+)$"), "show_server", _show_server),
     ("POST", re.compile(rf"^/v1/{_P}/cloudservers/(?P<server_id>[^/]+)/changeos$"), "change_os_v1", _change_os(False)),
     ("POST", re.compile(rf"^/v2/{_P}/cloudservers/(?P<server_id>[^/]+)/changeos$"), "change_os_v2", _change_os(True)),

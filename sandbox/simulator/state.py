@@ -102,6 +102,7 @@ class Server:
     created: float
     updated: float
     failed_change: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
     fault: dict[str, Any] | None = None
     busy_job: str | None = None
     # What the guest would now accept at login: a key pair name, or the SHA-256 of the admin password (never the
@@ -245,6 +246,7 @@ class SimState:
             created=created,
             updated=created,
             failed_change=fx.failed_change,
+            tags=dict(fx.tags),
             fault=fault,
         )
 
