@@ -424,10 +424,16 @@ async def test_every_secret_can_come_from_a_file(good_env: dict[str, str], tmp_p
     assert "Read from *_FILE: SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_CLIENT_SECRET, HUAWEICLOUD_SDK_SK, " in text
 
 
+def _empty_file(folder: Path) -> Path:
+    path = folder / "empty"
+    path.write_text("\n")
+    return path
+
+
 FILE_PROBLEMS = {
-    "missing": (lambda tmp: tmp / "absent", "SLACK_BOT_TOKEN_FILE names {path}, which does not exist"),
-    "a folder": (lambda tmp: tmp, "SLACK_BOT_TOKEN_FILE names {path}, which is a folder"),
-    "empty": (lambda tmp: (tmp / "empty").write_text("\n") and tmp / "empty", "SLACK_BOT_TOKEN_FILE names {path}, which is empty: put the secret in it"),
+    "missing": (lambda tmp: tmp / "absent", "which does not exist: fix the path or mount the secret there"),
+    "a folder": (lambda tmp: tmp, "which is a folder: name the file that holds the secret"),
+    "empty": (_empty_file, "which is empty: put the secret in it"),
 }
 
 
@@ -439,7 +445,7 @@ async def test_a_secret_file_that_cannot_be_used_is_one_clear_line(
     path = make(tmp_path)
     code, text = await check(changed(good_env, SLACK_BOT_TOKEN=None, SLACK_BOT_TOKEN_FILE=str(path)))
     assert code == 1, text
-    assert f"⛔ {words.format(path=path)}" in text, text
+    assert f"⛔ SLACK_BOT_TOKEN_FILE names {path}, {words}" in text, text
 
 
 async def test_a_secret_and_its_file_both_set_is_refused(good_env: dict[str, str], tmp_path: Path) -> None:
