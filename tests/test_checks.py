@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.checks import EXAMPLE_POLICY_IDS, run_checks
+from bot.domain.command import USAGE
 from bot.secretbox import SecretBox
 from sandbox.devtools.fake_slack import FakeSlack
 from sandbox.simulator.server import SimulatorServer
@@ -316,6 +318,10 @@ def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
     assert redirect.startswith("https://") and redirect.endswith("/password/signin/callback")
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/changeos" and command["should_escape"] is True
+    flags = set(re.findall(r"--[a-z]+", USAGE))
+    assert flags and flags <= set(re.findall(r"--[a-z]+", command["usage_hint"])), command["usage_hint"]
+    for form in ("status", "list", "cancel", "help"):
+        assert form in command["usage_hint"]
     assert command["url"].endswith("/slack/events")
     assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": command["url"]}
 
@@ -348,8 +354,6 @@ async def test_check_names_the_credential_source(good_env: dict[str, str]) -> No
 
 
 def test_the_placeholder_list_covers_every_id_in_the_example_policy() -> None:
-    import re
-
     ids = set(re.findall(r"\b[UWSCG]0[0-9A-Z]{7,}\b", EXAMPLE_POLICY.read_text()))
     assert ids and ids <= EXAMPLE_POLICY_IDS, ids - EXAMPLE_POLICY_IDS
 
