@@ -8,6 +8,7 @@ prints a secret: tokens show their first five characters, other secrets only "se
 from __future__ import annotations
 
 import enum
+import os
 import re
 import sys
 import tempfile
@@ -21,7 +22,8 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.cloud.client import Endpoints
-from bot.config import Settings
+from bot.config import SECRET_FILES, Settings, env_name, port_number, problems
+from bot.domain.policy import Policy
 
 SLACK_DEFAULT_API = "https://slack.com/api/"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -30,6 +32,23 @@ _SIGNING_SECRET = re.compile(r"^[0-9a-f]{32}$")
 # Huawei Cloud region IDs: ap-southeast-1, cn-north-4, my-kualalumpur-1, la-south-2, ru-moscow-1 ...
 _REGION = re.compile(r"^[a-z]{2,3}(?:-[a-z]+)+-\d{1,2}$")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# The IDs config/policy.example.toml uses (and its comments show): a policy that still names one was copied unchanged.
+EXAMPLE_POLICY_IDS = frozenset(
+    {
+        "U01REQ0001",
+        "S01GRP0001",
+        "U01APR0001",
+        "U01APR0002",
+        "S01DEVS0001",
+        "C01APPROVE1",
+        "C01INCIDNT1",
+        "C01WEBAPPR1",
+        "U01ABCDE23",
+        "S01ABCDE23",
+        "C01ABCDE23",
+        "C01ABCDEF23",
+    }
+)
 _SLACK_HINTS = {
     "invalid_auth": "Slack rejected the token: copy the Bot User OAuth Token (xoxb-…) again from OAuth & Permissions.",
     "not_authed": "No token reached Slack: set SLACK_BOT_TOKEN.",
@@ -73,25 +92,9 @@ class _MappingSettings(Settings):
         return (init_settings,)
 
 
-def _env_name(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
-    if isinstance(alias, str):
-        return alias
-    choices = getattr(alias, "choices", None)
-    return str(choices[0]) if choices else field_name.upper()
-
-
 def _setting_errors(exc: ValidationError) -> list[Finding]:
-    """One line per bad variable, naming it and what is wrong, never echoing the value (it may be a secret)."""
-    found = []
-    for error in exc.errors(include_input=False, include_url=False):
-        if not error.get("loc"):  # a rule across settings: its message names them
-            found.append(Finding("Settings", Level.BLOCK, str(error["msg"]).removeprefix("Value error, ")))
-            continue
-        loc = str(error["loc"][0])
-        name = _env_name(loc) if loc in Settings.model_fields else loc
-        found.append(Finding("Settings", Level.BLOCK, f"{name}: {error['msg']}."))
-    return found
+    """One line per bad variable, naming it and what is wrong, never echoing a secret's value."""
+    return [Finding("Settings", Level.BLOCK, problem) for problem in problems(exc)]
 
 
 def load_settings(env: Mapping[str, str] | None) -> Settings:
@@ -206,6 +209,16 @@ def slack_findings(s: Settings) -> list[Finding]:
         )
     else:
         out.append(Finding(section, Level.OK, "SLACK_SIGNING_SECRET is set."))
+    out.append(
+        Finding(
+            section,
+            Level.OK,
+            "Channels: invite the bot (/invite @ChangeOS) to the approvals channels and private notify channels. "
+            "Its private answers in the channel where /changeos is typed use chat.postEphemeral, which works in "
+            "public channels (chat:write.public) and in private channels the bot is a member of, not in direct "
+            "messages.",
+        )
+    )
     api = s.slack_api_url.strip()
     parts = urlsplit(api)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -254,12 +267,14 @@ def cloud_findings(s: Settings) -> list[Finding]:
         out.append(Finding(section, Level.OK, "Credentials: permanent AK/SK (HUAWEICLOUD_SDK_AK/SK)."))
     if s.huaweicloud_credentials != "agency":
         out.extend(_key_findings(section, ak, sk))
+    region = s.huaweicloud_region.strip()
+    of_region = f"project {region}" if region else "your region's project"
     if not project:
         out.append(
             Finding(
                 section,
                 Level.BLOCK,
-                f"HUAWEICLOUD_PROJECT_ID is not set: copy the ID of project {s.huaweicloud_region} from {where}.",
+                f"HUAWEICLOUD_PROJECT_ID is not set: copy the ID of {of_region} from {where}.",
             )
         )
     elif not _HEX32.match(project):
@@ -268,16 +283,20 @@ def cloud_findings(s: Settings) -> list[Finding]:
                 section,
                 Level.BLOCK,
                 f"HUAWEICLOUD_PROJECT_ID {project!r} is not a project ID (32 lower-case hexadecimal characters). "
-                f"Copy the one listed for region {s.huaweicloud_region} under {where}.",
+                f"Copy the one listed for {of_region} under {where}.",
             )
         )
     else:
         out.append(Finding(section, Level.OK, f"HUAWEICLOUD_PROJECT_ID is {project}."))
-    region = s.huaweicloud_region.strip()
     overridden = all((s.ecs_endpoint, s.ims_endpoint, s.evs_endpoint))
     if not region and not overridden:
         out.append(
-            Finding(section, Level.BLOCK, "HUAWEICLOUD_REGION is empty: set it, e.g. my-kualalumpur-1 (Kuala Lumpur).")
+            Finding(
+                section,
+                Level.BLOCK,
+                "HUAWEICLOUD_REGION is empty: set it to your region's ID, e.g. my-kualalumpur-1 (Kuala Lumpur); "
+                "the endpoints are made from it.",
+            )
         )
     elif region and not _REGION.match(region):
         out.append(
@@ -290,7 +309,8 @@ def cloud_findings(s: Settings) -> list[Finding]:
         )
     elif region:
         out.append(Finding(section, Level.OK, f"HUAWEICLOUD_REGION is {region}."))
-    out.extend(_endpoint_findings(s))
+    if region or overridden:
+        out.extend(_endpoint_findings(s))
     user = (s.huaweicloud_user_id or "").strip()
     if not user:
         out.append(
@@ -351,21 +371,9 @@ def _key_findings(section: str, ak: str, sk: str) -> list[Finding]:
 
 
 def _endpoint_findings(s: Settings) -> list[Finding]:
+    """The endpoints in use (Settings has already refused one that is not a bare scheme and host)."""
     section = "Huawei Cloud"
     out: list[Finding] = []
-    for name, value in (
-        ("ECS_ENDPOINT", s.ecs_endpoint),
-        ("IMS_ENDPOINT", s.ims_endpoint),
-        ("EVS_ENDPOINT", s.evs_endpoint),
-    ):
-        if value is None:
-            continue
-        try:
-            Endpoints.for_region(s.huaweicloud_region or "x-x-1", ecs=value, ims=value, evs=value)
-        except ValueError as exc:
-            out.append(Finding(section, Level.BLOCK, f"{name}: {exc}"))
-    if any(f.level is Level.BLOCK for f in out):
-        return out
     try:
         endpoints = Endpoints.for_region(
             s.huaweicloud_region, ecs=s.ecs_endpoint, ims=s.ims_endpoint, evs=s.evs_endpoint
@@ -428,12 +436,23 @@ def policy_findings(s: Settings) -> list[Finding]:
     section = "Policy"
     try:
         policy = load_policy(Path(s.policy_path).expanduser())
-    except ConfigurationError as exc:
-        return [Finding(section, Level.BLOCK, str(exc))]
+    except ConfigurationError as exc:  # a PolicyError's problems arrive one per line: show every one
+        return [Finding(section, Level.BLOCK, line) for line in str(exc).splitlines() if line.strip()]
     except OSError as exc:
         return [Finding(section, Level.BLOCK, f"Cannot read the policy file {s.policy_path}: {exc.strerror or exc}.")]
     rules = len(policy.rules)
     out = [Finding(section, Level.OK, f"{s.policy_path} loads: {rules} rule{'s' if rules != 1 else ''}.")]
+    placeholders = sorted(_policy_ids(policy) & EXAMPLE_POLICY_IDS)
+    if placeholders:
+        out.append(
+            Finding(
+                section,
+                Level.BLOCK,
+                f"{s.policy_path} still names the example's placeholder IDs ({', '.join(placeholders)}): it looks "
+                "copied from config/policy.example.toml unchanged. Replace them with your workspace's member, "
+                "user-group and channel IDs.",
+            )
+        )
     out.extend(Finding(section, Level.WARN, warning) for warning in policy.warnings())
     if policy.allow_password_in_modal and s.public_url:
         out.append(
@@ -444,6 +463,15 @@ def policy_findings(s: Settings) -> list[Finding]:
             )
         )
     return out
+
+
+def _policy_ids(policy: Policy) -> set[str]:
+    ids = {*policy.notify_channels, *([policy.approvals_channel] if policy.approvals_channel else [])}
+    for rule in policy.rules:
+        ids |= rule.requesters | rule.approvers | set(rule.notify_channels)
+        if rule.approvals_channel:
+            ids.add(rule.approvals_channel)
+    return ids
 
 
 def password_findings(s: Settings) -> list[Finding]:
@@ -458,16 +486,29 @@ def password_findings(s: Settings) -> list[Finding]:
                 section,
                 Level.WARN,
                 "ECSBOT_SECRET_KEY is not set: password logins are off (key pairs work). To allow them, set it to a "
-                "key from: python -c 'from bot.secretbox import SecretBox; print(SecretBox.generate_key())'",
+                "key from `ecsbot gen-key`.",
             )
         )
+        if s.old_secret_keys:
+            out.append(
+                Finding(
+                    section,
+                    Level.BLOCK,
+                    "ECSBOT_SECRET_KEYS_OLD is set but ECSBOT_SECRET_KEY is not: old keys only decrypt. Set the "
+                    "current key (`ecsbot gen-key` makes one) and keep the old ones until `ecsbot rotate-key` ran.",
+                )
+            )
     else:
         try:
-            SecretBox(key)
+            SecretBox(key, old_keys=s.old_secret_keys)
         except (SecretBoxError, ValueError) as exc:
             out.append(Finding(section, Level.BLOCK, str(exc)))
         else:
-            out.append(Finding(section, Level.OK, "ECSBOT_SECRET_KEY is set and usable: password logins are on."))
+            old = len(s.old_secret_keys)
+            rotation = f" {old} earlier key(s) in ECSBOT_SECRET_KEYS_OLD still decrypt." if old else ""
+            out.append(
+                Finding(section, Level.OK, f"ECSBOT_SECRET_KEY is set and usable: password logins are on.{rotation}")
+            )
     url = (s.public_url or "").strip()
     if not url:
         out.append(
@@ -539,13 +580,36 @@ def signin_findings(s: Settings, url: str) -> list[Finding]:
     ]
 
 
-def offline_findings(s: Settings) -> list[Finding]:
+def process_findings(s: Settings, port: str | None) -> list[Finding]:
+    """The process itself: its HTTP port, its logs, and which secrets came from files."""
+    section = "Process"
+    out: list[Finding] = []
+    if port is not None:
+        try:
+            out.append(Finding(section, Level.OK, f"PORT is {port_number(port, 'PORT')}."))
+        except ValueError as exc:
+            out.append(Finding(section, Level.BLOCK, f"{exc} (`ecsbot run --port N` overrides it)"))
+    out.append(
+        Finding(
+            section,
+            Level.OK,
+            f"Logs: level {s.log_level} (ECSBOT_LOG_LEVEL), format {s.log_format} (ECSBOT_LOG_FORMAT), on stderr.",
+        )
+    )
+    from_files = [env_name(name) for name, file_name in SECRET_FILES.items() if getattr(s, file_name) is not None]
+    if from_files:
+        out.append(Finding(section, Level.OK, f"Read from *_FILE: {', '.join(from_files)}."))
+    return out
+
+
+def offline_findings(s: Settings, port: str | None = None) -> list[Finding]:
     return [
         *slack_findings(s),
         *cloud_findings(s),
         *storage_findings(s),
         *policy_findings(s),
         *password_findings(s),
+        *process_findings(s, port),
     ]
 
 
@@ -562,9 +626,11 @@ async def cloud_online(s: Settings) -> Finding:
         source = credential_source(s)
     except ValueError as exc:
         return Finding(section, Level.BLOCK, f"Huawei Cloud: {exc}")
+    endpoints = Endpoints.for_region(s.huaweicloud_region, ecs=s.ecs_endpoint, ims=s.ims_endpoint, evs=s.evs_endpoint)
+    url = f"{endpoints.ecs}/v1/{(s.huaweicloud_project_id or '').strip()}/cloudservers/detail"
     client = CloudClient(
         source,
-        Endpoints.for_region(s.huaweicloud_region, ecs=s.ecs_endpoint, ims=s.ims_endpoint, evs=s.evs_endpoint),
+        endpoints,
         timeout=10.0,
         retry=RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, total_timeout=20.0),
     )
@@ -577,7 +643,7 @@ async def cloud_online(s: Settings) -> Finding:
         hint = getattr(exc, "hint", "")
         if hint and hint not in text:
             text = f"{text} {hint}"
-        return Finding(section, Level.BLOCK, f"Huawei Cloud: list servers failed. {text}")
+        return Finding(section, Level.BLOCK, f"Huawei Cloud: list servers (GET {url}) failed. {text}")
     finally:
         await client.aclose()
     seen = f"first server: {servers[0].name}" if servers else "no servers visible in this project yet"
@@ -607,8 +673,8 @@ async def slack_online(s: Settings) -> Finding:
         return Finding(
             section,
             Level.BLOCK,
-            f"Slack auth.test could not reach {base} ({type(exc).__name__}). Check the network, a proxy, or "
-            "SLACK_API_URL.",
+            f"Slack auth.test could not reach {base}auth.test ({type(exc).__name__}: {exc or 'no answer'}). Check "
+            "the network, a proxy, or SLACK_API_URL.",
         )
     finally:
         session = getattr(client, "session", None)
@@ -661,7 +727,7 @@ async def run_checks(*, online: bool = False, out: TextIO = sys.stdout, env: Map
         _print(findings, out)
         out.write(f"\n⛔ {len(findings)} setting(s) cannot be read: fix them, then run `ecsbot check` again.\n")
         return 1
-    findings = offline_findings(settings)
+    findings = offline_findings(settings, (os.environ if env is None else env).get("PORT"))
     if online:
         findings += await online_findings(settings, findings)
     _print(findings, out)

@@ -1,4 +1,7 @@
-"""The `ecsbot` command: run the bot, the simulator, the offline demo, or check the configuration."""
+"""The `ecsbot` command: run the bot, the simulator, the offline demo, check the configuration, or make a key.
+
+A start-up problem is one sentence on stderr and exit code 2, never a stack trace.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,24 @@ import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from bot.config import port_number, settings_problem
+
+
+def _port_argument(value: str) -> int:
+    try:
+        return port_number(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number: give one from 1 to 65535.") from None
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecsbot", description="Change the OS of Huawei Cloud ECS servers from Slack.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP)")
-    run.add_argument("--port", type=int, default=None, help="HTTP port (default $PORT, then 3000)")
+    run.add_argument("--port", type=_port_argument, default=None, help="HTTP port (default $PORT, then 3000)")
     run.add_argument("--host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
 
     sim = sub.add_parser("simulator", help="run the Huawei Cloud simulator (ECS, IMS, EVS, jobs) on one port")
@@ -34,7 +48,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the environment and the policy file")
     check.add_argument("--online", action="store_true", help="also make one cheap call to the cloud and to Slack")
+
+    sub.add_parser("gen-key", help="print a new random key for ECSBOT_SECRET_KEY (Fernet, 44 characters)")
     return parser
+
+
+def _fail(message: str) -> int:
+    print(f"ecsbot: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from bot.runtime import run_bot
 
-            port = args.port or int(os.environ.get("PORT", "3000"))
-            return asyncio.run(run_bot(host=args.host, port=port))
+            try:
+                port = args.port or port_number(os.environ.get("PORT", "3000"), "PORT")
+            except ValueError as exc:
+                return _fail(f"cannot start: {exc}")
+            try:
+                return asyncio.run(run_bot(host=args.host, port=port))
+            except ValidationError as exc:  # settings that cannot be read: one sentence, as `check` says it
+                return _fail(settings_problem(exc))
         if args.command == "demo":
             from sandbox.devtools.demo import run_demo
 
@@ -67,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             from bot.checks import run_checks
 
             return asyncio.run(run_checks(online=args.online))
+        if args.command == "gen-key":
+            from bot.secretbox import SecretBox
+
+            print(SecretBox.generate_key())
+            return 0
     except KeyboardInterrupt:
         return 130
     return 2

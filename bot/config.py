@@ -1,12 +1,31 @@
-"""The bot's settings, read from the environment (and `.env`), named as DESIGN §4 fixes them."""
+"""The bot's settings, read from the environment (and `.env`), named as DESIGN §4 fixes them.
+
+Every secret setting X also accepts X_FILE, a path whose content is the value (Kubernetes secrets, systemd
+credentials); setting both is refused. A bad setting is explained by `settings_problem` in one sentence.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.logs import LEVELS
+
+# The secret settings that may come from a file: field name → the file field that names the file.
+SECRET_FILES = {
+    "slack_bot_token": "slack_bot_token_file",
+    "slack_signing_secret": "slack_signing_secret_file",
+    "slack_app_token": "slack_app_token_file",
+    "slack_client_secret": "slack_client_secret_file",
+    "huaweicloud_sk": "huaweicloud_sk_file",
+    "huaweicloud_security_token": "huaweicloud_security_token_file",
+    "secret_key": "secret_key_file",
+    "secret_keys_old": "secret_keys_old_file",
+}
 
 
 class Settings(BaseSettings):
@@ -55,6 +74,67 @@ class Settings(BaseSettings):
     job_deadline: float = Field(default=1800.0, gt=0, validation_alias=AliasChoices("ECSBOT_JOB_DEADLINE"))
     ecs_rate: float = Field(default=20.0, gt=0, validation_alias=AliasChoices("ECSBOT_ECS_RATE"))
     log_level: str = Field(default="INFO", validation_alias="ECSBOT_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="ECSBOT_LOG_FORMAT")
+    # Key rotation: ECSBOT_SECRET_KEY encrypts; these earlier keys (comma- or newline-separated) still decrypt.
+    secret_keys_old: SecretStr | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEYS_OLD")
+
+    slack_bot_token_file: Path | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN_FILE")
+    slack_signing_secret_file: Path | None = Field(default=None, validation_alias="SLACK_SIGNING_SECRET_FILE")
+    slack_app_token_file: Path | None = Field(default=None, validation_alias="SLACK_APP_TOKEN_FILE")
+    slack_client_secret_file: Path | None = Field(default=None, validation_alias="SLACK_CLIENT_SECRET_FILE")
+    huaweicloud_sk_file: Path | None = Field(default=None, validation_alias="HUAWEICLOUD_SDK_SK_FILE")
+    huaweicloud_security_token_file: Path | None = Field(
+        default=None, validation_alias="HUAWEICLOUD_SDK_SECURITY_TOKEN_FILE"
+    )
+    secret_key_file: Path | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEY_FILE")
+    secret_keys_old_file: Path | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEYS_OLD_FILE")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: Any) -> str:
+        level = str(value).strip().upper()
+        if level not in LEVELS:
+            raise ValueError(f"is {str(value)!r}, which is not a log level: use one of {', '.join(LEVELS)}")
+        return level
+
+    @field_validator("ecs_endpoint", "ims_endpoint", "evs_endpoint")
+    @classmethod
+    def _scheme_and_host_only(cls, value: str | None) -> str | None:
+        """The client adds /v1/{project_id}/… itself: a path here would double it, so only scheme and host pass."""
+        if value is None:
+            return None
+        url = value.strip()
+        parts = urlsplit(url if "://" in url else "https://" + url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"is {url!r}, which is not an http(s) URL: set the scheme and host, e.g. "
+                "https://ecs.my-kualalumpur-1.myhuaweicloud.com"
+            )
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError(
+                f"is {url}, which has a path ({parts.path or '?' + parts.query}): set only the scheme and host, "
+                f"{parts.scheme}://{parts.netloc}, because the bot adds /v1/{{project_id}}/… itself"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        problems = []
+        for name, file_name in SECRET_FILES.items():
+            path = getattr(self, file_name)
+            if path is None:
+                continue
+            try:
+                value = _read_secret_file(env_name(file_name), path)
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{env_name(name)} and {env_name(file_name)} are both set: keep one of the two.")
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            setattr(self, name, SecretStr(value))
+        if problems:
+            raise ValueError(" ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -75,14 +155,85 @@ class Settings(BaseSettings):
     def signin_enabled(self) -> bool:
         return bool(self.slack_client_id and self.slack_client_secret)
 
+    @property
+    def old_secret_keys(self) -> list[SecretStr]:
+        """The earlier ECSBOT_SECRET_KEYs that still decrypt (rotation), in the order given."""
+        raw = self.secret_keys_old.get_secret_value() if self.secret_keys_old else ""
+        return [SecretStr(k.strip()) for k in raw.replace("\n", ",").split(",") if k.strip()]
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process holds, for the log scrubber."""
+        values = [self.secret_keys_old.get_secret_value()] if self.secret_keys_old else []
+        values += [key.get_secret_value() for key in self.old_secret_keys]
+        for name in SECRET_FILES:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values.append(value.get_secret_value())
+        return values
+
     def to_env(self) -> dict[str, str]:
         """The environment variables that make another `ecsbot` process read exactly these settings."""
         env: dict[str, str] = {}
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
-            if value is None:
+            if value is None or name in SECRET_FILES.values():  # a value read from a file is passed as the value
                 continue
             alias = field.validation_alias
             key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
             env[str(key)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         return env
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a field."""
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return str(alias) if alias else field_name.upper()
+
+
+def port_number(value: str, source: str = "--port") -> int:
+    """A TCP port from the command line or $PORT, or a ValueError saying what to set."""
+    text = str(value).strip()
+    if text.isdigit() and int(text) <= 65535:  # 0: the system picks a free port (tests)
+        return int(text)
+    raise ValueError(f"{source} is {text!r}, not a port number: set it to a whole number from 1 to 65535.")
+
+
+def _read_secret_file(variable: str, path: Path) -> str:
+    try:
+        value = path.expanduser().read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ValueError(
+            f"{variable} names {path}, which does not exist: fix the path or mount the secret there."
+        ) from None
+    except IsADirectoryError:
+        raise ValueError(f"{variable} names {path}, which is a folder: name the file that holds the secret.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ValueError(
+            f"{variable} names {path}, which the bot cannot read ({reason}): let the bot's user read it."
+        ) from None
+    if not value:
+        raise ValueError(f"{variable} names {path}, which is empty: put the secret in it.")
+    return value
+
+
+def problems(exc: ValidationError) -> list[str]:
+    """One sentence per bad setting, naming the variable and what to do; never the value of a secret."""
+    out = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
+        loc = error.get("loc") or ()
+        if not loc:  # a rule across settings: its message names them
+            out.append(f"{message}.")
+            continue
+        field = str(loc[0])
+        name = env_name(field) if field in Settings.model_fields else field
+        out.append(f"{name} {message}." if message.startswith("is ") else f"{name}: {message}.")
+    return out
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """The start-up sentence for settings that cannot be read."""
+    return "cannot start: " + " ".join(problems(exc)) + " Run `ecsbot check` to see every setting explained."

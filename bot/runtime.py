@@ -62,16 +62,8 @@ class Runtime:
         notifier_options: Mapping[str, Any] | None = None,
     ) -> Runtime:
         """`notifier_options` overrides the Slack pacing (tests against a fake Slack that does not rate-limit)."""
-        for secret in (
-            settings.slack_bot_token,
-            settings.slack_signing_secret,
-            settings.slack_app_token,
-            settings.huaweicloud_sk,
-            settings.huaweicloud_security_token,
-            settings.slack_client_secret,
-            settings.secret_key,
-        ):
-            logs.register_secret(secret.get_secret_value() if secret else None)
+        for secret in settings.secret_values():
+            logs.register_secret(secret)
         policy = load_policy(settings.policy_path)
         store = Store(settings.db_path)
         cloud = CloudClient.from_settings(settings)
@@ -80,7 +72,7 @@ class Runtime:
         slack = AsyncWebClient(token=token, base_url=base_url)
         notifier = Notifier(slack, **dict(notifier_options or {}))
         presenter = Presenter(notifier, store)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
         workflow = Workflow(store, policy, box)
         config = tracker_config or TrackerConfig(
             poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
@@ -186,7 +178,7 @@ async def serve(rt: Runtime, *, host: str, port: int) -> Served:
 
 async def run_bot(*, host: str, port: int) -> int:
     settings = Settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         missing = [
             name

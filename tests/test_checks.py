@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.checks import run_checks
+from bot.checks import EXAMPLE_POLICY_IDS, run_checks
+from bot.domain.command import USAGE
 from bot.secretbox import SecretBox
 from sandbox.devtools.fake_slack import FakeSlack
 from sandbox.simulator.server import SimulatorServer
@@ -23,12 +25,21 @@ CANARY_KEY = SecretBox.generate_key()
 CANARY_CLIENT_SECRET = "CANARY-client-secret-77aa88bb"
 CANARIES = (CANARY_TOKEN[5:], CANARY_APP_TOKEN[5:], CANARY_SIGNING, CANARY_SK, CANARY_KEY, CANARY_CLIENT_SECRET)
 PROJECT_ID = "0605767ef600d5762f23c013c6e7ad23"
+EXAMPLE_POLICY = ROOT / "config" / "policy.example.toml"
+
+
+def filled_in_example() -> str:
+    """The example policy as an admin leaves it: every placeholder ID replaced by one of the workspace's."""
+    text = EXAMPLE_POLICY.read_text()
+    for n, placeholder in enumerate(sorted(EXAMPLE_POLICY_IDS)):
+        text = text.replace(placeholder, f"{placeholder[0]}0{n:02d}REALID{n:02d}")
+    return text
 
 
 @pytest.fixture
 def good_env(tmp_path: Path) -> dict[str, str]:
     policy = tmp_path / "policy.toml"
-    shutil.copy(ROOT / "config" / "policy.example.toml", policy)
+    policy.write_text(filled_in_example())
     (tmp_path / "data").mkdir()
     return {
         "SLACK_BOT_TOKEN": CANARY_TOKEN,
@@ -66,7 +77,7 @@ def changed(env: dict[str, str], **changes: str | None) -> dict[str, str]:
     return result
 
 
-async def test_the_example_policy_and_a_complete_environment_pass(good_env: dict[str, str]) -> None:
+async def test_a_filled_in_example_policy_and_a_complete_environment_pass(good_env: dict[str, str]) -> None:
     code, text = await check(good_env)
     assert code == 0, text
     assert "⛔" not in text and "⚠️" not in text, text
@@ -97,7 +108,23 @@ BROKEN = {
     "no project": ({"HUAWEICLOUD_PROJECT_ID": None}, "HUAWEICLOUD_PROJECT_ID is not set"),
     "project not hex": ({"HUAWEICLOUD_PROJECT_ID": "my-project"}, "32 lower-case hexadecimal characters"),
     "no region": ({"HUAWEICLOUD_REGION": ""}, "HUAWEICLOUD_REGION is empty"),
-    "endpoint not http": ({"ECS_ENDPOINT": "ftp://ecs.example.com"}, "ECS_ENDPOINT: Endpoint"),
+    "endpoint not http": ({"ECS_ENDPOINT": "ftp://ecs.example.com"}, "ECS_ENDPOINT is 'ftp://ecs.example.com'"),
+    "endpoint with a path": (
+        {"ECS_ENDPOINT": "https://ecs.example.com/v1/"},
+        "ECS_ENDPOINT is https://ecs.example.com/v1/, which has a path (/v1/): set only the scheme and host, "
+        "https://ecs.example.com,",
+    ),
+    "log level unknown": (
+        {"ECSBOT_LOG_LEVEL": "LOUD"},
+        "ECSBOT_LOG_LEVEL is 'LOUD', which is not a log level: use one of DEBUG, INFO, WARNING, ERROR, CRITICAL.",
+    ),
+    "log format unknown": ({"ECSBOT_LOG_FORMAT": "xml"}, "ECSBOT_LOG_FORMAT: Input should be 'text' or 'json'."),
+    "port not a number": ({"PORT": "abc"}, "PORT is 'abc', not a port number"),
+    "old keys without a current key": (
+        {"ECSBOT_SECRET_KEY": None, "ECSBOT_SECRET_KEYS_OLD": CANARY_KEY},
+        "ECSBOT_SECRET_KEYS_OLD is set but ECSBOT_SECRET_KEY is not",
+    ),
+    "an old key too short": ({"ECSBOT_SECRET_KEYS_OLD": "short"}, "ECSBOT_SECRET_KEYS_OLD (key 1) is too short"),
     "database folder missing": ({"ECSBOT_DB": "/nonexistent-ecsbot/ecsbot.db"}, "does not exist: create it"),
     "policy missing": ({"ECSBOT_POLICY": "/nonexistent-ecsbot/policy.toml"}, "No policy file at"),
     "secret key too short": ({"ECSBOT_SECRET_KEY": "short"}, "ECSBOT_SECRET_KEY is too short"),
@@ -158,9 +185,7 @@ WARNINGS = {
 
 
 async def test_sign_in_with_slack_names_the_redirect_url_and_the_lifetimes(good_env: dict[str, str]) -> None:
-    code, text = await check(
-        changed(good_env, ECSBOT_PASSWORD_LINK_MINUTES="5", ECSBOT_DRAFT_PASSWORD_MINUTES="20")
-    )
+    code, text = await check(changed(good_env, ECSBOT_PASSWORD_LINK_MINUTES="5", ECSBOT_DRAFT_PASSWORD_MINUTES="20"))
     assert code == 0, text
     assert "Sign in with Slack is on" in text and "https://ecsbot.example.com/password/signin/callback" in text
     assert "works 5 minutes" in text and "kept 20 minutes" in text
@@ -246,7 +271,8 @@ async def test_online_reports_rejected_credentials_with_hints(good_env: dict[str
     env = changed(online_env(good_env, sim, slack), HUAWEICLOUD_SDK_SK=CANARY_SK, SLACK_BOT_TOKEN="xoxb-CANARY-wrong")
     code, text = await check(env, online=True)
     assert code == 1, text
-    assert "⛔ Huawei Cloud: list servers failed. HTTP 401 APIGW.0301" in text
+    listing = f"GET {sim.base_url}/v1/{sim.project_id}/cloudservers/detail"
+    assert f"⛔ Huawei Cloud: list servers ({listing}) failed. HTTP 401 APIGW.0301" in text
     assert "Check HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK" in text
     assert "⛔ Slack auth.test failed: invalid_auth. Slack rejected the token" in text
 
@@ -258,8 +284,18 @@ async def test_online_reports_an_unreachable_cloud(good_env: dict[str, str], ser
     env = changed(online_env(good_env, sim, slack), ECS_ENDPOINT=base, IMS_ENDPOINT=base, EVS_ENDPOINT=base)
     code, text = await check(env, online=True)
     assert code == 1, text
-    assert "⛔ Huawei Cloud: list servers failed. Could not reach the cloud" in text
+    listing = f"GET {base}/v1/{sim.project_id}/cloudservers/detail"
+    assert f"⛔ Huawei Cloud: list servers ({listing}) failed. Could not reach the cloud" in text
     assert "✅ Slack auth.test" in text
+
+
+async def test_online_names_the_slack_url_it_could_not_reach(good_env: dict[str, str], services) -> None:
+    sim, slack = services
+    env, api = online_env(good_env, sim, slack), slack.api_url
+    await slack.stop()  # nothing listens there any more
+    code, text = await check(env, online=True)
+    assert code == 1, text
+    assert f"⛔ Slack auth.test could not reach {api.rstrip('/')}/auth.test (" in text, text
 
 
 async def test_online_skips_a_call_that_cannot_work(good_env: dict[str, str]) -> None:
@@ -282,6 +318,10 @@ def test_manifest_asks_only_for_the_scopes_the_bot_uses() -> None:
     assert redirect.startswith("https://") and redirect.endswith("/password/signin/callback")
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/changeos" and command["should_escape"] is True
+    flags = set(re.findall(r"--[a-z]+", USAGE))
+    assert flags and flags <= set(re.findall(r"--[a-z]+", command["usage_hint"])), command["usage_hint"]
+    for form in ("status", "list", "cancel", "help"):
+        assert form in command["usage_hint"]
     assert command["url"].endswith("/slack/events")
     assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": command["url"]}
 
@@ -307,3 +347,122 @@ async def test_check_names_the_credential_source(good_env: dict[str, str]) -> No
     assert code == 0, text
     assert "ECS agency keys from the metadata service at http://127.0.0.1:9" in text
     assert "HUAWEICLOUD_SDK_AK is not set" not in text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a new user gets wrong first
+
+
+def test_the_placeholder_list_covers_every_id_in_the_example_policy() -> None:
+    ids = set(re.findall(r"\b[UWSCG]0[0-9A-Z]{7,}\b", EXAMPLE_POLICY.read_text()))
+    assert ids and ids <= EXAMPLE_POLICY_IDS, ids - EXAMPLE_POLICY_IDS
+
+
+async def test_the_example_policy_copied_unchanged_is_refused(good_env: dict[str, str]) -> None:
+    policy = Path(good_env["ECSBOT_POLICY"])
+    shutil.copy(EXAMPLE_POLICY, policy)
+    code, text = await check(good_env)
+    assert code == 1, text
+    assert f"⛔ {policy} still names the example's placeholder IDs (C01APPROVE1, " in text
+    assert "Replace them with your workspace's member, user-group and channel IDs." in text
+    assert "Ready to run" not in text
+
+
+async def test_an_empty_region_is_one_clear_line(good_env: dict[str, str]) -> None:
+    code, text = await check(changed(good_env, HUAWEICLOUD_REGION="", HUAWEICLOUD_PROJECT_ID=None))
+    assert code == 1, text
+    cloud = text.split("\nHuawei Cloud\n", 1)[1].split("\nStorage\n", 1)[0]
+    region_lines = [line for line in cloud.splitlines() if "REGION" in line]
+    assert region_lines == [
+        "  ⛔ HUAWEICLOUD_REGION is empty: set it to your region's ID, e.g. my-kualalumpur-1 (Kuala Lumpur); the "
+        "endpoints are made from it."
+    ], cloud
+    assert "project  " not in text and "ID of your region's project" in text
+
+
+async def test_every_policy_error_is_shown_not_only_the_first(good_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'approvals_chanel = "C01ABC"\nrequest_expiry_minutes = 0\n'
+        '[[rules]]\nname = "a"\nservers = ["*"]\napprovals_required = "two"\napprovers = ["U0REAL0001"]\n'
+        '[[rules]]\nname = "b"\nservers = ["db-*"]\nrequesters = ["@alice"]\napprovers = ["U0REAL0001"]\n'
+    )
+    code, text = await check(changed(good_env, ECSBOT_POLICY=str(bad)))
+    assert code == 1, text
+    policy_lines = [line for line in text.splitlines() if line.startswith("  ⛔") and str(bad) in line]
+    assert len(policy_lines) == 4, text
+    for words in ('unknown key "approvals_chanel"', "request_expiry_minutes", "approvals_required", '"@alice"'):
+        assert any(words in line for line in policy_lines), (words, text)
+
+
+async def test_the_key_hint_is_an_ecsbot_command(good_env: dict[str, str]) -> None:
+    _, text = await check(changed(good_env, ECSBOT_SECRET_KEY=None))
+    assert "a key from `ecsbot gen-key`" in text and "python -c" not in text
+
+
+async def test_check_says_where_private_answers_need_the_bot(good_env: dict[str, str]) -> None:
+    _, text = await check(good_env)
+    assert "chat.postEphemeral, which works in public channels (chat:write.public)" in text
+    assert "Logs: level INFO (ECSBOT_LOG_LEVEL), format text (ECSBOT_LOG_FORMAT)" in text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Secrets from files, and key rotation
+
+
+async def test_every_secret_can_come_from_a_file(good_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(good_env)
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "HUAWEICLOUD_SDK_SK",
+        "ECSBOT_SECRET_KEY",
+        "SLACK_CLIENT_SECRET",
+    ):
+        path = tmp_path / name.lower()
+        path.write_text(env.pop(name) + "\n")  # a trailing newline, as editors and `echo` leave it
+        env[f"{name}_FILE"] = str(path)
+    code, text = await check(env)
+    assert code == 0, text
+    assert "SLACK_BOT_TOKEN is set (xoxb-…)" in text and "password logins are on" in text
+    assert "Read from *_FILE: SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_CLIENT_SECRET, HUAWEICLOUD_SDK_SK, " in text
+
+
+def _empty_file(folder: Path) -> Path:
+    path = folder / "empty"
+    path.write_text("\n")
+    return path
+
+
+FILE_PROBLEMS = {
+    "missing": (lambda tmp: tmp / "absent", "which does not exist: fix the path or mount the secret there"),
+    "a folder": (lambda tmp: tmp, "which is a folder: name the file that holds the secret"),
+    "empty": (_empty_file, "which is empty: put the secret in it"),
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_PROBLEMS))
+async def test_a_secret_file_that_cannot_be_used_is_one_clear_line(
+    good_env: dict[str, str], tmp_path: Path, case: str
+) -> None:
+    make, words = FILE_PROBLEMS[case]
+    path = make(tmp_path)
+    code, text = await check(changed(good_env, SLACK_BOT_TOKEN=None, SLACK_BOT_TOKEN_FILE=str(path)))
+    assert code == 1, text
+    assert f"⛔ SLACK_BOT_TOKEN_FILE names {path}, {words}" in text, text
+
+
+async def test_a_secret_and_its_file_both_set_is_refused(good_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text(CANARY_TOKEN)
+    code, text = await check(changed(good_env, SLACK_BOT_TOKEN_FILE=str(path)))
+    assert code == 1, text
+    assert "⛔ SLACK_BOT_TOKEN and SLACK_BOT_TOKEN_FILE are both set: keep one of the two." in text
+
+
+async def test_old_secret_keys_are_counted(good_env: dict[str, str]) -> None:
+    olds = f"{SecretBox.generate_key()}, {SecretBox.generate_key()}"
+    code, text = await check(changed(good_env, ECSBOT_SECRET_KEYS_OLD=olds))
+    assert code == 0, text
+    assert "2 earlier key(s) in ECSBOT_SECRET_KEYS_OLD still decrypt" in text
+    assert olds.split(",")[0] not in text

@@ -140,3 +140,18 @@ def test_ecsbot_demo_command_exits_zero_quickly_and_leaves_nothing(tmp_path: Pat
     assert "✓ demo done" in done.stdout
     assert not ANSI.search(done.stdout)
     assert list(tmp_path.iterdir()) == []  # no database, no temporary folder left behind
+
+
+@pytest.mark.parametrize(
+    ("password", "fail", "suggested"),
+    [
+        (False, False, ["ecsbot demo --password", "ecsbot demo --fail"]),
+        (True, False, ["ecsbot demo", "ecsbot demo --fail"]),
+        (False, True, ["ecsbot demo", "ecsbot demo --password"]),
+    ],
+)
+def test_the_next_hint_suggests_only_what_was_not_just_run(password: bool, fail: bool, suggested: list[str]) -> None:
+    from sandbox.devtools.demo import next_hint
+
+    hint = next_hint(password=password, fail=fail)
+    assert hint.startswith("Next: " + " and ".join(f"`{c}`" for c in suggested) + ".")

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fnmatch import fnmatchcase
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from bot.domain.request import ChangeRequest, RequestState
 
@@ -23,10 +24,15 @@ GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{8,}$")
 
 POLICY_HINT = "config/policy.toml"
+_T = TypeVar("_T")
 
 
 class PolicyError(ValueError):
-    """The policy file is wrong; the message says where and how to fix it."""
+    """The policy file is wrong; each problem says where and how to fix it (one line each in the message)."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -114,11 +120,12 @@ class _Reader:
 
     def __init__(self, source: str, where: str, table: Mapping[str, Any], known: Mapping[str, str]) -> None:
         self.source, self.where, self.table, self.known = source, where, table, known
+        self.problems: list[str] = []  # every unknown key, so one run of `ecsbot check` names them all
         for key in table:
             if key not in known:
                 close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
                 hint = f' Did you mean "{close[0]}"?' if close else f" Known keys: {', '.join(sorted(known))}."
-                self.fail(f'unknown key "{key}".{hint}')
+                self.problems.append(f'{source}: {where}: unknown key "{key}".{hint}')
 
     def fail(self, message: str) -> NoReturn:
         raise PolicyError(f"{self.source}: {self.where}: {message}")
@@ -200,6 +207,20 @@ def _describe(value: Any) -> str:
     return f"{kind} ({value!r})" if not isinstance(value, dict | list) else kind
 
 
+def _max_fleet(r: _Reader) -> int:
+    size = r.integer("max_fleet_size", 100)
+    if not 1 <= size <= 1000:
+        r.fail(f'"max_fleet_size" must be between 1 and 1000 servers; got {size}.')
+    return size
+
+
+def _expiry(r: _Reader) -> int:
+    expiry = r.integer("request_expiry_minutes", 60)
+    if not 1 <= expiry <= 7 * 24 * 60:
+        r.fail(f'"request_expiry_minutes" must be between 1 and 10080 (a week); got {expiry}.')
+    return expiry
+
+
 def _parse_rule(source: str, index: int, table: Any) -> Rule:
     where = f"rules[{index}]"
     if not isinstance(table, dict):
@@ -208,6 +229,8 @@ def _parse_rule(source: str, index: int, table: Any) -> Rule:
     if isinstance(name_hint, str) and name_hint.strip():
         where = f"rules[{index}] ('{name_hint.strip()}')"
     r = _Reader(source, where, table, _RULE_KEYS)
+    if r.problems:
+        raise PolicyError(*r.problems)
     name = r.string("name") or f"rule {index + 1}"
     servers = r.strings("servers")
     tags = r.strings("tags")
@@ -293,19 +316,31 @@ class Policy:
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(f"{source}: this is not valid TOML: {exc}.") from None
         r = _Reader(source, "top level", data, _TOP_KEYS)
-        approvals_channel = r.channel("approvals_channel")
-        notify = r.channels("notify_channels")
-        expiry = r.integer("request_expiry_minutes", 60)
-        if not 1 <= expiry <= 7 * 24 * 60:
-            r.fail(f'"request_expiry_minutes" must be between 1 and 10080 (a week); got {expiry}.')
-        allow_pw = r.boolean("allow_password_in_modal", False)
-        max_fleet = r.integer("max_fleet_size", 100)
-        if not 1 <= max_fleet <= 1000:
-            r.fail(f'"max_fleet_size" must be between 1 and 1000 servers; got {max_fleet}.')
+        problems = list(r.problems)
+
+        def attempt(read: Callable[[], _T], default: _T) -> _T:
+            """Each setting and each rule is read on its own, so every mistake in the file is reported at once."""
+            try:
+                return read()
+            except PolicyError as exc:
+                problems.extend(exc.problems)
+                return default
+
+        approvals_channel = attempt(lambda: r.channel("approvals_channel"), None)
+        notify: list[str] = attempt(lambda: r.channels("notify_channels"), [])
+        expiry = attempt(lambda: _expiry(r), 60)
+        allow_pw = attempt(lambda: r.boolean("allow_password_in_modal", False), False)
+        max_fleet = attempt(lambda: _max_fleet(r), 100)
         raw_rules = data.get("rules", [])
         if not isinstance(raw_rules, list):
-            r.fail('"rules" must be written as [[rules]] tables (double brackets), one per rule.')
-        rules = tuple(_parse_rule(source, i, t) for i, t in enumerate(raw_rules))
+            problems.append(
+                f'{source}: top level: "rules" must be written as [[rules]] tables (double brackets), one per rule.'
+            )
+            raw_rules = []
+        parsed = [attempt(partial(_parse_rule, source, i, t), None) for i, t in enumerate(raw_rules)]
+        if problems:
+            raise PolicyError(*problems)
+        rules = tuple(rule for rule in parsed if rule is not None)
         warnings = _warnings_for(rules)
         return cls(
             rules=rules,

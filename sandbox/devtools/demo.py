@@ -625,10 +625,22 @@ async def run_demo(
         t.write(t.style.good("✓ demo done: the cloud failed the job and the bot said why, everywhere it should."))
     else:
         t.write(t.style.good(f"✓ demo done in {time.monotonic() - t.started:.1f}s: the OS change succeeded."))
-    t.write(
-        t.style.dim(
-            "Next: `ecsbot demo --password` and `ecsbot demo --fail`. For a real workspace and cloud: create the app "
-            "from config/slack-manifest.yml, set the environment, then `ecsbot check --online`."
-        )
-    )
+    t.write(t.style.dim(next_hint(password=password, fail=fail)))
     return 0
+
+
+def next_hint(*, password: bool, fail: bool) -> str:
+    """What to try after this run: the demo variants not just shown, then the way to a real workspace."""
+    others = [
+        f"`{command}`"
+        for command, shown in (
+            ("ecsbot demo", not password and not fail),
+            ("ecsbot demo --password", password),
+            ("ecsbot demo --fail", fail),
+        )
+        if not shown
+    ]
+    return (
+        f"Next: {' and '.join(others)}. For a real workspace and cloud: create the app from "
+        "config/slack-manifest.yml, set the environment, then `ecsbot check --online`."
+    )

@@ -62,7 +62,7 @@ class ExpireJobs(BaseModel):
 
 
 class FaultSpec(BaseModel):
-    """One rule as written in JSON or TOML; keys documented in the README (Huawei Cloud simulator)."""
+    """One rule as written in JSON or TOML; keys documented in docs/simulator.md."""
 
     model_config = ConfigDict(extra="forbid")
 

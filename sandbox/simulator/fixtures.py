@@ -109,7 +109,7 @@ class AgencySettings(_Strict):
 
 
 class Switches(_Strict):
-    """One switch per reading the reference leaves unconfirmed [U]; README 'Choices ... not documented'."""
+    """One switch per reading the reference leaves unconfirmed [U]; docs/simulator.md 'Choices ... not documented'."""
 
     images_unknown_params: Literal["refuse", "ignore"] = "refuse"
     architecture_filter: Literal["honour", "ignore", "refuse"] = "ignore"
@@ -209,7 +209,7 @@ def parse_fixtures(data: dict[str, Any], *, source: str = "fixtures") -> Fixture
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
         )
         raise FixtureError(
-            f"{source}: {problems}. See the README section 'Huawei Cloud simulator' for the fixtures format."
+            f"{source}: {problems}. See docs/simulator.md (Fixtures) for the fixtures format."
         ) from None
 
 

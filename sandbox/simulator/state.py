@@ -463,7 +463,7 @@ class SimState:
         return flavor
 
     def change_os(self, server_id: str, request: ChangeOs, *, cloud_init: bool) -> str:
-        """Refuse as the cloud does (codes in the README (Huawei Cloud simulator)), else start a changeOS job."""
+        """Refuse as the cloud does (codes in docs/simulator.md), else start a changeOS job."""
         server = self.get_server(server_id)
         self._check_idle(server)
         switches = self.switches

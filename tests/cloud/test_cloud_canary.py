@@ -16,7 +16,7 @@ CANARY_PW = "Canary-Pw-1234!"
 CHANGEOS = f"/v1/{PROJECT_ID}/cloudservers/{SERVER_ID}/changeos"
 
 
-async def test_canary_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
+async def test_canary_never_leaks(caplog: pytest.LogCaptureFixture, json_logs) -> None:
     caplog.set_level(logging.DEBUG)
     cloud = FakeCloud(secret_key=CANARY_SK)
     await cloud.start()
@@ -57,6 +57,8 @@ async def test_canary_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     assert any("ReadTimeout" in t or "RemoteProtocolError" in t for t in texts)
 
     texts.append(caplog.text)
+    texts.append(json_logs.text)  # the JSON log format (ECSBOT_LOG_FORMAT=json), one object per line
+    assert len(json_logs.entries()) >= len(caplog.records)  # every record, each line one JSON object
     texts += [r.getMessage() for r in caplog.records]
     texts += [repr(r.args) for r in caplog.records]
     for text in texts:

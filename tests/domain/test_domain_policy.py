@@ -326,3 +326,25 @@ def test_a_wrong_changeos_api_says_what_to_write(line: str, message: str):
     text = head + line + "\n"
     with pytest.raises(PolicyError, match=message):
         Policy.parse(text)
+
+
+def test_every_mistake_is_reported_at_once() -> None:
+    text = (
+        'approvals_chanel = "C01ABCDEFGH"\nnotify_channels = ["#ops"]\nrequest_expiry_minutes = 0\n'
+        '[[rules]]\nname = "a"\nservers = ["*"]\napprovals_required = "two"\napprovers = ["U0REAL0001"]\n'
+        '[[rules]]\nname = "b"\nserver = ["db-*"]\nimage = ["*"]\n'
+        '[[rules]]\nname = "c"\nservers = ["ok-*"]\napprovers = ["U0REAL0001"]\n'
+    )
+    with pytest.raises(PolicyError) as info:
+        Policy.parse(text, source="p.toml")
+    problems = info.value.problems
+    assert [p.split(": ", 2)[1] for p in problems] == [
+        "top level",
+        "top level",
+        "top level",
+        "rules[0] ('a')",
+        "rules[1] ('b')",
+        "rules[1] ('b')",
+    ], problems
+    assert 'Did you mean "servers"?' in problems[4] and 'Did you mean "images"?' in problems[5]
+    assert str(info.value) == "\n".join(problems)

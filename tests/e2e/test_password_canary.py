@@ -38,7 +38,7 @@ def database_bytes(stack: LocalStack) -> bytes:
     return data + (wal.read_bytes() if wal.exists() else b"")
 
 
-async def test_canary_password_reaches_the_cloud_and_nothing_else(stack: LocalStack, caplog) -> None:
+async def test_canary_password_reaches_the_cloud_and_nothing_else(stack: LocalStack, caplog, json_logs) -> None:
     caplog.set_level(logging.DEBUG)
     view = await open_plan(stack, "db-01 ubuntu-22.04 --reason canary run")
     view = await modal_action(stack, view, views.LOGIN_ACTION, "password")
@@ -74,6 +74,7 @@ async def test_canary_password_reaches_the_cloud_and_nothing_else(stack: LocalSt
     # And nowhere else: not in logs, not in the database after the change, not in Slack traffic (except the
     # modal's own two submissions, which Slack sends to the bot, not the other way round), not in any reprs.
     assert CANARY not in caplog.text
+    assert json_logs.entries() and CANARY not in json_logs.text, "the JSON log format, too"
     assert stack.rt.workflow.password_for(final.id) is None, "deleted once submitted"
     assert CANARY.encode() not in database_bytes(stack)
     assert CANARY.encode() not in stack.slack.raw_traffic()
