@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_TOKEN = re.compile(r"(?<![\w#@/])([#@])([a-z0-9][a-z0-9._-]*)|(https?://[^\s<>]+)", re.IGNORECASE)
+_TOKEN = re.compile(
+    r"(?<![\w#@/])([#@])([a-z0-9][a-z0-9._-]*)"
+    r"|(https?://[^\s\"]+?)(?=[.,;:!?)]*(?:[\s\"]|&lt;|&gt;|$))",  # a URL ends before quotes and trailing punctuation
+    re.IGNORECASE,
+)
 
 
 def escape_command_text(text: str, channels: Mapping[str, str], people: Mapping[str, str]) -> str:
