@@ -50,7 +50,10 @@ async def test_a_full_change_through_the_page(slack: Slack, tmp_path: Path) -> N
     await expect(image).to_have_value(re.compile(r"^ubuntu-22\.04 \(Linux\)"))
     await expect(modal.get_by_label("Key pair", exact=True)).to_have_value("ops-key")
     await modal.get_by_label("Reason", exact=True).fill("CVE-2026-1234 kernel fix")
+    await modal.get_by_label("Ticket or incident").fill("INC-4242")
+    await page.set_viewport_size({"width": 1200, "height": 1300})  # the whole modal in the picture
     await shoot(modal, "modal.png", tmp_path)
+    await page.set_viewport_size({"width": 1200, "height": 900})
     await modal.get_by_role("button", name="Request approval").click()
     await expect(modal).to_be_hidden()
     await expect(slack.ephemerals()).to_contain_text(re.compile(r"CR-\w+ is waiting for approval in #ecs-approvals"))
@@ -120,7 +123,7 @@ async def test_a_password_change_through_the_page_and_the_one_time_page(slack: S
 
 
 async def test_a_rejection(slack: Slack) -> None:
-    page, modal = slack.page, slack.modal
+    modal = slack.modal
     await slack.type('/changeos web-01 ubuntu-22.04 --key ops-key --reason "kernel fix"')
     await expect(modal).to_contain_text("Pre-flight checks")
     await modal.get_by_role("button", name="Request approval").click()
