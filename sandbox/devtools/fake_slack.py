@@ -1015,9 +1015,6 @@ class FakeSlack:
         """The person a trigger_id was minted for: a modal opened with it is theirs."""
         self._trigger_users[trigger_id] = user_id
 
-    def view_owner(self, view_id: str) -> str:
-        return self._view_users.get(view_id, "")
-
     def open_modal(self, user_id: str) -> dict[str, Any] | None:
         """The view on top of `user_id`'s most recent open modal stack, as stored (with its state)."""
         for root in reversed(list(self._stacks)):

@@ -39,6 +39,8 @@ class Answer:
 
 
 class SlackClient:
+    """One per playground; every method is one thing a person does on the page."""
+
     def __init__(self, fake: FakeSlack, sender: sr.SlackSender, cast: Cast) -> None:
         self.fake = fake
         self.sender = sender
@@ -57,13 +59,11 @@ class SlackClient:
         return trigger
 
     def _modal(self, user_id: str, view_id: str) -> dict[str, Any]:
-        view = self.fake.views.get(view_id)
-        if view is None or self.fake.open_modal(user_id) is None or self.fake.view_owner(view_id) != user_id:
+        """The view, when it is the one on top of `user_id`'s screen: the only view a person can act in."""
+        top = self.fake.open_modal(user_id)
+        if top is None or top["id"] != view_id:
             raise RefusedByClient("that modal is not open for this user (switch back to the person who opened it)")
-        return view
-
-    async def _send(self, body: bytes) -> httpx.Response:
-        return await self.sender.send(body)
+        return self.fake.views[view_id]
 
     def _trouble(self, channel: str, user_id: str, what: str, response: httpx.Response) -> Answer:
         """Slack tells the person when the app answered badly; the page shows it the same way."""
@@ -91,7 +91,7 @@ class SlackClient:
             channel_name=self._channel_names.get(channel, channel),
             trigger_id=self._trigger(user_id),
         )
-        response = await self._send(body)
+        response = await self.sender.send(body)
         if response.status_code != 200:
             return self._trouble(channel, user_id, f"/changeos {text}", response)
         if response.content:
@@ -134,7 +134,7 @@ class SlackClient:
             value=value,
             selected_option=selected_option,
         )
-        response = await self._send(body)
+        response = await self.sender.send(body)
         return self._trouble(channel, user_id, "That click", response) if response.status_code != 200 else Answer()
 
     async def view_action(
@@ -162,7 +162,7 @@ class SlackClient:
             value=value,
             selected_option=selected_option,
         )
-        response = await self._send(body)
+        response = await self.sender.send(body)
         return Answer(note=f"the app answered HTTP {response.status_code}") if response.status_code != 200 else Answer()
 
     async def suggest(
@@ -172,7 +172,7 @@ class SlackClient:
         view = dict(self._modal(user_id, view_id))
         view["state"] = {"values": values}
         body = sr.block_suggestion(view=view, action_id=action_id, block_id=block_id, value=query, user_id=user_id)
-        response = await self._send(body)
+        response = await self.sender.send(body)
         if response.status_code != 200 or not response.content:
             return {"options": [], "note": f"the app answered HTTP {response.status_code} with no options"}
         try:
@@ -189,7 +189,7 @@ class SlackClient:
         body = sr.view_submission(
             view=self.fake.views[view_id], values=values, user_id=user_id, user_name=self._names[user_id]
         )
-        response = await self._send(body)
+        response = await self.sender.send(body)
         if response.status_code != 200:
             return Answer(note=f"We had some trouble connecting (the app answered HTTP {response.status_code}).")
         if not response.content:
@@ -215,7 +215,7 @@ class SlackClient:
         view = self._modal(user_id, view_id)
         self.fake.close_modal(view_id, whole_stack=bool(view.get("clear_on_close")))
         if view.get("notify_on_close"):
-            await self._send(sr.view_closed(view=view, user_id=user_id))
+            await self.sender.send(sr.view_closed(view=view, user_id=user_id))
         return Answer(closed=True)
 
 

@@ -106,8 +106,8 @@ class Playground:
                 public_url=True,
                 poll_interval=0.3,
                 deadline=600.0,
-                # A real configuration in the environment must not leak in: no Socket Mode, no other database.
-                extra_settings={"slack_app_token": None},
+                # A real configuration in the environment must not leak in: no Socket Mode, no real Slack sign-in.
+                extra_settings={"slack_app_token": None, "slack_client_id": None, "slack_client_secret": None},
             )
         )
         self.host, self.port = host, port
