@@ -1,4 +1,5 @@
-"""The `ecsbot` command: run the bot, the simulator, the offline demo, check the configuration, or make a key.
+"""The `ecsbot` command: run the bot, the simulator, the offline demo or playground, check the configuration, or make
+a key.
 
 A start-up problem is one sentence on stderr and exit code 2, never a stack trace.
 """
@@ -46,6 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fail", action="store_true", help="let the cloud fail the job and show the explanation")
     demo.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
 
+    play = sub.add_parser("playground", help="a local web page that plays Slack for the bot, offline, in a browser")
+    play.add_argument("--policy", type=Path, default=None, help="a policy TOML to load (default: the embedded one)")
+    play.add_argument("--port", type=int, default=8765, help="the page's port (0: any free port)")
+    play.add_argument("--host", default="127.0.0.1")
+    play.add_argument("--speed", type=float, default=20.0, help="simulator time scale (20: a change takes ~15 s)")
+    play.add_argument("--seed", type=int, default=7, help="simulator seed, for repeatable timing and faults")
+
     check = sub.add_parser("check", help="validate the environment and the policy file")
     check.add_argument("--online", action="store_true", help="also make one cheap call to the cloud and to Slack")
 
@@ -90,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             from sandbox.devtools.demo import run_demo
 
             return asyncio.run(run_demo(password=args.password, fail=args.fail, color=not args.no_color))
+        if args.command == "playground":
+            from sandbox.playground.server import run_playground
+
+            return asyncio.run(
+                run_playground(policy=args.policy, host=args.host, port=args.port, speed=args.speed, seed=args.seed)
+            )
         if args.command == "check":
             from bot.checks import run_checks
 

@@ -391,6 +391,10 @@ class FakeSlack:
         self._ts_micros = _FIRST_TS_MICROS - _TS_STEP_MICROS
         self._view_seq = 0
         self._changed = asyncio.Event()
+        self.version = 0  # bumped on every change a Slack client could show (the playground long-polls on it)
+        self._trigger_users: dict[str, str] = {}
+        self._view_users: dict[str, str] = {}
+        self._closing = False
         self.socket_mode = FakeSocketMode()
         self.openid = FakeOpenID(team_id)  # Sign in with Slack: authorize + openid.connect.token / userInfo
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -414,11 +418,13 @@ class FakeSlack:
         """Serve on host:port (port 0: the OS picks one) and return the root URL."""
         if self._root_url is not None:
             return self._root_url
+        self._closing = False
         app = web.Application(client_max_size=4 * 1024 * 1024)
         self.socket_mode.register(app)  # before the catch-all: apps.connections.open takes the app token
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{key}", self._handle_response_url)
         app.router.add_get("/openid/connect/authorize", self.openid.authorize)
+        app.router.add_get("/_client/state", self._handle_client_state)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -429,6 +435,8 @@ class FakeSlack:
         return self._root_url
 
     async def stop(self) -> None:
+        self._closing = True
+        self._notify()  # long-polls answer now instead of holding the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
         self._runner = None
@@ -593,6 +601,7 @@ class FakeSlack:
     # -- HTTP plumbing --------------------------------------------------------------------------------------------
 
     def _notify(self) -> None:
+        self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -939,6 +948,7 @@ class FakeSlack:
         stored = self._stored_view(view, view_id, view_id, None)
         self._stacks[view_id] = [view_id]
         self._last_root = view_id
+        self._view_users[view_id] = self._trigger_users.get(str(body.get("trigger_id")), "")
         return {"ok": True, "view": copy.deepcopy(stored)}
 
     def _views_push(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -953,6 +963,7 @@ class FakeSlack:
         view_id = self._new_view_id()
         stored = self._stored_view(view, view_id, stack[0], stack[-1])
         stack.append(view_id)
+        self._view_users[view_id] = self._view_users.get(stack[0], "")
         return {"ok": True, "view": copy.deepcopy(stored)}
 
     def _views_update(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -995,6 +1006,110 @@ class FakeSlack:
     def set_view_state(self, view_id: str, values: dict[str, Any]) -> None:
         """What the user has typed so far into an open view (Slack keeps it in view.state.values)."""
         self.views[view_id]["state"] = {"values": copy.deepcopy(values)}
+
+    # -- what a Slack client shows and does (the playground) -----------------------------------------------------
+    # Slack's own client keeps who a modal belongs to, closes it on submit, and shows a slash command's ack as an
+    # ephemeral message; these few methods let a page play that client against this fake.
+
+    def bind_trigger(self, trigger_id: str, user_id: str) -> None:
+        """The person a trigger_id was minted for: a modal opened with it is theirs."""
+        self._trigger_users[trigger_id] = user_id
+
+    def open_modal(self, user_id: str) -> dict[str, Any] | None:
+        """The view on top of `user_id`'s most recent open modal stack, as stored (with its state)."""
+        for root in reversed(list(self._stacks)):
+            stack = self._stacks[root]
+            if stack and self._view_users.get(root) == user_id:
+                return copy.deepcopy(self.views[stack[-1]])
+        return None
+
+    def close_modal(self, view_id: str, *, whole_stack: bool = False) -> None:
+        """Close `view_id` (what an empty view_submission ack or Cancel does); the view under it shows again."""
+        for root, stack in list(self._stacks.items()):
+            if view_id in stack:
+                del stack[stack.index(view_id) if not whole_stack else 0 :]
+                if not stack:
+                    del self._stacks[root]
+        self._notify()
+
+    def answer_view(self, view_id: str, action: str, view: Any) -> list[str]:
+        """Apply a view_submission ack's `response_action` "update" or "push" as Slack does; Slack's error lines
+        when the view is one Slack would refuse (recorded, so `errors()` reports it)."""
+        problems = validate_view(view)
+        current = self.views.get(view_id)
+        if current is None:
+            problems = ["[ERROR] the view to answer is not open"]
+        if problems:
+            call = Call(method=f"response_action.{action}", body={"view": view}, headers={}, time=self._clock())
+            call.error, call.messages = "invalid_arguments", problems
+            self._record(call)
+            return problems
+        assert current is not None and isinstance(view, dict)
+        if action == "update":
+            kept = self._preserved_state(current, view)
+            stored = self._stored_view(view, view_id, current["root_view_id"], current["previous_view_id"])
+            stored["state"] = {"values": kept}
+        else:
+            stack = self._stacks.get(current["root_view_id"], [])
+            new_id = self._new_view_id()
+            self._stored_view(view, new_id, current["root_view_id"], view_id)
+            self._view_users[new_id] = self._view_users.get(current["root_view_id"], "")
+            stack.append(new_id)
+        self._notify()
+        return []
+
+    def show_ephemeral(
+        self, channel: str, user_id: str, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> Message:
+        """A message only `user_id` sees, e.g. the text a slash command's ack carried."""
+        message = Message(
+            channel,
+            self._next_ts(),
+            None,
+            text,
+            self._fill_ids(blocks or []),
+            team=self.team_id,
+            ephemeral_user=user_id,
+        )
+        self._ephemerals.append(message)
+        self._notify()
+        return message
+
+    def show_in_channel(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None) -> Message:
+        """A message everyone in `channel` sees, e.g. a slash command's ack with response_type in_channel."""
+        message = self._store(channel, text, blocks or [], None)
+        self._notify()
+        return message
+
+    def client_state(self, user_id: str) -> dict[str, Any]:
+        """Everything `user_id`'s Slack client shows: channel messages (thread replies included), their ephemeral
+        messages, and their open modal."""
+
+        def shown(m: Message) -> dict[str, Any]:
+            data = {"channel": m.channel, **m.as_payload()}
+            data.pop("team", None)
+            return data
+
+        return {
+            "version": self.version,
+            "messages": [shown(m) for m in self.messages()],
+            "ephemerals": [shown(m) for m in self._ephemerals if m.ephemeral_user == user_id],
+            "modal": self.open_modal(user_id),
+        }
+
+    async def _handle_client_state(self, request: web.Request) -> web.Response:
+        """`GET /_client/state?user=U…&after=N`: answers once the version passes N (a long poll of up to 15 s)."""
+        user = request.query.get("user", "")
+        try:
+            after = int(request.query.get("after", "-1"))
+        except ValueError:
+            after = -1
+        cors = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"}
+        if not USER_ID_RE.match(user):
+            return web.json_response({"error": "user must be a Slack user ID (U…)"}, status=400, headers=cors)
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(lambda: self.version > after or self._closing, timeout=15.0, what="a change")
+        return web.json_response(self.client_state(user), headers=cors)
 
     # -- users and conversations ----------------------------------------------------------------------------------
 
