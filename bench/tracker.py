@@ -55,7 +55,7 @@ async def child() -> None:
     """The bot's tracking half, configured from the environment; reports its own usage on SIGTERM."""
     from bot import logs
     from bot.runtime import Runtime
-    from bot.tracker import TrackerConfig
+    from bot.services.tracker import TrackerConfig
 
     settings = Settings()
     logs.configure("WARNING")

@@ -17,16 +17,16 @@ from bot import logs
 from bot.cloud import CloudClient
 from bot.config import Settings
 from bot.domain.policy import Policy, PolicyError
-from bot.planner import Planner
 from bot.secretbox import SecretBox
+from bot.services.planner import Planner
+from bot.services.tracker import Tracker, TrackerConfig
+from bot.services.workflow import Workflow
 from bot.slack.directory import Directory
 from bot.slack.edge import SlackEdge
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
 from bot.store import Store
-from bot.tracker import Tracker, TrackerConfig
-from bot.workflow import Workflow
 
 if TYPE_CHECKING:
     from bot.web.password_page import PasswordPages

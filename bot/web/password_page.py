@@ -44,13 +44,13 @@ from yarl import URL
 from bot.domain.passwords import MAX_LENGTH, MIN_LENGTH, SPECIALS, WINDOWS_USERNAME, generate_password
 from bot.domain.passwords import password_problems as _password_problems
 from bot.secretbox import SecretBoxError
+from bot.services.workflow import TOKEN_PURPOSE, DraftClosed, DraftEnd, link_secret_key
 from bot.web.slack_signin import SignInError, SlackSignIn
-from bot.workflow import TOKEN_PURPOSE, DraftClosed, DraftEnd, link_secret_key
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.services.workflow import Workflow
     from bot.store import Store
-    from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

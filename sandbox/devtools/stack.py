@@ -15,7 +15,7 @@ from typing import Any
 from bot.config import Settings
 from bot.runtime import Runtime, Served, serve
 from bot.secretbox import SecretBox
-from bot.tracker import TrackerConfig
+from bot.services.tracker import TrackerConfig
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.fake_slack import FakeSlack
 from sandbox.simulator.server import SimulatorServer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.cloud import Image
 from bot.domain.preflight import CheckLevel
-from bot.imagematch import resolve
-from bot.planner import _no_image_check, image_reply
+from bot.services.imagematch import resolve
+from bot.services.planner import _no_image_check, image_reply
 
 
 def image(name: str) -> Image:

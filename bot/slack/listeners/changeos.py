@@ -29,13 +29,13 @@ from bot.domain.passwords import password_problems
 from bot.domain.preflight import Check, CheckLevel
 from bot.domain.request import ChangeRequest, LoginMethod, StopType
 from bot.domain.tracking import MISSING_USER_ID
-from bot.imagematch import Resolution
-from bot.planner import CloudFacts, Selection, image_reply
+from bot.services.imagematch import Resolution
+from bot.services.planner import CloudFacts, Selection, image_reply
+from bot.services.workflow import DraftClosed, DraftEnd
 from bot.slack import texts, views
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
 from bot.slack.password_watch import PasswordWatch
 from bot.store import ServerBusyError
-from bot.workflow import DraftClosed, DraftEnd
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime

@@ -2,7 +2,7 @@
 
 Used by the modal (to show the plan card) and again on submit (to validate on the server side); facts are cached
 for a few minutes per server so that switching a radio button does not cost four cloud calls. The image catalogue
-comes from the region's `CatalogueCache` (bot/catalogue.py), the chosen image from IMS by ID.
+comes from the region's `CatalogueCache` (bot/services/catalogue.py), the chosen image from IMS by ID.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bot.catalogue import CachedCatalogue, CatalogueCache
 from bot.cloud import CloudAPIError, CloudClient, CloudError, Image, KeyPair, Server
 from bot.cloud.client import ImageQuery
 from bot.domain.policy import Decision, Policy, Rule
 from bot.domain.preflight import Check, CheckLevel, PlanFacts, preflight
 from bot.domain.request import LoginMethod, StopType
-from bot.imagematch import Resolution, SearchIndex, resolve
+from bot.services.catalogue import CachedCatalogue, CatalogueCache
+from bot.services.imagematch import Resolution, SearchIndex, resolve
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
