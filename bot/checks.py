@@ -21,7 +21,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.cloud.client import Endpoints
-from bot.config import Settings
+from bot.config import Settings, setting_errors
 
 SLACK_DEFAULT_API = "https://slack.com/api/"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -73,25 +73,8 @@ class _MappingSettings(Settings):
         return (init_settings,)
 
 
-def _env_name(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
-    if isinstance(alias, str):
-        return alias
-    choices = getattr(alias, "choices", None)
-    return str(choices[0]) if choices else field_name.upper()
-
-
 def _setting_errors(exc: ValidationError) -> list[Finding]:
-    """One line per bad variable, naming it and what is wrong, never echoing the value (it may be a secret)."""
-    found = []
-    for error in exc.errors(include_input=False, include_url=False):
-        if not error.get("loc"):  # a rule across settings: its message names them
-            found.append(Finding("Settings", Level.BLOCK, str(error["msg"]).removeprefix("Value error, ")))
-            continue
-        loc = str(error["loc"][0])
-        name = _env_name(loc) if loc in Settings.model_fields else loc
-        found.append(Finding("Settings", Level.BLOCK, f"{name}: {error['msg']}."))
-    return found
+    return [Finding("Settings", Level.BLOCK, problem) for problem in setting_errors(exc)]
 
 
 def load_settings(env: Mapping[str, str] | None) -> Settings:
@@ -423,7 +406,7 @@ def storage_findings(s: Settings) -> list[Finding]:
 
 
 def policy_findings(s: Settings) -> list[Finding]:
-    from bot.runtime import ConfigurationError, load_policy
+    from bot.app import ConfigurationError, load_policy
 
     section = "Policy"
     try:
@@ -554,7 +537,8 @@ def offline_findings(s: Settings) -> list[Finding]:
 
 
 async def cloud_online(s: Settings) -> Finding:
-    from bot.cloud import CloudClient, CloudError, CredentialsUnavailableError, MetadataCredentials, credential_source
+    from bot.app import credential_source
+    from bot.cloud import CloudClient, CloudError, CredentialsUnavailableError, MetadataCredentials
     from bot.cloud.client import RetryPolicy
 
     section = "Online"

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if args.command == "run":
-            from bot.runtime import run_bot
+            from bot.app import run_bot
 
             port = args.port or int(os.environ.get("PORT", "3000"))
             return asyncio.run(run_bot(host=args.host, port=port))

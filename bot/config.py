@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -86,3 +86,25 @@ class Settings(BaseSettings):
             key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
             env[str(key)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         return env
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable a setting is read from."""
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, str):
+        return alias
+    choices = getattr(alias, "choices", None)
+    return str(choices[0]) if choices else field_name.upper()
+
+
+def setting_errors(exc: ValidationError) -> list[str]:
+    """One sentence per bad variable, naming it and what is wrong, never echoing the value (it may be a secret)."""
+    found = []
+    for error in exc.errors(include_input=False, include_url=False):
+        if not error.get("loc"):  # a rule across settings: its message names them
+            found.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        loc = str(error["loc"][0])
+        name = env_name(loc) if loc in Settings.model_fields else loc
+        found.append(f"{name}: {error['msg']}.")
+    return found
