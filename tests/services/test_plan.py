@@ -13,7 +13,6 @@ from bot.cloud import Image, Server
 from bot.domain.policy import Policy
 from bot.domain.preflight import CheckLevel, Field
 from bot.domain.request import LoginMethod, StopType
-from bot.domain.tracking import MISSING_USER_ID
 from bot.services.imagematch import Resolution
 from bot.services.plan import (
     PasswordInput,
