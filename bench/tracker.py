@@ -1,7 +1,8 @@
 """One bot process tracking N change-OS jobs at once: lag to Slack, ECS and Slack calls, memory and CPU.
 
 The simulator and the fake Slack run in this process; the bot runs in a child process (this file with --child: the
-real Runtime, tracker, notifier and presenter, without the HTTP endpoint), so its peak RSS and CPU are its own.
+real parts from `bot.app.build`, tracker, notifier and presenter, without the HTTP endpoint), so its peak RSS and
+CPU are its own.
 N requests are written to the store as `approved` (no Slack modals: creating 1,000 through modals measures
 something else) against N stopped simulator servers; the child resumes them all on start.
 
@@ -54,13 +55,13 @@ _JOB_PATH = re.compile(r"/jobs/([0-9a-f]+)$")
 async def child() -> None:
     """The bot's tracking half, configured from the environment; reports its own usage on SIGTERM."""
     from bot import logs
-    from bot.runtime import Runtime
-    from bot.tracker import TrackerConfig
+    from bot.app import build
+    from bot.services.tracker import TrackerConfig
 
     settings = Settings()
     logs.configure("WARNING")
     config = TrackerConfig(**json.loads(os.environ[CONFIG_ENV]))
-    rt = Runtime.create(settings, tracker_config=config)
+    rt = build(settings, tracker_config=config)
     await rt.start()
     print("BENCH_READY " + json.dumps(_usage()), flush=True)
     stop = asyncio.Event()

@@ -431,7 +431,7 @@ def storage_findings(s: Settings) -> list[Finding]:
 
 
 def policy_findings(s: Settings) -> list[Finding]:
-    from bot.runtime import ConfigurationError, load_policy
+    from bot.app import ConfigurationError, load_policy
 
     section = "Policy"
     try:
@@ -618,7 +618,8 @@ def offline_findings(s: Settings, port: str | None = None) -> list[Finding]:
 
 
 async def cloud_online(s: Settings) -> Finding:
-    from bot.cloud import CloudClient, CloudError, CredentialsUnavailableError, MetadataCredentials, credential_source
+    from bot.app import credential_source
+    from bot.cloud import CloudClient, CloudError, CredentialsUnavailableError, MetadataCredentials
     from bot.cloud.client import RetryPolicy
 
     section = "Online"

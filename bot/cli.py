@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if args.command == "run":
-            from bot.runtime import run_bot
+            from bot.app import run_bot
 
             try:
                 port = args.port or port_number(os.environ.get("PORT", "3000"), "PORT")

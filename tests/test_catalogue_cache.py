@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from bot.catalogue import CatalogueCache
 from bot.cloud import CloudClient, CloudError, Credentials, Endpoints, RetryPolicy
 from bot.cloud.client import ImageQuery
+from bot.services.catalogue import CatalogueCache
 from sandbox.simulator import SimulatorServer
 from sandbox.simulator.faults import FaultSpec
 

@@ -96,6 +96,6 @@ def test_run_logs_json_lines_when_asked(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     entry = json.loads(line)
-    assert entry["level"] == "ERROR" and entry["logger"] == "bot.runtime"
+    assert entry["level"] == "ERROR" and entry["logger"] == "bot.app"
     assert entry["message"].startswith("cannot start: Missing settings: HUAWEICLOUD_SDK_AK")
     assert "json-canary" not in result.stderr

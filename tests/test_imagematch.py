@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.cloud import Image
-from bot.imagematch import (
+from bot.services.imagematch import (
     EXACT,
     ID_PREFIX,
     MAX_QUERY,

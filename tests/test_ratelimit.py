@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.ratelimit import TokenBucket
+from bot.services.ratelimit import TokenBucket
 
 
 class FakeClock:

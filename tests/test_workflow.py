@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from bot.domain.policy import Policy
 from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.secretbox import SecretBox
+from bot.services.workflow import DraftClosed, DraftEnd, PasswordUnavailable, Workflow, request_secret_key
 from bot.store import ServerBusyError, Store
-from bot.workflow import DraftClosed, DraftEnd, PasswordUnavailable, Workflow, request_secret_key
 
 POLICY = """
 approvals_channel = "C01APPROVE1"

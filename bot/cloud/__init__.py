@@ -7,7 +7,6 @@ from bot.cloud.client import (
     Endpoints,
     ImageQuery,
     RetryPolicy,
-    credential_source,
 )
 from bot.cloud.credentials import Credentials, CredentialSource, CredentialsUnavailableError, MetadataCredentials
 from bot.cloud.errors import (
@@ -65,6 +64,5 @@ __all__ = [
     "ThrottledError",
     "Volume",
     "VolumeAttachment",
-    "credential_source",
     "hint_for",
 ]

@@ -12,11 +12,11 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from bot.cloud import signer
 from bot.cloud.credentials import Credentials, CredentialSource, MetadataCredentials
@@ -31,9 +31,6 @@ from bot.cloud.errors import (
 )
 from bot.cloud.models import ChangeOsOption, Image, Job, KeyPair, Server, StopType, Volume, stop_body
 from bot.cloud.tags import PAGE_MAX, TaggedServer, tag_query_body
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +147,6 @@ class CloudClient:
 
     def __repr__(self) -> str:
         return f"CloudClient(credentials={self._source.describe()!r}, endpoints={self._endpoints!r})"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CloudClient:
-        endpoints = Endpoints.for_region(
-            settings.huaweicloud_region,
-            ecs=settings.ecs_endpoint,
-            ims=settings.ims_endpoint,
-            evs=settings.evs_endpoint,
-        )
-        return cls(credential_source(settings), endpoints)
 
     @property
     def credentials(self) -> CredentialSource:
@@ -575,33 +562,3 @@ def _parse(model: type[M], data: Any, call: _Call) -> M:
     except ValidationError as exc:
         fields = ", ".join(".".join(str(p) for p in err["loc"]) or "(root)" for err in exc.errors()[:5])
         raise _bad_response(call, 200, f"{model.__name__} fields not understood: {fields}") from None
-
-
-def credential_source(settings: Settings) -> CredentialSource:
-    """Environment keys first (permanent, or temporary with a security token), else the ECS agency when asked for."""
-    agency = settings.huaweicloud_credentials == "agency"
-    required: list[tuple[str, str | SecretStr | None]] = [("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id)]
-    if not agency:
-        required = [
-            ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
-            ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
-            *required,
-        ]
-    missing = [
-        env for env, value in required if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
-    ]
-    if missing:
-        where = "" if agency else " (or, on an ECS with an agency, set HUAWEICLOUD_CREDENTIALS=agency)"
-        raise ValueError(f"Huawei Cloud credentials are incomplete: set {', '.join(missing)}{where}.")
-    project = settings.huaweicloud_project_id
-    assert project
-    if agency:
-        return MetadataCredentials(project, user_id=settings.huaweicloud_user_id, url=settings.metadata_url)
-    assert settings.huaweicloud_ak and settings.huaweicloud_sk
-    return Credentials(
-        access_key=settings.huaweicloud_ak,
-        secret_key=settings.huaweicloud_sk,
-        project_id=project,
-        user_id=settings.huaweicloud_user_id,
-        security_token=settings.huaweicloud_security_token,
-    )

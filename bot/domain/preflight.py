@@ -21,11 +21,23 @@ class CheckLevel(StrEnum):
         return {"ok": "✅", "warn": "⚠️", "block": "⛔"}[self.value]
 
 
+class Field(StrEnum):
+    """The form input a check is about: the form shows its ⛔ under that input (the server's and the image's own
+    checks under the image, which is what would change them)."""
+
+    FORM = "form"  # the form as a whole: its first input
+    IMAGE = "image"
+    LOGIN = "login"
+    KEY = "key"
+    REASON = "reason"
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     level: CheckLevel
     title: str
     detail: str = ""
+    field: Field = Field.IMAGE
 
     def __str__(self) -> str:
         return f"{self.level.emoji} {self.title}" + (f": {self.detail}" if self.detail else "")
@@ -83,6 +95,7 @@ class PlanFacts:
 
 
 _OK, _WARN, _BLOCK = CheckLevel.OK, CheckLevel.WARN, CheckLevel.BLOCK
+_LOGIN, _KEY = Field.LOGIN, Field.KEY
 
 
 def _server_checks(f: PlanFacts) -> list[Check]:
@@ -262,12 +275,14 @@ def _compatibility_checks(f: PlanFacts, name: str) -> list[Check]:
 def _login_checks(f: PlanFacts) -> list[Check]:
     windows = (f.image_os_type or "").lower() == "windows"
     if f.login is None:
-        return [Check(_BLOCK, "No login method", "Choose a key pair or an admin password.")]
+        return [Check(_BLOCK, "No login method", "Choose a key pair or an admin password.", _LOGIN)]
     if f.login is LoginMethod.KEYPAIR:
         if windows:
-            return [Check(_BLOCK, "Key pair on Windows", "Windows supports only password login: choose a password.")]
+            return [
+                Check(_BLOCK, "Key pair on Windows", "Windows supports only password login: choose a password.", _KEY)
+            ]
         if not f.keyname:
-            return [Check(_BLOCK, "No key pair chosen", "Pick a key pair, or choose an admin password instead.")]
+            return [Check(_BLOCK, "No key pair chosen", "Pick a key pair, or choose an admin password instead.", _KEY)]
         if f.keypair_exists is False:
             return [
                 Check(
@@ -276,18 +291,24 @@ def _login_checks(f: PlanFacts) -> list[Check]:
                     f"The bot's IAM user (HUAWEICLOUD_USER_ID) has no key pair named {f.keyname} in this region. Key "
                     "pairs belong to the user who created them: pick one of the bot user's, or import the public key "
                     "as that user.",
+                    _KEY,
                 )
             ]
         if f.keypair_exists is None:
-            return [Check(_WARN, "Key pair not checked", f"Could not list key pairs to confirm {f.keyname}.")]
-        return [Check(_OK, "Key pair login", f"Log in with key pair {f.keyname}.")]
+            return [Check(_WARN, "Key pair not checked", f"Could not list key pairs to confirm {f.keyname}.", _KEY)]
+        return [Check(_OK, "Key pair login", f"Log in with key pair {f.keyname}.", _KEY)]
     if not f.password_set:
         return [
-            Check(_BLOCK, "Password not set", "Set the admin password: with the secure link, or type it twice below.")
+            Check(
+                _BLOCK,
+                "Password not set",
+                "Set the admin password: with the secure link, or type it twice below.",
+                _LOGIN,
+            )
         ]
     if f.password_problems:
-        return [Check(_BLOCK, "Password rejected", problem) for problem in f.password_problems]
-    return [Check(_OK, "Admin password set", "Stored encrypted until the change is submitted.")]
+        return [Check(_BLOCK, "Password rejected", problem, _LOGIN) for problem in f.password_problems]
+    return [Check(_OK, "Admin password set", "Stored encrypted until the change is submitted.", _LOGIN)]
 
 
 def preflight(facts: PlanFacts) -> list[Check]:

@@ -1,7 +1,7 @@
 """The tracker's decisions as one pure function: a request, what the cloud last said, the time → what to do next.
 
-`step()` does no I/O and reads no clock: the shell (bot/tracker.py) reads the cloud, feeds each answer back in as
-an observation and applies the effects in order. An effect that asks the cloud something (`ReadServer`, `ReadJob`,
+`step()` does no I/O and reads no clock: the shell (bot/services/tracker.py) reads the cloud, feeds each answer back
+in as an observation and applies the effects in order. An effect that asks the cloud something (`ReadServer`, `ReadJob`,
 `BuildChange`, `PostStop`, `PostChange`) is always the last of a decision; its answer is the next observation.
 
 The one dangerous moment, the change-OS POST, stays bracketed here: a decision to post is always

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-
-from bot.slack.listeners import approval, changeos
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
+
+# What Bolt's constructor reads from the process environment on its own. The composition root has read the settings
+# already: Bolt must not act on them behind its back (a token beside our client is logged as "will be unused";
+# SLACK_CLIENT_ID and SLACK_CLIENT_SECRET, set for Sign in with Slack, would turn on Bolt's OAuth installation flow).
+BOLT_ENVIRONMENT = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_VERIFICATION_TOKEN",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
+    "SLACK_SCOPES",
+    "SLACK_USER_SCOPES",
+    "SLACK_INSTALLATION_FILE_BASE_DIR",
+    "SLACK_STATE_FILE_BASE_DIR",
+)
 
 
 def quiet_slack_loggers() -> None:
@@ -21,16 +35,31 @@ def quiet_slack_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def build_bolt_app(rt: Runtime) -> AsyncApp:
+@contextmanager
+def _environment_hidden(names: tuple[str, ...]) -> Iterator[None]:
+    """At start-up, before any other thread runs: Bolt's constructor does not see these variables."""
+    hidden = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
+def build_bolt_app(client: AsyncWebClient, *registrations: Callable[[AsyncApp], None]) -> AsyncApp:
+    """An app around our Web API client; each registration adds its listeners (in order: Bolt tries them so)."""
     quiet_slack_loggers()
-    app = AsyncApp(
-        client=rt.slack,
-        # bot.slack.edge verifies every request on its raw bytes before Bolt sees it, in both modes.
-        request_verification_enabled=False,
-        logger=logging.getLogger("slack_bolt.app"),
-    )
-    changeos.register(app, rt)
-    approval.register(app, rt)
+    with _environment_hidden(BOLT_ENVIRONMENT):
+        app = AsyncApp(
+            client=client,
+            # bot.slack.edge verifies every request on its raw bytes before Bolt sees it, in both modes.
+            request_verification_enabled=False,
+            # The ack function runs to its end before Slack gets the answer; what comes after the ack is a `lazy=`
+            # function (bot/slack/listeners/lazy.py), started once the answer is on its way.
+            process_before_response=True,
+            logger=logging.getLogger("slack_bolt.app"),
+        )
+    for register in registrations:
+        register(app)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.ratelimit import Clock, TokenBucket
+from bot.services.ratelimit import Clock, TokenBucket
 
 log = logging.getLogger(__name__)
 

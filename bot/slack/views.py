@@ -7,11 +7,11 @@ block_id and action_id are unchanged); the password input alone gets a fresh blo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot.domain.preflight import Check, CheckLevel
+from bot.domain.preflight import Check, CheckLevel, Field
 from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 
 MODAL_CALLBACK = "changeos_modal"
@@ -31,6 +31,14 @@ TICKET_BLOCK, TICKET_ACTION = "ticket_b", "ticket"
 NOTIFY_BLOCK, NOTIFY_ACTION = "notify_b", "notify"
 CHECKS_BLOCK = "checks_b"
 REJECT_REASON_BLOCK, REJECT_REASON_ACTION = "reject_reason_b", "reject_reason"
+
+# Where a plan's ⛔ shows on a submitted form: the block of the field it is about (Field.FORM: the first input).
+FIELD_BLOCKS: dict[Field, str] = {
+    Field.IMAGE: IMAGE_BLOCK,
+    Field.LOGIN: LOGIN_BLOCK,
+    Field.KEY: KEY_BLOCK,
+    Field.REASON: REASON_BLOCK,
+}
 
 # Approval card buttons.
 APPROVE_ACTION, REJECT_ACTION, CANCEL_ACTION = "cr_approve", "cr_reject", "cr_cancel"
@@ -287,6 +295,13 @@ def plan_modal(plan: ModalPlan) -> dict:
     blocks.append(checklist_block(plan.checks))
     # Slack requires a submit button on any modal with inputs; a blocked plan is refused inline on submit.
     return _modal("Change OS", blocks, plan.metadata, submit="Request approval" if server else "Continue")
+
+
+def field_errors(errors: Mapping[Field, str], view: dict) -> dict[str, str]:
+    """`response_action: errors` for a submitted form: each message under its field's input."""
+    first = next((b["block_id"] for b in view.get("blocks") or [] if b.get("type") == "input"), REASON_BLOCK)
+    blocks = {**FIELD_BLOCKS, Field.FORM: first}
+    return {blocks[where]: message for where, message in errors.items()}
 
 
 def notify_unknown_text(names: Sequence[str]) -> str:

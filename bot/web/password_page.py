@@ -44,13 +44,12 @@ from yarl import URL
 from bot.domain.passwords import MAX_LENGTH, MIN_LENGTH, SPECIALS, WINDOWS_USERNAME, generate_password
 from bot.domain.passwords import password_problems as _password_problems
 from bot.secretbox import SecretBoxError
+from bot.services.workflow import TOKEN_PURPOSE, DraftClosed, DraftEnd, link_secret_key
 from bot.web.slack_signin import SignInError, SlackSignIn
-from bot.workflow import TOKEN_PURPOSE, DraftClosed, DraftEnd, link_secret_key
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from bot.services.workflow import Workflow
     from bot.store import Store
-    from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -186,26 +185,6 @@ class PasswordPages:
         self._gone: dict[str, tuple[str, datetime]] = {}  # token/session hash -> (why it is dead, forget after)
         self._assets: dict[str, bytes] = {}
         workflow.revoke_hooks.append(self._revoked)
-
-    @classmethod
-    def from_settings(cls, store: Store, workflow: Workflow, settings: Settings, bot: Any) -> PasswordPages:
-        """As the runtime builds it: lifetimes from the settings, Sign in with Slack when a client is configured."""
-        from slack_sdk.web.async_client import AsyncWebClient
-
-        signin = None
-        if settings.slack_client_id and settings.slack_client_secret:
-            base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-            signin = SlackSignIn(
-                client_id=settings.slack_client_id,
-                client_secret=settings.slack_client_secret,
-                authorize_url=settings.slack_oidc_authorize_url,
-                api=AsyncWebClient(base_url=base_url),
-                bot=bot,
-            )
-        workflow.draft_password_ttl = timedelta(minutes=settings.draft_password_minutes)
-        return cls(
-            store, workflow, settings.public_url or "", ttl_seconds=settings.password_link_minutes * 60, signin=signin
-        )
 
     def __repr__(self) -> str:
         return f"PasswordPages(public_url={self.public_url!r}, ttl_seconds={self.ttl_seconds})"

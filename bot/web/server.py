@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import gc
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.services.tracker import Tracker
 from bot.slack.edge import MAX_BODY, SlackEdge
 from bot.slack.socket_mode import SocketModeClient
+from bot.store import Store
+from bot.web.password_page import PasswordPages
 
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
 
-
-def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClient | None = None) -> web.Application:
+def build_web_app(
+    *,
+    store: Store,
+    tracker: Tracker,
+    edge: SlackEdge | None,
+    socket: SocketModeClient | None = None,
+    password_pages: PasswordPages | None = None,
+) -> web.Application:
+    """`edge` serves /slack/events (HTTP mode); with `socket`, /healthz says whether Socket Mode is connected."""
     app = web.Application(client_max_size=MAX_BODY)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
@@ -30,13 +37,13 @@ def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClie
         return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        live = rt.store.count_live()
+        live = store.count_live()
         return web.json_response(
             {
                 "ok": True,
                 "live_requests": live,
-                "tracker_lease": rt.tracker.has_lease,
-                "ecs_calls": rt.tracker.ecs_calls,
+                "tracker_lease": tracker.has_lease,
+                "ecs_calls": tracker.ecs_calls,
                 "slack": "http" if socket is None else ("connected" if socket.connected else "reconnecting"),
             }
         )
@@ -46,8 +53,8 @@ def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClie
     app.on_startup.append(_freeze_startup_heap)
     app.on_cleanup.append(_unfreeze)
     app.router.add_get("/healthz", healthz)
-    if rt.password_pages is not None:
-        rt.password_pages.register(app)
+    if password_pages is not None:
+        password_pages.register(app)
     return app
 
 

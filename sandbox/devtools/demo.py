@@ -34,7 +34,7 @@ from sandbox.devtools.stack import (
 from sandbox.simulator.faults import FailJob, FaultSpec
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.app import Bot
 
 COMMAND_TEXT = (
     'web-01 ubuntu-22.04 --key ops-key --reason "CVE-2026-1234 kernel fix" --ticket INC-4242 '
@@ -412,7 +412,7 @@ class _Demo:
         self.password = password
 
     @property
-    def rt(self) -> Runtime:
+    def rt(self) -> Bot:
         assert self.stack.rt is not None
         return self.stack.rt
 

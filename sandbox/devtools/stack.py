@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.app import Bot, Served, build, serve
 from bot.config import Settings
-from bot.runtime import Runtime, Served, serve
 from bot.secretbox import SecretBox
-from bot.tracker import TrackerConfig
+from bot.services.tracker import TrackerConfig
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.fake_slack import FakeSlack
 from sandbox.simulator.server import SimulatorServer
@@ -77,7 +77,7 @@ class LocalStack:
             speed=self.options.speed, seed=self.options.seed, catalogue_size=self.options.catalogue_size
         )
         self.slack = FakeSlack(rate_limits=self.options.slack_rate_limits)
-        self.rt: Runtime | None = None
+        self.rt: Bot | None = None  # the composition root's parts, for the tests to look into
         self.served: Served | None = None
         self.url = ""
         self.sender: sr.SlackSender | None = None
@@ -155,9 +155,7 @@ class LocalStack:
 
     async def start_bot(self) -> None:
         settings = self.settings()
-        self.rt = Runtime.create(
-            settings, tracker_config=self.tracker_config(), notifier_options=self.notifier_options()
-        )
+        self.rt = build(settings, tracker_config=self.tracker_config(), notifier_options=self.notifier_options())
         self.served = await serve(self.rt, host="127.0.0.1", port=0)
         host, port = self.served.runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"

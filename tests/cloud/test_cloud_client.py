@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bot.app import cloud_client
 from bot.cloud import (
     USER_AGENT,
     ChangeOsOption,
@@ -362,7 +363,7 @@ def test_endpoints_for_region() -> None:
         Endpoints.for_region("r", ecs="ftp://x")
 
 
-async def test_from_settings(cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_root_builds_the_client_from_settings(cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         HUAWEICLOUD_SDK_AK=AK,
@@ -373,14 +374,14 @@ async def test_from_settings(cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch) 
         IMS_ENDPOINT=cloud.base_url,
     )
     cloud.script("GET", JOB_PATH, Reply(json={"job_id": JOB_ID, "status": "SUCCESS"}))
-    async with CloudClient.from_settings(settings) as client:
+    async with cloud_client(settings) as client:
         assert client.credentials.user_id == USER_ID
         assert client.endpoints.evs == "https://evs.my-kualalumpur-1.myhuaweicloud.com"
         assert (await client.get_job(JOB_ID)).succeeded
     for name in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_PROJECT_ID"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK, HUAWEICLOUD_PROJECT_ID"):
-        CloudClient.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+        cloud_client(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
 def test_retry_policy_validation_and_jitter() -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
+from bot.app import credential_source
 from bot.cloud import CloudClient, Credentials, CredentialsUnavailableError, Endpoints, MetadataCredentials, signer
-from bot.cloud.client import credential_source
 from bot.config import Settings
 
 # Reference vectors computed by the official SDK's signer for temporary AK/SK (token in SignedHeaders).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.cloud import Image
 from bot.domain.preflight import CheckLevel
-from bot.imagematch import resolve
-from bot.planner import _no_image_check, image_reply
+from bot.services.imagematch import resolve
+from bot.services.plan import image_reply, no_image_check
 
 
 def image(name: str) -> Image:
@@ -16,13 +16,13 @@ ALLOWED = [image("ubuntu-22.04"), image("ubuntu-24.04-cloudinit"), image("ubuntu
 
 
 def test_an_omitted_image_is_said_to_be_missing():
-    check = _no_image_check(None)
+    check = no_image_check(None)
     assert check.level is CheckLevel.BLOCK and check.title == "No image chosen" and "named none" in check.detail
 
 
 def test_several_matches_are_counted_in_the_form_and_named_in_the_reply():
     found = resolve("Ubuntu", ALLOWED, ALLOWED)
-    check = _no_image_check(found)
+    check = no_image_check(found)
     assert check.title == "Several images match" and "matches 3 images" in check.detail
     reply = image_reply(found) or ""
     assert all(name in reply and name not in check.detail for name in ("ubuntu-22.04", "ubuntu-20.04"))
@@ -35,7 +35,7 @@ def test_a_unique_prefix_selects_and_needs_no_reply():
 
 def test_no_match_names_the_closest_and_many_matches_stay_short():
     found = resolve("ubuntu-22.4", ALLOWED, ALLOWED)
-    check = _no_image_check(found)
+    check = no_image_check(found)
     assert check.title == "Image not found" and "ubuntu-22.04" in check.detail
     assert "ubuntu-22.04" in (image_reply(found) or "")
     many = [image(f"ubuntu-{i:02d}") for i in range(40)]

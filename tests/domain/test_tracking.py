@@ -58,7 +58,7 @@ from bot.domain.tracking import (
     progress_text,
     step,
 )
-from bot.tracker import fault_of, job_view
+from bot.services.tracker import fault_of, job_view
 
 S = RequestState
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -537,9 +537,9 @@ def test_the_core_imports_only_the_domain_and_the_shell_never_slack():
     root = Path(__file__).resolve().parents[2]
     core = {m for m in _imports(str(root / "bot/domain/tracking.py")) if m.startswith("bot")}
     assert core <= {"bot.domain.request"}
-    shell = _imports(str(root / "bot/tracker.py"))
+    shell = _imports(str(root / "bot/services/tracker.py"))
     assert not {m for m in shell if m.startswith("bot.slack")}
-    assert not {m for m in _imports(str(root / "bot/slack/listeners/changeos.py")) if m == "bot.tracker"}
+    assert not {m for m in _imports(str(root / "bot/slack/listeners/changeos.py")) if m == "bot.services.tracker"}
 
 
 def test_slacks_presenter_has_the_protocols_methods():

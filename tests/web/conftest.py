@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from bot.domain.policy import Policy
 from bot.secretbox import SecretBox
+from bot.services.workflow import Workflow
 from bot.store import Store
 from bot.web.password_page import PasswordPages
 from bot.web.slack_signin import SlackSignIn
-from bot.workflow import Workflow
 from sandbox.devtools.fake_slack import FakeSlack
 
 OWNER = "U01OWNER01"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.domain.request import ChangeRequest, LoginMethod
-from bot.workflow import DraftEnd
+from bot.services.workflow import DraftEnd
 
 from .conftest import ARGS, CANARY, CHROMIUM, OTHER, OWNER, WAIT_MS, PageServer, ServeFactory, Tab
 

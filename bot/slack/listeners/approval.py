@@ -1,19 +1,26 @@
-"""Approve / Reject / Cancel on the approval card. Refusals are ephemeral and audited; decisions edit the card."""
+"""Approve / Reject / Cancel on the approval card. Refusals are ephemeral and audited; decisions edit the card.
+
+Each click is acked at once; the decision runs in Bolt's `lazy=` function after the ack.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.domain.policy import Policy
+from bot.services.workflow import Workflow
 from bot.slack import views
+from bot.slack.directory import Directory
+from bot.slack.listeners.lazy import MOVED, ack_only, after_ack, tell_moved
 from bot.slack.modal_state import read_metadata
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.slack.notifier import Notifier
+from bot.slack.presenter import Presenter
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,35 +32,39 @@ def _click(body: dict[str, Any]) -> tuple[str, str, str]:
     return user, str(action.get("value") or ""), channel
 
 
-def register(app: AsyncApp, rt: Runtime) -> None:
+def register(
+    app: AsyncApp,
+    *,
+    workflow: Workflow,
+    store: Store,
+    policy: Policy,
+    presenter: Presenter,
+    notifier: Notifier,
+    directory: Directory,
+) -> None:
     async def refuse(channel: str, user: str, text: str) -> None:
-        await rt.notifier.ephemeral(channel, user, f"⛔ {views.escape(text)}")  # refusals name the server
+        await notifier.ephemeral(channel, user, f"⛔ {views.escape(text)}")  # refusals name the server
 
-    @app.action(views.APPROVE_ACTION)
-    async def on_approve(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
+    async def approve(body: dict[str, Any], _client: AsyncWebClient) -> None:
         user, request_id, channel = _click(body)
-        outcome = rt.workflow.approve(request_id, user, await rt.directory.groups_of(user))
+        outcome = workflow.approve(request_id, user, await directory.groups_of(user))  # wakes the tracker
         if outcome.refused:
             await refuse(channel, user, outcome.refused)
             return
         if outcome.request is not None and outcome.request.state.value == "approved":
-            rt.tracker.wake()
-            await rt.presenter.sync(request_id, outcome.request)
+            await presenter.sync(request_id, outcome.request)
         elif outcome.request is not None:
-            await rt.presenter.refresh_card(outcome.request)  # one of several approvals counted
+            await presenter.refresh_card(outcome.request)  # one of several approvals counted
 
-    @app.action(views.REJECT_ACTION)
-    async def on_reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+    async def open_reject_form(body: dict[str, Any], client: AsyncWebClient) -> None:
         user, request_id, channel = _click(body)
-        request = rt.store.get(request_id)
+        request = store.get(request_id)
         if request is None:
             await refuse(channel, user, f"There is no change request {request_id}.")
             return
-        decision = rt.policy.may_approve(user, await rt.directory.groups_of(user), request)
+        decision = policy.may_approve(user, await directory.groups_of(user), request)
         if not decision.allowed:
-            outcome = rt.workflow.reject(request_id, user, [], None)  # refuses and audits the attempt
+            outcome = workflow.reject(request_id, user, [], None)  # refuses and audits the attempt
             await refuse(channel, user, outcome.refused or decision.reason)
             return
         try:
@@ -62,26 +73,29 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             log.warning("views.open for reject failed: %s", exc.response.get("error"))
             await refuse(channel, user, "Slack did not open the reject form in time. Click Reject again.")
 
-    @app.view(views.REJECT_CALLBACK)
-    async def on_reject_submit(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def cancel(body: dict[str, Any], _client: AsyncWebClient) -> None:
+        user, request_id, channel = _click(body)
+        outcome = workflow.cancel(request_id, user)
+        if outcome.refused:
+            await refuse(channel, user, outcome.refused)
+            return
+        await presenter.sync(request_id, outcome.request)
+
+    app.action(views.APPROVE_ACTION)(ack=ack_only, lazy=[after_ack(approve)])
+    app.action(views.REJECT_ACTION)(ack=ack_only, lazy=[after_ack(open_reject_form)])
+    app.action(views.CANCEL_ACTION)(ack=ack_only, lazy=[after_ack(cancel)])
+
+    async def on_reject_submit(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         view = body.get("view") or {}
         request_id = str(read_metadata(view).get("r", ""))
         user = (body.get("user") or {}).get("id", "")
         values = (view.get("state") or {}).get("values") or {}
         note = ((values.get(views.REJECT_REASON_BLOCK) or {}).get(views.REJECT_REASON_ACTION) or {}).get("value")
-        outcome = rt.workflow.reject(request_id, user, await rt.directory.groups_of(user), (note or "").strip() or None)
+        outcome = workflow.reject(request_id, user, await directory.groups_of(user), (note or "").strip() or None)
         if outcome.refused:
             await ack(response_action="errors", errors={views.REJECT_REASON_BLOCK: outcome.refused[:300]})
             return
+        context[MOVED] = outcome.request
         await ack()
-        await rt.presenter.sync(request_id, outcome.request)
 
-    @app.action(views.CANCEL_ACTION)
-    async def on_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
-        user, request_id, channel = _click(body)
-        outcome = rt.workflow.cancel(request_id, user)
-        if outcome.refused:
-            await refuse(channel, user, outcome.refused)
-            return
-        await rt.presenter.sync(request_id, outcome.request)
+    app.view(views.REJECT_CALLBACK)(ack=on_reject_submit, lazy=[tell_moved(presenter)])

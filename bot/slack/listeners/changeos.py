@@ -1,4 +1,9 @@
-"""`/changeos` and its plan-card modal: open fast, look the cloud up, show the checks, validate again on submit."""
+"""`/changeos` and its plan-card modal: open fast, look the cloud up, show the checks, validate again on submit.
+
+The listeners only translate: a Slack payload becomes calls (the planner's facts, `plan.evaluate_plan`, the
+workflow), and the result becomes a view or an answer. The rules live in bot/services/plan.py. The slow work runs in
+Bolt's `lazy=` functions, after the ack went out.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ import asyncio
 import json
 import logging
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,37 +31,56 @@ from bot.domain.command import (
     UsageError,
     parse_command,
 )
-from bot.domain.passwords import password_problems
-from bot.domain.preflight import Check, CheckLevel
+from bot.domain.policy import Policy
+from bot.domain.preflight import Field
 from bot.domain.request import ChangeRequest, LoginMethod, StopType
-from bot.domain.tracking import MISSING_USER_ID
-from bot.imagematch import Resolution
-from bot.planner import CloudFacts, Selection, image_reply
+from bot.services.imagematch import Resolution
+from bot.services.plan import (
+    PasswordInput,
+    PlanInputs,
+    PlanPolicy,
+    build_change_request,
+    default_inputs,
+    evaluate_plan,
+    image_reply,
+    missing_inputs,
+)
+from bot.services.planner import CloudFacts, Planner
+from bot.services.workflow import DraftClosed, DraftEnd, Workflow
 from bot.slack import texts, views
+from bot.slack.directory import Directory
+from bot.slack.listeners.lazy import MOVED, ack_only, after_ack, tell_moved
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
+from bot.slack.notifier import Notifier
 from bot.slack.password_watch import PasswordWatch
-from bot.store import ServerBusyError
-from bot.workflow import DraftClosed, DraftEnd
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.slack.presenter import Presenter
+from bot.store import ServerBusyError, Store
 
 log = logging.getLogger(__name__)
 
 SUBMIT_RECHECK_SECONDS = 2.0  # the cloud gets this long to confirm the plan before the 3 s view_submission deadline
 OPTIONS_SECONDS = 2.5  # the image type-ahead answers within Slack's 3 s, with what it has by then
-# After the ack, the modal work waits this long: in a burst of commands every ack goes out first, instead of later
-# acks queueing behind earlier commands' lookups on the one event loop. The trigger stays valid for 3 s.
-AFTER_ACK_DEFER_SECONDS = 0.1
+SUBMITTED = "ecsbot_submitted"  # context key: the request a submitted form became, announced after the ack
 
 
-def register(app: AsyncApp, rt: Runtime) -> None:
-    card = PlanCard(rt)
-    if rt.password_pages is not None:
-        rt.password_pages.on_set = card.password_set
-        rt.password_pages.on_open = card.password_set  # the link is used up: the form shows a fresh one
-    rt.workflow.revoke_hooks.append(card.draft_revoked)
+class IssuedLink(Protocol):
+    @property
+    def url(self) -> str: ...
 
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+class PasswordLinks(Protocol):
+    """What the form needs of the secure password page (bot/web/password_page.py): a link per draft."""
+
+    @property
+    def signin(self) -> object | None: ...  # Sign in with Slack, when the page asks for it
+
+    def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink: ...
+
+
+def register(app: AsyncApp, card: PlanCard) -> None:
     # First: Bolt tries listeners in order, and the type-ahead is asked on every key.
     @app.options(views.IMAGE_ACTION)
     async def on_image_options(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -66,36 +91,43 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         card.password_closed(body)  # quick and local: its links are dead before Slack hears back
         await ack()
 
-    @app.command("/changeos")
-    async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def answer_command(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         try:
-            await card.command(ack, body, client)
+            await card.command(ack, body, context)
         except Exception:
             log.exception("/changeos failed")
             if ack.response is None:
                 await ack(text=texts.INTERNAL_ERROR, response_type="ephemeral")
             else:
-                await rt.notifier.ephemeral(body.get("channel_id", ""), body.get("user_id", ""), texts.INTERNAL_ERROR)
+                await card.tell(body.get("channel_id", ""), body.get("user_id", ""), texts.INTERNAL_ERROR)
 
-    @app.action(views.IMAGE_ACTION)
-    @app.action(views.LOGIN_ACTION)
-    @app.action(views.KEY_ACTION)
-    @app.action(views.SERVER_ACTION)
-    async def on_modal_change(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
-        await card.refresh(body, client)
+    async def sorry(body: dict[str, Any]) -> None:
+        await card.tell(body.get("channel_id", ""), body.get("user_id", ""), texts.INTERNAL_ERROR)
 
-    @app.action(views.PASSWORD_LINK_ACTION)
-    async def on_link_clicked(ack: AsyncAck) -> None:
-        await ack()  # a URL button still sends an action; nothing to do
-    @app.view(views.MODAL_CALLBACK)
-    async def on_submit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    app.command("/changeos")(
+        ack=answer_command, lazy=[after_ack(card.open, on_failure=sorry), tell_moved(card.presenter)]
+    )
+    for action in (views.IMAGE_ACTION, views.LOGIN_ACTION, views.KEY_ACTION, views.SERVER_ACTION):
+        app.action(action)(ack=ack_only, lazy=[after_ack(card.refresh)])
+    app.action(views.PASSWORD_LINK_ACTION)(ack_only)  # a URL button still sends an action; nothing to do
+
+    async def on_submit(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         try:
-            await card.submit(ack, body, client)
+            context[SUBMITTED] = await card.submit(ack, body)
         except Exception:
             log.exception("plan submission failed")  # the scrubber keeps state.values out of the log
             if ack.response is None:
                 await ack(response_action="errors", errors={views.REASON_BLOCK: texts.INTERNAL_ERROR[:300]})
+
+    async def announce(context: AsyncBoltContext) -> None:
+        stored = context.get(SUBMITTED)
+        if isinstance(stored, ChangeRequest):
+            try:
+                await card.announce(stored)
+            except Exception:
+                log.exception("announcing %s failed after the ack", stored.id)
+
+    app.view(views.MODAL_CALLBACK)(ack=on_submit, lazy=[announce])
 
 
 @dataclass
@@ -109,10 +141,40 @@ class _Draft:
 
 
 class PlanCard:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    """The form's state between Slack payloads (open drafts, password timers) and what each payload asks of it."""
+
+    def __init__(
+        self,
+        *,
+        planner: Planner,
+        policy: Policy,
+        workflow: Workflow,
+        store: Store,
+        presenter: Presenter,
+        notifier: Notifier,
+        directory: Directory,
+        slack: AsyncWebClient,
+        password_pages: PasswordLinks | None,
+        keypair_login: bool,
+    ) -> None:
+        """`keypair_login`: the bot knows its IAM user id, which the change-OS API needs for a key pair."""
+        self.planner = planner
+        self.policy = policy
+        self.workflow = workflow
+        self.store = store
+        self.presenter = presenter
+        self.notifier = notifier
+        self.directory = directory
+        self.slack = slack
+        self.password_pages = password_pages
+        self.keypair_login = keypair_login
         self._drafts: dict[str, _Draft] = {}
         self._watch = PasswordWatch(self._password_deadline)
+        workflow.revoke_hooks.append(self.draft_revoked)
+
+    @property
+    def tell(self) -> Callable[[str, str, str], Awaitable[bool]]:
+        return self.notifier.ephemeral
 
     def _remember(self, view_id: str, meta: dict[str, Any], user: str, chosen: ModalInput | None = None) -> None:
         if len(self._drafts) > 10_000:  # modals people abandoned; the oldest go first
@@ -124,13 +186,13 @@ class PlanCard:
         """The secure page set a password or used its link up: show it, with a fresh link. Never after the form was
         submitted or closed."""
         draft = self._drafts.get(draft_id)
-        if draft is None or not draft.meta.get("s") or self.rt.workflow.draft_ended(draft_id) is not None:
+        if draft is None or not draft.meta.get("s") or self.workflow.draft_ended(draft_id) is not None:
             return
         view = await self._plan(draft.meta, draft.user, draft.chosen)
-        if self.rt.workflow.draft_ended(draft_id) is not None:  # submitted while the plan was being built
+        if self.workflow.draft_ended(draft_id) is not None:  # submitted while the plan was being built
             return
         try:
-            await self.rt.slack.views_update(view_id=draft.view_id, view=view)
+            await self.slack.views_update(view_id=draft.view_id, view=view)
         except SlackApiError as exc:
             error = exc.response.get("error")
             log.info("views.update skipped: %s", error)
@@ -141,7 +203,7 @@ class PlanCard:
     async def _password_deadline(self, draft_id: str) -> None:
         """The link or the stored password ran out: an expired password goes with every link of the draft, and
         the form is rebuilt to say so and offer a fresh link."""
-        wf = self.rt.workflow
+        wf = self.workflow
         deadline = self._watch.password_deadline.get(draft_id)
         if deadline is not None and wf.draft_password_info(draft_id) is None and wf.draft_ended(draft_id) is None:
             wf.expire_draft_password(draft_id)
@@ -166,7 +228,7 @@ class PlanCard:
         user = (body.get("user") or {}).get("id", "")
         if not meta.get("d") or meta.get("u") != user:
             return
-        self.rt.workflow.close_draft(
+        self.workflow.close_draft(
             meta["d"],
             DraftEnd(
                 "This form was closed in Slack, so its password link no longer works and nothing set here could "
@@ -177,46 +239,49 @@ class PlanCard:
 
     # ------------------------------------------------------------------ the command
 
-    async def command(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def command(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """The answer within Slack's 3 s; a change opens its form after the ack (`open`), and a cancelled request is
+        told after it (the context carries it to the lazy function)."""
         user = body.get("user_id", "")
-        channel = body.get("channel_id", "")
         parsed = parse_command(body.get("text") or "")
         match parsed:
             case UsageError():
                 await ack(text=views.escape(f"{parsed.message}\n{parsed.usage}"), response_type="ephemeral")
             case HelpCommand():
                 groups = await self._groups(user)
-                await ack(text=texts.help_text(self.rt.policy, user, groups), response_type="ephemeral")
+                await ack(text=texts.help_text(self.policy, user, groups), response_type="ephemeral")
             case ListCommand():
-                await ack(text=views.list_text(self.rt.store.live()), response_type="ephemeral")
+                await ack(text=views.list_text(self.store.live()), response_type="ephemeral")
             case StatusCommand():
-                await ack(text=texts.status_text(self.rt.store, parsed.target), response_type="ephemeral")
+                await ack(text=texts.status_text(self.store, parsed.target), response_type="ephemeral")
             case CancelCommand():
-                outcome = self.rt.workflow.cancel(parsed.request_id, user)
+                outcome = self.workflow.cancel(parsed.request_id, user)
                 if outcome.refused:
                     await ack(text=f"⛔ {views.escape(outcome.refused)}", response_type="ephemeral")
                     return
+                context[MOVED] = outcome.request
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
-                await self.rt.presenter.sync(parsed.request_id, outcome.request)
             case ChangeCommand():
                 await ack()
-                await asyncio.sleep(AFTER_ACK_DEFER_SECONDS)
-                await self._open(body, client, parsed, user, channel)
 
     async def _groups(self, user: str) -> set[str]:
         try:
             async with asyncio.timeout(1.5):  # not wait_for: no task per call (the type-ahead asks on every key)
-                return await self.rt.directory.groups_of(user)
+                return await self.directory.groups_of(user)
         except TimeoutError:
             return set()
 
-    async def _open(
-        self, body: dict[str, Any], client: AsyncWebClient, cmd: ChangeCommand, user: str, channel: str
-    ) -> None:
+    async def open(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """After the ack of a change command: the form, first with "looking up…", then with the plan."""
+        cmd = parse_command(body.get("text") or "")
+        if not isinstance(cmd, ChangeCommand):
+            return  # answered in the ack
+        user = body.get("user_id", "")
+        channel = body.get("channel_id", "")
         # Deny before looking anything up: someone the policy does not name learns nothing about the account.
         groups = await self._groups(user)
-        if not self.rt.policy.can_request_anything(user, groups):
-            await self.rt.notifier.ephemeral(channel, user, texts.NOT_IN_POLICY)
+        if not self.policy.can_request_anything(user, groups):
+            await self.tell(channel, user, texts.NOT_IN_POLICY)
             return
         meta: dict[str, Any] = {"d": secrets.token_urlsafe(12), "c": channel, "u": user, "n": 0}
         if cmd.notify:
@@ -228,7 +293,7 @@ class PlanCard:
             opened = await client.views_open(trigger_id=body["trigger_id"], view=views.loading_modal(meta, cmd.server))
         except SlackApiError as exc:
             log.warning("views.open failed: %s", exc.response.get("error"))
-            await self.rt.notifier.ephemeral(
+            await self.tell(
                 channel, user, "I could not open the form (Slack said the trigger expired). Run the command again."
             )
             return
@@ -244,7 +309,7 @@ class PlanCard:
         self, meta: dict[str, Any], user: str, groups: set[str], cmd: ChangeCommand, typed_text: str
     ) -> dict:
         """The first view on the already-open modal; every answer, "not found" included, is shown there."""
-        planner = self.rt.planner
+        planner = self.planner
 
         def may_change(server: Server) -> bool:
             return planner.may_request(user, groups, server).allowed
@@ -283,52 +348,42 @@ class PlanCard:
         )
 
     async def _plan(
-        self, meta: dict[str, Any], user: str, chosen: ModalInput, cmd: ChangeCommand | None = None, *, fresh=False
+        self, meta: dict[str, Any], user: str, chosen: ModalInput, cmd: ChangeCommand | None = None
     ) -> dict:
         """The plan card for the server in `meta`: what was chosen in the modal wins, then what the command said
         (kept in the metadata, so it survives the chooser and every rebuild), then defaults."""
         cmd = cmd or _typed_command(meta)
-        facts = await self.rt.planner.facts(meta["s"], fresh=fresh)
-        server = facts.server
-        decision = self.rt.planner.may_request(user, await self._groups(user), server)
+        facts = await self.planner.facts(meta["s"])
+        decision = self.planner.may_request(user, await self._groups(user), facts.server)
         if not decision.allowed:
             return views.message_modal(meta, "Not allowed", f"⛔ {views.escape(decision.reason)}")
-        rule = decision.rule
-        image_id = chosen.image_id
-        resolution = None
+        image_id, resolution = chosen.image_id, None
         if image_id is None and cmd.image:
-            resolution = await self.rt.planner.resolve_image(facts, rule, cmd.image)
+            resolution = await self.planner.resolve_image(facts, decision.rule, cmd.image)
             if resolution.image is not None:
                 image_id = resolution.image.id
                 facts = facts.with_selected(resolution.image)
             else:
                 await self._say_image_once(meta, user, resolution)
         elif image_id is not None and facts.image(image_id) is None:  # outside the catalogue: named by the command
-            facts = await self.rt.planner.facts(meta["s"], image_id=image_id)
+            facts = await self.planner.facts(meta["s"], image_id=image_id)
         target = facts.image(image_id)
-        login = chosen.login
-        if login is None:
-            login = LoginMethod.PASSWORD if cmd.password else (LoginMethod.KEYPAIR if cmd.keyname else None)
-        if login is None:
-            login = LoginMethod.PASSWORD if target and target.os_type == "Windows" else LoginMethod.KEYPAIR
-        keyname = chosen.keyname or cmd.keyname  # a typed key is never swapped; an unknown one is a ⛔ check
-        if keyname is None and server.key_name in facts.keypair_names:
-            keyname = server.key_name
-        stop_type = chosen.stop_type or (StopType(cmd.stop.value) if cmd.stop else StopType.SOFT)
-        password = self._password_entry(meta, user, login, target.os_type if target else None)
-        selection = Selection(
-            image_id=image_id,
-            login=login,
-            keyname=keyname if login is LoginMethod.KEYPAIR else None,
-            password_set=password.is_set,
-            stop_type=stop_type,
+        inputs = default_inputs(
+            replace(_inputs(chosen), image_id=image_id, image_query=resolution),
+            typed=_typed_inputs(cmd, meta),
+            server=facts.server,
+            image=target,
+            keypairs=facts.keypair_names,
         )
-        checks = self.rt.planner.checks(facts, rule, selection, resolution=resolution)
-        if login is LoginMethod.PASSWORD and password.mode == "unavailable":
-            checks = [*checks, Check(CheckLevel.BLOCK, "Password login unavailable", password.why_unavailable)]
-        if login is LoginMethod.KEYPAIR and not self.rt.settings.huaweicloud_user_id:
-            checks = [*checks, Check(CheckLevel.BLOCK, "Key pair login unavailable", MISSING_USER_ID)]
-        notify = chosen.notify or meta.get("nc") or []
+        assert inputs.login is not None  # the defaults always choose one
+        password = self._password_entry(meta, user, inputs.login, target.os_type if target else None)
+        inputs = replace(
+            inputs,
+            password=PasswordInput(
+                is_set=password.is_set, unavailable=password.why_unavailable if password.mode == "unavailable" else None
+            ),
+        )
+        plan = evaluate_plan(inputs, facts.server_facts, target, facts.keypair_names, self._plan_policy(decision.rule))
         return views.plan_modal(
             views.ModalPlan(
                 metadata=meta,
@@ -338,17 +393,20 @@ class PlanCard:
                 images=[_choice(target)] if target else [],
                 image_id=image_id,
                 keypairs=facts.keypair_names,
-                login=login,
-                keyname=keyname,
+                login=inputs.login,
+                keyname=inputs.keyname,
                 password=password,
-                stop_type=stop_type.value,
-                reason=chosen.reason or cmd.reason,
-                ticket=chosen.ticket or cmd.ticket,
-                notify=notify,
+                stop_type=(inputs.stop_type or StopType.SOFT).value,
+                reason=inputs.reason,
+                ticket=inputs.ticket,
+                notify=list(inputs.notify),
                 notify_unknown=cmd.notify_names,
-                checks=checks,
+                checks=plan.checks,
             )
         )
+
+    def _plan_policy(self, rule: Any) -> PlanPolicy:
+        return PlanPolicy(self.policy, rule, keypair_login=self.keypair_login)
 
     async def _say_image_once(self, meta: dict[str, Any], user: str, found: Resolution) -> None:
         """What an image argument matched (or the closest names), once per form: the form itself only says what to
@@ -357,7 +415,7 @@ class PlanCard:
         if text is None or meta.get("ie"):
             return
         meta["ie"] = 1  # travels in private_metadata: a rebuild of the form does not say it again
-        await self.rt.notifier.ephemeral(meta.get("c") or user, user, views.escape(text))
+        await self.tell(meta.get("c") or user, user, views.escape(text))
 
     async def image_options(self, body: dict[str, Any]) -> dict[str, Any]:
         """The image type-ahead (block_suggestion): only for the form's owner, and only if the policy names them
@@ -377,12 +435,12 @@ class PlanCard:
         if not user or meta.get("u") != user:
             return {"options": []}
         groups = await self._groups(user)
-        if not self.rt.policy.can_request_anything(user, groups):
+        if not self.policy.can_request_anything(user, groups):
             return {"options": []}
         server_id = read_input(view).server_id or meta.get("s")
         if not isinstance(server_id, str) or not server_id:
             return views.image_options_notice("Choose the server first")
-        planner = self.rt.planner
+        planner = self.planner
         facts = await planner.facts(server_id)
         decision = planner.may_request(user, groups, facts.server)
         if not decision.allowed:
@@ -395,11 +453,12 @@ class PlanCard:
             [(label, [options[n] for n in rows]) for label, rows in index.grouped_rows(body.get("value"))]
         )
 
-    def _password_entry(self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None):
+    def _password_entry(
+        self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None
+    ) -> views.PasswordEntry:
         if login is not LoginMethod.PASSWORD:
             return views.PasswordEntry(mode="unavailable")
-        rt = self.rt
-        if not rt.workflow.passwords_enabled:
+        if not self.workflow.passwords_enabled:
             return views.PasswordEntry(
                 mode="unavailable",
                 why_unavailable=(
@@ -407,16 +466,17 @@ class PlanCard:
                     "Use a key pair, or ask the bot's admin to set ECSBOT_SECRET_KEY."
                 ),
             )
-        if rt.password_pages is not None:
+        pages = self.password_pages
+        if pages is not None:
             draft_id = meta["d"]
             try:
-                link = rt.password_pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
+                link = pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
             except DraftClosed:
                 closed = "This form was already submitted or closed: run /changeos again."
                 return views.PasswordEntry(mode="unavailable", why_unavailable=closed)
             except (PermissionError, ValueError):
                 return views.PasswordEntry(mode="unavailable", why_unavailable="This form belongs to someone else.")
-            kept = rt.workflow.draft_password_info(draft_id)
+            kept = self.workflow.draft_password_info(draft_id)
             wake = link.expires_at
             if kept is not None:
                 self._watch.password_deadline[draft_id] = kept.expires_at
@@ -428,7 +488,7 @@ class PlanCard:
                 mode="link",
                 link=link.url,
                 link_expires_at=link.expires_at,
-                signin=rt.password_pages.signin is not None,
+                signin=pages.signin is not None,
                 is_set=kept is not None,
                 set_at=kept.set_at if kept else None,
                 set_by_you=verified and kept is not None and kept.set_by == user,
@@ -436,7 +496,7 @@ class PlanCard:
                 password_expires_at=kept.expires_at if kept else None,
                 notice=self._watch.notices.pop(draft_id, None) if kept is None else None,
             )
-        if rt.policy.allow_password_in_modal:
+        if self.policy.allow_password_in_modal:
             return views.PasswordEntry(mode="inline", nonce=str(meta.get("n", 0)))
         return views.PasswordEntry(
             mode="unavailable",
@@ -464,9 +524,9 @@ class PlanCard:
             meta["s"] = chosen.server_id
         if not meta.get("s") or meta.get("u") != user:
             return  # only the form's owner changes it
-        if not self.rt.policy.can_request_anything(user, await self._groups(user)):
+        if not self.policy.can_request_anything(user, await self._groups(user)):
             return  # deny before looking up, as the command does
-        if meta.get("d") and meta.get("u") == user:
+        if meta.get("d"):
             self._remember(view["id"], meta, user, chosen)
         try:
             new_view = await self._plan(meta, user, chosen)
@@ -476,154 +536,153 @@ class PlanCard:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def submit(self, ack: AsyncAck, body: dict[str, Any]) -> ChangeRequest | None:
+        """Validated again on the server (fresh facts, the same plan the card showed); each ⛔ under its input. The
+        stored request, to be announced after the ack; None when the form was refused."""
         view = body.get("view") or {}
         meta = read_metadata(view)
         user = (body.get("user") or {}).get("id", "")
         chosen = read_input(view)
+
+        async def refuse(errors: dict[Field, str]) -> None:
+            await ack(response_action="errors", errors=views.field_errors(errors, view))
+
         if chosen.server_id:
             meta["s"] = chosen.server_id
         if not meta.get("s") or meta.get("u") != user:
-            await ack(response_action="errors", errors=_first_error(view, "Choose a server first."))
-            return
-        errors = _missing(chosen)
-        if errors:
-            await ack(response_action="errors", errors=errors)
-            return
-        rt = self.rt
+            await refuse({Field.FORM: "Choose a server first."})
+            return None
+        inputs = _inputs(chosen)
+        missing = missing_inputs(inputs)
+        if missing:
+            await refuse(missing)
+            return None
         groups = await self._groups(user)
-        if not rt.policy.can_request_anything(user, groups):  # before any cloud call: outsiders learn nothing
-            await ack(response_action="errors", errors=_first_error(view, texts.NOT_IN_POLICY[:300]))
-            return
-        if chosen.login is LoginMethod.PASSWORD and not rt.workflow.passwords_enabled:
-            await ack(response_action="errors", errors={views.LOGIN_BLOCK: "Password logins are off: use a key pair."})
-            return
+        if not self.policy.can_request_anything(user, groups):  # before any cloud call: outsiders learn nothing
+            await refuse({Field.FORM: texts.NOT_IN_POLICY[:300]})
+            return None
+        password_login = inputs.login is LoginMethod.PASSWORD
+        if password_login and not self.workflow.passwords_enabled:
+            await refuse({Field.LOGIN: "Password logins are off: use a key pair."})
+            return None
         try:
-            facts = await asyncio.wait_for(
-                rt.planner.facts(meta["s"], fresh=True, image_id=chosen.image_id), SUBMIT_RECHECK_SECONDS
-            )
-        except (TimeoutError, CloudError):
-            try:
-                facts = await asyncio.wait_for(rt.planner.facts(meta["s"]), 0.5)  # the plan-time facts
-            except (TimeoutError, CloudError) as exc:
-                await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.short_cloud_trouble(exc)})
-                return
-        server = facts.server
-        decision = rt.planner.may_request(user, groups, server)
+            facts = await self._submit_facts(meta["s"], chosen.image_id)
+        except (TimeoutError, CloudError) as exc:
+            await refuse({Field.IMAGE: texts.short_cloud_trouble(exc)})
+            return None
+        decision = self.planner.may_request(user, groups, facts.server)
         if not decision.allowed:
-            await ack(response_action="errors", errors={views.IMAGE_BLOCK: decision.reason[:300]})
-            return
-        target = facts.image(chosen.image_id)
-        inline_password = chosen.password if chosen.login is LoginMethod.PASSWORD and chosen.password_block else None
-        if inline_password is not None:
-            problem = _password_problem(chosen, (target.os_type if target else None) or "Linux")
-            if problem:
-                meta["n"] = int(meta.get("n", 0)) + 1  # a new block_id clears both password inputs
-                new_view = await self._plan(meta, user, chosen)
-                new_view["blocks"].insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": f"⛔ {problem}"}})
-                await ack(response_action="update", view=new_view)
-                return
-        if chosen.login is LoginMethod.PASSWORD and inline_password is None:
-            kept = rt.workflow.draft_password(meta["d"])
-            os_type = (target.os_type if target else None) or "Linux"
-            if kept is None and rt.password_pages is not None:  # link mode: nothing to type below, so lead somewhere
-                expired = self._watch.password_deadline.pop(meta["d"], None)
-                if expired is not None:  # before the timer did it: its links go with it
-                    rt.workflow.expire_draft_password(meta["d"])
-                    self._watch.expired[meta["d"]] = expired
-                expired = expired or self._watch.expired.get(meta["d"])
-                why = (
-                    f"The password you set expired at {views.slack_date(expired, '{time}')} and was deleted. "
-                    if expired is not None
-                    else "No admin password is set yet. "
-                )
-                new_view = await self._plan(meta, user, chosen)
-                text = f"⛔ {why}Use *Set password securely* below to set it on the bot's page, then submit again."
-                new_view["blocks"].insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": text}})
-                await ack(response_action="update", view=new_view)
-                return
-            if kept is not None and target and password_problems(kept.get_secret_value(), os_type=os_type):
-                await ack(
-                    response_action="errors",
-                    errors={
-                        views.LOGIN_BLOCK: "The password set on the secure page does not meet the rules of "
-                        f"{target.name} ({target.os_type}). Set it again with the link."
-                    },
-                )
-                return
-        password_set = inline_password is not None or rt.workflow.draft_has_password(meta["d"])
-        selection = Selection(
-            image_id=chosen.image_id,
-            login=chosen.login,
-            keyname=chosen.keyname,
-            password_set=password_set,
-            stop_type=chosen.stop_type or StopType.SOFT,
+            await refuse({Field.IMAGE: decision.reason[:300]})
+            return None
+        typed = chosen.password if password_login and chosen.password_block else None
+        kept = self.workflow.draft_password(meta["d"]) if password_login and typed is None else None
+        password = PasswordInput(
+            is_set=typed is not None or kept is not None, typed=typed, confirm=chosen.password_confirm, kept=kept
         )
-        checks = rt.planner.checks(facts, decision.rule, selection)
-        if chosen.login is LoginMethod.KEYPAIR and not rt.settings.huaweicloud_user_id:
-            checks.append(Check(CheckLevel.BLOCK, "Key pair login unavailable", MISSING_USER_ID))
-        blocking = [c for c in checks if c.level is CheckLevel.BLOCK]
-        if blocking:
-            await ack(response_action="errors", errors=_errors_for(blocking, chosen))
-            return
-        rule = decision.rule
-        now = datetime.now(UTC)
+        target = facts.image(chosen.image_id)
+        plan = evaluate_plan(
+            replace(inputs, password=password),
+            facts.server_facts,
+            target,
+            facts.keypair_names,
+            self._plan_policy(decision.rule),
+        )
+        if plan.password_problem:
+            meta["n"] = int(meta.get("n", 0)) + 1  # a new block_id clears both password inputs
+            await ack(response_action="update", view=await self._with_banner(meta, user, chosen, plan.password_problem))
+            return None
+        if password_login and not password.is_set and self.password_pages is not None:
+            # Link mode: there is nothing to type below, so lead to the page.
+            why = self._why_no_password(meta["d"])
+            text = f"{why}Use *Set password securely* below to set it on the bot's page, then submit again."
+            await ack(response_action="update", view=await self._with_banner(meta, user, chosen, text))
+            return None
+        if plan.blocking:
+            await refuse(plan.errors)
+            return None
         try:
-            request = ChangeRequest(
-                requester=user,
-                origin_channel=meta.get("c") or user,
-                server_id=server.id,
-                server_name=server.name,
-                server_status=server.status,
-                current_image_id=server.image_id,
-                current_image_name=server.image_name,
-                target_image_id=target.id,  # type: ignore[union-attr]
-                target_image_name=target.name,  # type: ignore[union-attr]
-                target_os_type=target.os_type or "Linux",  # type: ignore[union-attr]
-                cloud_init=rt.planner.changeos_api(rule, target)[0] == "v2",  # type: ignore[arg-type]
-                login=chosen.login or LoginMethod.KEYPAIR,  # never None here: _missing() refused that form
-                keyname=chosen.keyname if chosen.login is LoginMethod.KEYPAIR else None,
-                has_password=chosen.login is LoginMethod.PASSWORD,
-                stop_first=server.status == "ACTIVE",
-                stop_type=chosen.stop_type or StopType.SOFT,
-                reason=chosen.reason or "",
-                ticket=chosen.ticket,
-                notify_channels=list(dict.fromkeys([*rt.policy.notify_channels_for(rule), *chosen.notify])),
-                checklist=[check.encode() for check in checks],
-                approvals_channel=rt.policy.approvals_channel_for(rule, meta.get("c") or user),
-                approvals_required=max(1, rt.policy.approvals_needed(rule)),
-                expires_at=now + rt.policy.expiry,
+            request = build_change_request(
+                plan, requester=user, origin_channel=meta.get("c") or user, now=datetime.now(UTC)
             )
         except ValidationError as exc:
-            await ack(response_action="errors", errors={views.REASON_BLOCK: texts.validation_message(exc)})
-            return
+            await refuse({Field.REASON: texts.validation_message(exc)})
+            return None
         try:
-            stored = rt.workflow.submit(
-                request,
-                password=inline_password,
-                draft_id=meta["d"],
-                self_service=rt.policy.approvals_needed(rule) == 0,
+            stored = self.workflow.submit(
+                request, password=typed, draft_id=meta["d"], self_service=plan.self_service
             )
         except ServerBusyError as exc:
-            live = rt.store.get(exc.live_request_id)
-            await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.server_busy(server.name, live)})
-            return
+            live = self.store.get(exc.live_request_id)
+            await refuse({Field.IMAGE: texts.server_busy(request.server_name, live)})
+            return None
         except ValueError as exc:
-            await ack(response_action="errors", errors={views.LOGIN_BLOCK: str(exc)[:300]})
-            return
+            await refuse({Field.LOGIN: str(exc)[:300]})
+            return None
         await ack()
-        stored = await rt.presenter.post_approval_card(stored)
-        where = f"<#{stored.approvals_channel}>"
-        if stored.approval_ts is None:
-            await rt.notifier.ephemeral(stored.origin_channel, user, texts.card_not_posted(stored))
-        elif stored.state.value == "approved":
-            await rt.notifier.ephemeral(stored.origin_channel, user, f"▶️ {stored.id} starts now (self-service).")
-            rt.tracker.wake()
-        else:
-            await rt.notifier.ephemeral(
-                stored.origin_channel, user, f"📨 {stored.id} is waiting for approval in {where}."
+        return stored
+
+    async def _submit_facts(self, server_id: str, image_id: str | None) -> CloudFacts:
+        """Fresh facts (the image's status as it is now), else the plan-time ones if the cloud is slow."""
+        try:
+            return await asyncio.wait_for(
+                self.planner.facts(server_id, fresh=True, image_id=image_id), SUBMIT_RECHECK_SECONDS
             )
-        await rt.presenter.sync(stored.id, stored)
+        except (TimeoutError, CloudError):
+            return await asyncio.wait_for(self.planner.facts(server_id), 0.5)
+
+    def _why_no_password(self, draft_id: str) -> str:
+        expired = self._watch.password_deadline.pop(draft_id, None)
+        if expired is not None:  # before the timer did it: its links go with it
+            self.workflow.expire_draft_password(draft_id)
+            self._watch.expired[draft_id] = expired
+        expired = expired or self._watch.expired.get(draft_id)
+        if expired is None:
+            return "No admin password is set yet. "
+        return f"The password you set expired at {views.slack_date(expired, '{time}')} and was deleted. "
+
+    async def _with_banner(self, meta: dict[str, Any], user: str, chosen: ModalInput, text: str) -> dict:
+        view = await self._plan(meta, user, chosen)
+        view["blocks"].insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": f"⛔ {text}"}})
+        return view
+
+    async def announce(self, stored: ChangeRequest) -> None:
+        """After the form closed: the approval card, a word to the requester, the request's own messages."""
+        user = stored.requester
+        stored = await self.presenter.post_approval_card(stored)
+        if stored.approval_ts is None:
+            await self.tell(stored.origin_channel, user, texts.card_not_posted(stored))
+        elif stored.state.value == "approved":  # self-service: the workflow woke the tracker
+            await self.tell(stored.origin_channel, user, f"▶️ {stored.id} starts now (self-service).")
+        else:
+            where = f"<#{stored.approvals_channel}>"
+            await self.tell(stored.origin_channel, user, f"📨 {stored.id} is waiting for approval in {where}.")
+        await self.presenter.sync(stored.id, stored)
+
+
+def _inputs(chosen: ModalInput) -> PlanInputs:
+    """The form's inputs as the plan reads them."""
+    return PlanInputs(
+        image_id=chosen.image_id,
+        login=chosen.login,
+        keyname=chosen.keyname,
+        stop_type=chosen.stop_type,
+        reason=chosen.reason,
+        ticket=chosen.ticket,
+        notify=tuple(chosen.notify),
+    )
+
+
+def _typed_inputs(cmd: ChangeCommand, meta: dict[str, Any]) -> PlanInputs:
+    """What the command said, for what the form does not hold yet."""
+    login = LoginMethod.PASSWORD if cmd.password else (LoginMethod.KEYPAIR if cmd.keyname else None)
+    return PlanInputs(
+        login=login,
+        keyname=cmd.keyname,
+        stop_type=StopType(cmd.stop.value) if cmd.stop else None,
+        reason=cmd.reason,
+        ticket=cmd.ticket,
+        notify=tuple(meta.get("nc") or ()),
+    )
 
 
 def _typed_meta(cmd: ChangeCommand) -> dict[str, Any]:
@@ -720,50 +779,3 @@ def _server_info(facts: CloudFacts) -> views.ServerInfo:
         os_type=s.os_type,
         system_disk_gb=facts.system_disk_gb,
     )
-
-
-def _first_error(view: dict[str, Any], message: str) -> dict[str, str]:
-    for block in view.get("blocks") or []:
-        if block.get("type") == "input":
-            return {block["block_id"]: message}
-    return {views.REASON_BLOCK: message}
-
-
-def _missing(chosen: ModalInput) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    if not chosen.image_id:
-        errors[views.IMAGE_BLOCK] = "Choose the target image."
-    if chosen.login is None:
-        errors[views.LOGIN_BLOCK] = "Choose how to log in after the change."
-    elif chosen.login is LoginMethod.KEYPAIR and not chosen.keyname:
-        errors[views.KEY_BLOCK] = "Choose a key pair."
-    if not chosen.reason:
-        errors[views.REASON_BLOCK] = "Say why: approvers and the audit trail need a reason."
-    return errors
-
-
-def _password_problem(chosen: ModalInput, os_type: str) -> str | None:
-    if chosen.password is None:
-        return "Type the admin password twice."
-    value = chosen.password.get_secret_value()
-    if chosen.password_confirm is None or chosen.password_confirm.get_secret_value() != value:
-        return "The two passwords differ. Type them again."
-    problems = password_problems(value, os_type=os_type)
-    return " ".join(problems) if problems else None
-
-
-def _errors_for(blocking, chosen: ModalInput) -> dict[str, str]:
-    """Put each ⛔ under the input it is about, the rest under the image select."""
-    errors: dict[str, list[str]] = {}
-    for check in blocking:
-        title = check.title.lower()
-        if "key" in title and chosen.login is LoginMethod.KEYPAIR:
-            block = views.KEY_BLOCK
-        elif "password" in title or "login" in title:
-            block = views.LOGIN_BLOCK
-        else:
-            block = views.IMAGE_BLOCK
-        errors.setdefault(block, []).append(
-            f"⛔ {check.title}: {check.detail}" if check.detail else f"⛔ {check.title}"
-        )
-    return {block: " ".join(msgs)[:1900] for block, msgs in errors.items()}

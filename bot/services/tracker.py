@@ -74,9 +74,9 @@ from bot.domain.tracking import (
     fault_kind,
     step,
 )
-from bot.ratelimit import TokenBucket
+from bot.services.ratelimit import TokenBucket
+from bot.services.workflow import Workflow
 from bot.store import Store
-from bot.workflow import Workflow
 
 __all__ = ["LEASE", "Clock", "SystemClock", "Tracker", "TrackerConfig", "holder_is_gone"]
 

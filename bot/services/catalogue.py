@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from bot.cloud import CloudClient, Image
 from bot.cloud.client import ImageQuery
-from bot.imagematch import SearchIndex
+from bot.services.imagematch import SearchIndex
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""Gathers what the cloud knows about a server and its possible targets, and turns it into pre-flight checks.
+"""Gathers what the cloud knows about a server and its possible targets (the facts `plan.evaluate_plan` judges).
 
 Used by the modal (to show the plan card) and again on submit (to validate on the server side); facts are cached
 for a few minutes per server so that switching a radio button does not cost four cloud calls. The image catalogue
-comes from the region's `CatalogueCache` (bot/catalogue.py), the chosen image from IMS by ID.
+comes from the region's `CatalogueCache` (bot/services/catalogue.py), the chosen image from IMS by ID.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bot.catalogue import CachedCatalogue, CatalogueCache
 from bot.cloud import CloudAPIError, CloudClient, CloudError, Image, KeyPair, Server
 from bot.cloud.client import ImageQuery
 from bot.domain.policy import Decision, Policy, Rule
-from bot.domain.preflight import Check, CheckLevel, PlanFacts, preflight
-from bot.domain.request import LoginMethod, StopType
-from bot.imagematch import Resolution, SearchIndex, resolve
+from bot.services.catalogue import CachedCatalogue, CatalogueCache
+from bot.services.imagematch import Resolution, SearchIndex, resolve
+from bot.services.plan import ServerFacts
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -60,6 +59,10 @@ class CloudFacts:
         return replace(self, selected=image)
 
     @property
+    def server_facts(self) -> ServerFacts:
+        return ServerFacts(self.server, self.system_disk_gb, self.architecture, self.virtualization)
+
+    @property
     def keypair_names(self) -> list[str]:
         return sorted(k.name for k in self.keypairs)
 
@@ -77,17 +80,6 @@ class FlavorFacts:
         env = specs.get("ecs:virtualization_env_types", "")
         virtualization = "KVM" if "CloudCompute" in env else ("Xen" if "FusionCompute" in env else None)
         return cls("arm" if arm else "x86", virtualization)
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """What the person chose in the modal so far."""
-
-    image_id: str | None
-    login: LoginMethod | None
-    keyname: str | None
-    password_set: bool
-    stop_type: StopType
 
 
 class Planner:
@@ -185,10 +177,6 @@ class Planner:
             self._flavors[flavor_id] = FlavorFacts.from_specs(specs)
         return self._flavors[flavor_id]
 
-    def changeos_api(self, rule: Rule | None, image: Image) -> tuple[str, str]:
-        """"v1" or "v2" for this image under this rule, and why (the plan card says it; the tracker uses it)."""
-        return self._policy.changeos_api(rule, image.name, image.id, image.cloud_init)
-
     async def servers_for(self, may_change: Callable[[Server], bool]) -> list[Server]:
         """The servers a person may change, for the chooser when no server was named."""
         return [s for s in await self._cloud.list_servers(limit=1000) if may_change(s)]
@@ -235,108 +223,6 @@ class Planner:
         if others:
             return Resolution(found.query, matches=others[:10], total=len(others))
         return found
-
-    def checks(
-        self,
-        facts: CloudFacts,
-        rule: Rule | None,
-        choice: Selection,
-        *,
-        image_query: str | None = None,
-        resolution: Resolution | None = None,
-    ) -> list[Check]:
-        """Pre-flight checks; `image_query` is the image as typed (or `resolution`, what it resolved to), said in
-        the check when it selects no image."""
-        server = facts.server
-        image = facts.image(choice.image_id)
-        api, api_reason = self.changeos_api(rule, image) if image else (None, "")
-        checks = preflight(
-            PlanFacts(
-                server_status=server.status,
-                task_state=server.task_state,
-                locked=server.locked,
-                frozen=server.metadata.get("EcmResStatus") == "freeze",
-                has_system_disk=server.system_volume is not None,
-                system_disk_gb=facts.system_disk_gb,
-                server_os_type=server.os_type,
-                image_found=image is not None,
-                image_name=image.name if image else "",
-                image_status=image.status if image else None,
-                image_min_disk=image.min_disk if image else None,
-                image_os_type=image.os_type if image else None,
-                image_cloud_init=image.cloud_init if image else False,
-                image_allowed=bool(image and rule and self._policy.image_allowed(rule, image.name, image.id)),
-                image_kind=image.kind if image else None,
-                image_architecture=image.architecture if image else None,
-                image_firmware=image.boot_firmware if image else None,
-                image_support_kvm=image.supports("kvm") if image else None,
-                image_support_xen=image.supports("xen") if image else None,
-                flavor_id=server.flavor.id if server.flavor else None,
-                flavor_architecture=facts.architecture,
-                flavor_virtualization=facts.virtualization,
-                changeos_api=api,
-                changeos_api_reason=api_reason,
-                login=choice.login,
-                keyname=choice.keyname,
-                keypair_exists=(choice.keyname in facts.keypair_names) if choice.keyname else None,
-                password_set=choice.password_set,
-                password_problems=[],  # a typed password is checked on submit, a page-set one on the page
-                stop_first=server.status == "ACTIVE",
-                stop_type=choice.stop_type,
-            )
-        )
-        if image is None and not choice.image_id:  # a chosen image that vanished keeps "Image not found"
-            if resolution is None and image_query:
-                resolution = resolve(image_query, facts.images, self.allowed_images(facts, rule))
-            missing = _no_image_check(resolution)
-            checks = [missing if c.title == "Image not found" else c for c in checks]
-        return checks
-
-
-def _no_image_check(found: Resolution | None) -> Check:
-    """Why no image is selected: none given, several match, or none matches. The names themselves go to the
-    person once, in an ephemeral message (see `image_reply`); the form says what to do in the form."""
-    if found is None or not found.query:
-        return Check(CheckLevel.BLOCK, "No image chosen", "The command named none: pick the target image in the list.")
-    if found.matches:
-        total = max(found.total, len(found.matches))
-        return Check(
-            CheckLevel.BLOCK,
-            "Several images match",
-            f"{found.query} matches {total} images. Type part of a name in the image field to see them and pick "
-            "one, or run the command with the exact name or ID.",
-        )
-    hint = f" Closest: {', '.join(found.suggestions[:3])}." if found.suggestions else ""
-    return Check(
-        CheckLevel.BLOCK,
-        "Image not found",
-        f"No image that can serve this server is named {found.query}.{hint} Type part of its name in the image field, "
-        "or check its name or ID.",
-    )
-
-
-def image_reply(found: Resolution) -> str | None:
-    """The ephemeral answer to an image argument that selects nothing: its matches (never a guess), or the closest
-    names. Plain text: the caller escapes it for Slack."""
-    if found.image is not None or not found.query:
-        return None
-    if found.matches:
-        total = max(found.total, len(found.matches))
-        names = "\n".join(f"• {i.name} ({i.id})" for i in found.matches)
-        more = f"\n…and {total - len(found.matches)} more." if total > len(found.matches) else ""
-        return (
-            f"The image {found.query} matches {total} images, so none was chosen:\n{names}{more}\n"
-            "Pick one in the form's image field, or run /changeos again with its exact name or ID."
-        )
-    if found.suggestions:
-        return (
-            f"No image that can serve this server is named {found.query}. Closest names: "
-            f"{', '.join(found.suggestions)}. Pick one in the form's image field, or check the name."
-        )
-    return (
-        f"No image that can serve this server is named {found.query}, and no name is close. Type part of a name in "
-        "the form's image field to search the catalogue."
-    )
 
 
 def _tags(server: Server) -> Sequence[str]:

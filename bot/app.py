@@ -1,0 +1,352 @@
+"""The composition root: reads the settings once, builds every part from plain values, hands each listener only
+what it uses, and serves them (`ecsbot run`). Nothing below this module reads `Settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr, ValidationError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import logs
+from bot.cloud import CloudClient, Credentials, CredentialSource, Endpoints, MetadataCredentials
+from bot.config import Settings, settings_problem
+from bot.domain.policy import Policy, PolicyError
+from bot.secretbox import SecretBox
+from bot.services.planner import Planner
+from bot.services.tracker import Tracker, TrackerConfig
+from bot.services.workflow import Workflow
+from bot.slack.app import build_bolt_app
+from bot.slack.directory import Directory
+from bot.slack.edge import SlackEdge
+from bot.slack.listeners import approval, changeos
+from bot.slack.notifier import Notifier
+from bot.slack.presenter import Presenter
+from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
+from bot.store import Store
+from bot.web.password_page import PasswordPages
+from bot.web.server import build_web_app
+from bot.web.slack_signin import SlackSignIn
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """What is wrong with the configuration, in words an operator can act on."""
+
+
+@dataclass
+class Bot:
+    """The parts, built once; kept here for their lifecycle (and for the tests' drivers). No listener sees it."""
+
+    settings: Settings
+    store: Store
+    cloud: CloudClient
+    policy: Policy
+    slack: AsyncWebClient
+    notifier: Notifier
+    presenter: Presenter
+    planner: Planner
+    workflow: Workflow
+    directory: Directory
+    tracker: Tracker
+    password_pages: PasswordPages | None
+
+    async def start(self) -> None:
+        await self.notifier.start()
+        await self.tracker.start()
+
+    async def aclose(self) -> None:
+        await self.tracker.stop()
+        await self.notifier.aclose()
+        await self.cloud.aclose()
+        self.store.close()
+
+
+def build(
+    settings: Settings,
+    *,
+    tracker_config: TrackerConfig | None = None,
+    notifier_options: Mapping[str, Any] | None = None,
+) -> Bot:
+    """`notifier_options` overrides the Slack pacing (tests against a fake Slack that does not rate-limit)."""
+    for secret in settings.secret_values():
+        logs.register_secret(secret)
+    policy = load_policy(settings.policy_path)
+    store = Store(settings.db_path)
+    cloud = cloud_client(settings)
+    slack = AsyncWebClient(token=_secret(settings.slack_bot_token), base_url=_api_url(settings))
+    notifier = Notifier(slack, **dict(notifier_options or {}))
+    presenter = Presenter(notifier, store)
+    box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
+    workflow = Workflow(store, policy, box, draft_password_ttl=timedelta(minutes=settings.draft_password_minutes))
+    config = tracker_config or TrackerConfig(
+        poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
+    )
+    tracker = Tracker(store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id)
+    workflow.wake = tracker.wake
+    return Bot(
+        settings=settings,
+        store=store,
+        cloud=cloud,
+        policy=policy,
+        slack=slack,
+        notifier=notifier,
+        presenter=presenter,
+        planner=Planner(cloud, policy),
+        workflow=workflow,
+        directory=Directory(slack, policy.group_ids()),
+        tracker=tracker,
+        password_pages=password_pages(settings, store, workflow, slack) if settings.public_url else None,
+    )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def _api_url(settings: Settings) -> str:
+    url = settings.slack_api_url
+    return url if url.endswith("/") else url + "/"
+
+
+def credential_source(settings: Settings) -> CredentialSource:
+    """Environment keys first (permanent, or temporary with a security token), else the ECS agency when asked for."""
+    agency = settings.huaweicloud_credentials == "agency"
+    required: list[tuple[str, str | SecretStr | None]] = [("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id)]
+    if not agency:
+        required = [
+            ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
+            ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
+            *required,
+        ]
+    missing = [
+        env for env, value in required if not value or (isinstance(value, SecretStr) and not value.get_secret_value())
+    ]
+    if missing:
+        where = "" if agency else " (or, on an ECS with an agency, set HUAWEICLOUD_CREDENTIALS=agency)"
+        raise ValueError(f"Huawei Cloud credentials are incomplete: set {', '.join(missing)}{where}.")
+    project = settings.huaweicloud_project_id
+    assert project
+    if agency:
+        return MetadataCredentials(project, user_id=settings.huaweicloud_user_id, url=settings.metadata_url)
+    assert settings.huaweicloud_ak and settings.huaweicloud_sk
+    return Credentials(
+        access_key=settings.huaweicloud_ak,
+        secret_key=settings.huaweicloud_sk,
+        project_id=project,
+        user_id=settings.huaweicloud_user_id,
+        security_token=settings.huaweicloud_security_token,
+    )
+
+
+def endpoints(settings: Settings) -> Endpoints:
+    return Endpoints.for_region(
+        settings.huaweicloud_region, ecs=settings.ecs_endpoint, ims=settings.ims_endpoint, evs=settings.evs_endpoint
+    )
+
+
+def cloud_client(settings: Settings) -> CloudClient:
+    return CloudClient(credential_source(settings), endpoints(settings))
+
+
+def password_pages(settings: Settings, store: Store, workflow: Workflow, bot: AsyncWebClient) -> PasswordPages:
+    """The secure password page: link lifetime from the settings, Sign in with Slack when a client is configured."""
+    signin = None
+    if settings.slack_client_id and settings.slack_client_secret:
+        signin = SlackSignIn(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            authorize_url=settings.slack_oidc_authorize_url,
+            api=AsyncWebClient(base_url=_api_url(settings)),
+            bot=bot,
+        )
+    return PasswordPages(
+        store, workflow, settings.public_url or "", ttl_seconds=settings.password_link_minutes * 60, signin=signin
+    )
+
+
+def load_policy(path: Path) -> Policy:
+    if not path.exists():
+        raise ConfigurationError(
+            f"No policy file at {path}. Copy config/policy.example.toml to {path} and name your requesters and "
+            "approvers (deny by default), or point ECSBOT_POLICY at your policy file."
+        )
+    try:
+        return Policy.load(path)
+    except PolicyError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def describe(settings: Settings) -> str:
+    mode = "Socket Mode" if settings.slack_app_token else "HTTP (/slack/events)"
+    endpoint = settings.ecs_endpoint or f"https://ecs.{settings.huaweicloud_region}.myhuaweicloud.com"
+    kind = "simulator" if ("127.0.0.1" in endpoint or "localhost" in endpoint) else "Huawei Cloud"
+    return (
+        f"ecsbot starting: Slack {mode}; cloud {endpoint} ({kind}); database {settings.db_path}; "
+        f"policy {settings.policy_path}"
+    )
+
+
+def wire_listeners(bot: Bot) -> changeos.PlanCard:
+    """The plan card, told by the secure page when a password is set or its link used up."""
+    card = changeos.PlanCard(
+        planner=bot.planner,
+        policy=bot.policy,
+        workflow=bot.workflow,
+        store=bot.store,
+        presenter=bot.presenter,
+        notifier=bot.notifier,
+        directory=bot.directory,
+        slack=bot.slack,
+        password_pages=bot.password_pages,
+        keypair_login=bool(bot.settings.huaweicloud_user_id),
+    )
+    if bot.password_pages is not None:
+        bot.password_pages.on_set = card.password_set
+        bot.password_pages.on_open = card.password_set  # the link is used up: the form shows a fresh one
+    return card
+
+
+@dataclass
+class Served:
+    """The running edges: the aiohttp server and, in Socket Mode, the socket client beside the tracker."""
+
+    runner: web.AppRunner
+    socket: SocketModeClient | None = None
+    socket_task: asyncio.Task[None] | None = None
+
+    async def aclose(self) -> None:
+        if self.socket is not None and self.socket_task is not None:
+            await self.socket.aclose()
+            await asyncio.gather(self.socket_task, return_exceptions=True)
+        await self.runner.cleanup()
+
+
+async def serve(bot: Bot, *, host: str, port: int) -> Served:
+    """Start the background parts first, then the HTTP server, then (with an app token) Socket Mode beside them.
+
+    The tracker never waits for Slack: with Slack unreachable, approved and running jobs are still followed. An
+    `OSError` from binding the port leaves nothing of the server behind (the caller closes the bot).
+    """
+    await bot.start()
+    bolt = build_bolt_app(
+        bot.slack,
+        partial(changeos.register, card=wire_listeners(bot)),
+        partial(
+            approval.register,
+            workflow=bot.workflow,
+            store=bot.store,
+            policy=bot.policy,
+            presenter=bot.presenter,
+            notifier=bot.notifier,
+            directory=bot.directory,
+        ),
+    )
+    settings = bot.settings
+    edge = SlackEdge(bolt, signing_secret=_secret(settings.slack_signing_secret), tell_user=bot.notifier.ephemeral)
+    app_token = _secret(settings.slack_app_token)
+    socket = SocketModeClient(edge, app_token, api_url=settings.slack_api_url) if app_token else None
+    web_app = build_web_app(
+        store=bot.store,
+        tracker=bot.tracker,
+        edge=None if socket else edge,
+        socket=socket,
+        password_pages=bot.password_pages,
+    )
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    served = Served(runner, socket)
+    if socket is not None:
+        served.socket_task = asyncio.create_task(socket.run(), name="slack-socket-mode")
+    return served
+
+
+def missing_settings(settings: Settings) -> list[str]:
+    missing = [
+        name
+        for name, value in (
+            ("SLACK_BOT_TOKEN", settings.slack_bot_token),
+            ("HUAWEICLOUD_SDK_AK", settings.huaweicloud_ak),
+            ("HUAWEICLOUD_SDK_SK", settings.huaweicloud_sk),
+            ("HUAWEICLOUD_PROJECT_ID", settings.huaweicloud_project_id),
+        )
+        if not value
+    ]
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+    return missing
+
+
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: stop the other process or set PORT (or --port) to a free one."
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs privileges this process lacks: set PORT (or --port) to 1024 or above."
+    return f"cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__}): check --host and PORT."
+
+
+async def run_bot(*, host: str, port: int) -> int:
+    """0 after a signal; 2 when the configuration or the port stops it (one sentence, no traceback); 1 when Socket
+    Mode fails for another reason."""
+    logs.configure()
+    try:
+        settings = Settings()
+        logs.configure(settings.log_level, settings.log_format)
+        missing = missing_settings(settings)
+        if missing:
+            raise ConfigurationError("Missing settings: " + ", ".join(missing) + ". `ecsbot check` explains each.")
+        bot = build(settings)
+    except ValidationError as exc:
+        log.error("%s", settings_problem(exc))
+        return 2
+    except (ConfigurationError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    log.info(describe(settings))
+    try:
+        served = await serve(bot, host=host, port=port)
+    except OSError as exc:
+        log.error("cannot start: %s", _bind_problem(exc, host, port))
+        await bot.aclose()
+        return 2
+    log.info("listening on %s:%d", host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+    if served.socket_task is not None:
+        waits.add(served.socket_task)
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    task = served.socket_task
+    if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+        failure = task.exception()
+        if isinstance(failure, SocketModeAuthError):
+            log.error("cannot start: %s", failure)
+            code = 2
+        else:
+            log.error("Socket Mode stopped: %s", type(failure).__name__, exc_info=failure)
+            code = 1
+    log.info("stopping")
+    await served.aclose()
+    await bot.aclose()
+    for waiter in waits:
+        waiter.cancel()
+    return code
