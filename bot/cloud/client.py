@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote, urlsplit
@@ -29,7 +30,20 @@ from bot.cloud.errors import (
     parse_error_fields,
     request_id_from,
 )
-from bot.cloud.models import ChangeOsOption, Image, Job, KeyPair, Server, StopType, Volume, stop_body
+from bot.cloud.models import (
+    ChangeOsOption,
+    Image,
+    ImageJob,
+    ImageQuota,
+    Job,
+    KeyPair,
+    Server,
+    StopType,
+    Volume,
+    create_image_body,
+    start_body,
+    stop_body,
+)
 from bot.cloud.tags import PAGE_MAX, TaggedServer, tag_query_body
 
 log = logging.getLogger(__name__)
@@ -105,7 +119,7 @@ class _Call:
     """One logical API call; `attempt` builds and sends a freshly signed request each time."""
 
     service: Service
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "DELETE"]
     path: str
     query: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
@@ -280,6 +294,36 @@ class CloudClient:
         data = await self._read(call)
         return _parse(Volume, _field(data, "volume", call), call)
 
+    async def find_images(self, *, name: str | None = None, tag: tuple[str, str] | None = None) -> list[Image]:
+        """This project's private images by exact name and/or one tag, in any status (queued, saving, killed too):
+        how a backup is found again after a restart, or when the answer to its creation was lost."""
+        query = ImageQuery(
+            imagetype="private",
+            status=None,
+            virtual_env_type=None,
+            name=name,
+            tag=f"{tag[0]}={tag[1]}" if tag else None,
+        )
+        return (await self.catalogue(query)).images
+
+    async def image_quota(self) -> ImageQuota:
+        """Private images used and allowed in this region (`GET /v1/cloudimages/quota`)."""
+        call = _Call("ims", "GET", "/v1/cloudimages/quota", operation="image_quota")
+        data = await self._read(call)
+        quotas = _field(data, "quotas", call)
+        for item in _list(quotas, "resources", call):
+            if isinstance(item, dict) and item.get("type") == "image":
+                return _parse(ImageQuota, item, call)
+        raise _bad_response(call, 200, "no quota of type 'image'")
+
+    async def get_image_job(self, job_id: str) -> ImageJob:
+        """An IMS job (`GET /v1/cloudimages/job/{job_id}`); its record expires like ECS jobs' (IMG.0023 then)."""
+        call = _Call("ims", "GET", f"/v1/cloudimages/job/{_q(job_id)}", operation="get_image_job")
+        data = await self._read(call)
+        if not isinstance(data, dict):
+            raise _bad_response(call, 200, "the job answer is not a JSON object")
+        return _parse(ImageJob, {**data, "job_id": data.get("job_id") or job_id}, call)
+
     async def get_job(self, job_id: str) -> Job:
         call = _Call("ecs", "GET", f"/v1/{self._pid}/jobs/{_q(job_id)}", operation="get_job")
         data = await self._read(call)
@@ -302,6 +346,46 @@ class CloudClient:
         )
         return await self._write_job(call)
 
+    async def start_server(self, server_id: str) -> str:
+        """The start job's id. Never retried once sent: a lost answer raises OutcomeUnknownError."""
+        call = _Call(
+            "ecs",
+            "POST",
+            f"/v1/{self._pid}/cloudservers/action",
+            body=start_body([server_id]),
+            operation="start_server",
+            server_id=server_id,
+        )
+        return await self._write_job(call)
+
+    async def create_image(
+        self, server_id: str, name: str, *, description: str = "", tags: Mapping[str, str] | None = None
+    ) -> str:
+        """A private image of the server's system disk (IMS `POST /v2/cloudimages/action`); returns the job id.
+
+        Never retried once sent: a lost answer raises OutcomeUnknownError, and the caller finds the image by its
+        name or tags instead of creating a second one."""
+        call = _Call(
+            "ims",
+            "POST",
+            "/v2/cloudimages/action",
+            body=create_image_body(server_id, name, description, tags or {}),
+            operation="create_image",
+            server_id=server_id,
+        )
+        return await self._write_job(call)
+
+    async def delete_image(self, image_id: str) -> None:
+        """`DELETE /v2/images/{id}`: 204 whether or not the image existed, so repeating it is safe; the image leaves
+        the list a little later (see `image_gone`)."""
+        call = _Call("ims", "DELETE", f"/v2/images/{_q(image_id)}", operation="delete_image")
+        await self._read(call, expect_json=False)
+
+    async def image_gone(self, image_id: str) -> bool:
+        """True once the image is no longer listed (or listed as deleted): how a deletion is confirmed."""
+        image = await self.get_image(image_id)
+        return image is None or image.status == "deleted"
+
     async def change_os(self, server_id: str, option: ChangeOsOption, *, cloud_init: bool = False) -> str:
         """The change job's id; v1 for images without Cloud-Init, v2 with it. Never retried once sent."""
         version = "v2" if cloud_init else "v1"
@@ -319,8 +403,8 @@ class CloudClient:
 
     # ------------------------------------------------------------------------------------------------ plumbing
 
-    async def _read(self, call: _Call) -> Any:
-        """Send with retries; returns the decoded JSON of a success answer."""
+    async def _read(self, call: _Call, *, expect_json: bool = True) -> Any:
+        """Send with retries (reads, and idempotent writes); returns the decoded JSON of a success answer."""
         policy = self._retry
         deadline = time.monotonic() + policy.total_timeout
         last_error: CloudAPIError | None = None
@@ -337,7 +421,7 @@ class CloudClient:
             else:
                 error = _error_of(response)
                 if error is None:
-                    return _json(response, call)
+                    return _json(response, call) if expect_json else None
                 if not _retryable(error):
                     raise _scrub(error, call)
                 last_error, last_reason = error, str(error.status)
@@ -463,6 +547,7 @@ class ImageQuery:
     platform: str | None = None
     name: str | None = None
     flavor_id: str | None = None
+    tag: str | None = None  # "key=value"
 
     def pairs(self) -> list[tuple[str, str]]:
         return _pairs(
@@ -474,6 +559,7 @@ class ImageQuery:
             __platform=self.platform,
             name=self.name,
             flavor_id=self.flavor_id,
+            tag=self.tag,
         )
 
 

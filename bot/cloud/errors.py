@@ -51,6 +51,22 @@ _HINTS: dict[str, str] = {
     "HUAWEICLOUD_REGION.",
     "Ecs.1002": "The cloud timed out talking to the compute service. Check the server in the console (it may need "
     "a start or a retry of the change), then submit a new request.",
+    "IMG.0002": "The backup image's name is too long (128 characters at most). This is a bug of the bot: report it.",
+    "IMG.0003": "The backup image's name has characters IMS refuses. This is a bug of the bot: report it.",
+    "IMG.0005": "The server does not exist any more. Check the server ID, region and project.",
+    "IMG.0008": "IMS images only a stopped server. Stop it (or let the plan stop it) and try again.",
+    "IMG.0009": "An image with this name already exists: it may be this request's own backup. The bot looks for it.",
+    "IMG.0010": "The server has a task in progress (perhaps another image). Wait until it ends and try again.",
+    "IMG.0015": "The private image quota is used up. Delete private images you no longer need (for example old "
+    "backups: `ecsbot backups prune`) or ask Huawei Cloud for a higher quota.",
+    "IMG.0023": "IMS no longer knows this job (job records expire). The bot looks for the image by its name.",
+    "IMG.0027": "The image does not exist (any more). Check the image ID.",
+    "IMG.0060": "IMS is throttling requests. Wait a moment and try again.",
+    "IMG.0090": "The image is still being created and cannot be deleted yet. Try again when it is active.",
+    "IMG.0092": "Only the image's owner may delete it; the bot deletes only its own backups.",
+    "IMG.0094": "A public image cannot be deleted.",
+    "IMG.0111": "The system disk is larger than 1 TB: IMS can only make a full-ECS image of this server.",
+    "IMG.0119": "The server has no system disk, so there is nothing to back up.",
     "Pdp.0001": "IAM policy does not allow this action. Ask an administrator to grant the bot's user the ECS "
     "permission (for example ecs:cloudServers:changeOS).",
 }
@@ -206,6 +222,6 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
     """The typed error for an error answer: ThrottledError for 429 and Common.0024, else CloudAPIError."""
     code, message = parse_error_fields(status, body)
     request_id = request_id_from(headers)
-    if status == 429 or code in ("Common.0024", "Common.1503", "APIGW.0308"):
+    if status == 429 or code in ("Common.0024", "Common.1503", "APIGW.0308", "IMG.0060"):
         return ThrottledError(status, code, message, request_id, parse_retry_after(headers.get("Retry-After")))
     return CloudAPIError(status, code, message, request_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -180,9 +181,36 @@ class Image(_Response):
     owner: str | None = None
     support_kvm: str | None = Field(default=None, alias="__support_kvm")
     support_xen: str | None = Field(default=None, alias="__support_xen")
+    data_origin: str | None = Field(default=None, alias="__data_origin")  # "instance,<server id>": made from an ECS
+    parent_image_id: str | None = Field(default=None, alias="__originalimagename")  # the image that ECS ran
+    description: str | None = Field(default=None, alias="__description")
+    tags: list[str] = Field(default_factory=list)  # "key=value"
+    created_at: datetime | None = None
+    size: int | None = None  # bytes
+
+    _created = field_validator("created_at", mode="plain")(_time_or_none)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_list(cls, value: Any) -> Any:
+        return [str(t) for t in value] if isinstance(value, list) else []
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return None if value in (None, "") else value
 
     @field_validator(
-        "support_arm", "firmware", "os_bit", "virtual_env_type", "support_kvm", "support_xen", mode="before"
+        "support_arm",
+        "firmware",
+        "os_bit",
+        "virtual_env_type",
+        "support_kvm",
+        "support_xen",
+        "data_origin",
+        "parent_image_id",
+        "description",
+        mode="before",
     )
     @classmethod
     def _flags_str(cls, value: Any) -> Any:
@@ -226,6 +254,30 @@ class Image(_Response):
     def cloud_init(self) -> bool:
         """[U] inference from the IMS docs: `"true"` means NO Cloud-Init injection (v1 changeos), else v2."""
         return (self.support_fc_inject or "").lower() != "true"
+
+    @property
+    def source_server_id(self) -> str | None:
+        """The ECS this image was made from (`__data_origin = "instance,<id>"`), or None."""
+        kind, _, server_id = (self.data_origin or "").partition(",")
+        return server_id or None if kind == "instance" else None
+
+    @property
+    def tag_map(self) -> dict[str, str]:
+        """The image's tags as a dict (IMS lists them as "key=value" strings)."""
+        pairs = (tag.partition("=") for tag in self.tags)
+        return {key: value for key, _, value in pairs}
+
+
+class ImageQuota(_Response):
+    """Private images of this project: `used` of `quota` (IMS `GET /v1/cloudimages/quota`, type "image")."""
+
+    type: str = "image"
+    used: int = 0
+    quota: int = 0
+
+    @property
+    def free(self) -> int:
+        return max(self.quota - self.used, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------- EVS
@@ -334,6 +386,52 @@ class Job(_Response):
             add(sub.error_code, sub.fail_reason)
             add(None, sub.entities.errorcode_message)
         return found
+
+
+class ImageJobEntities(_Response):
+    """§18: `image_id`/`image_name` on SUCCESS; whether they and `process_percent` come while RUNNING is [U]."""
+
+    image_id: str | None = None
+    image_name: str | None = None
+    current_task: str | None = None
+    process_percent: float | None = None
+
+    _texts = field_validator("image_id", "image_name", "current_task", mode="before")(_str_or_none)
+
+    @field_validator("process_percent", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        return None if value in (None, "") else value
+
+
+class ImageJob(_Response):
+    """An IMS job (`GET /v1/cloudimages/job/{job_id}`): status SUCCESS | FAIL | RUNNING | INIT."""
+
+    job_id: str
+    job_type: str | None = None
+    status: str = ""
+    entities: ImageJobEntities = Field(default_factory=ImageJobEntities)
+    begin_time: datetime | None = None
+    end_time: datetime | None = None
+    error_code: str | None = None
+    fail_reason: str | None = None
+
+    _entities = field_validator("entities", mode="before")(_entities_dict)
+    _times = field_validator("begin_time", "end_time", mode="plain")(_time_or_none)
+    _texts = field_validator("error_code", "fail_reason", mode="before")(_str_or_none)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == JobStatus.SUCCESS
+
+    @property
+    def failed(self) -> bool:
+        """FAIL, or an empty status: Terraform's IMS client treats both as an error (reference §18)."""
+        return self.status in (JobStatus.FAIL, "")
+
+    @property
+    def image_id(self) -> str | None:
+        return self.entities.image_id
 
 
 # ---------------------------------------------------------------------------------------------------------- requests
@@ -447,6 +545,26 @@ class ChangeOsOption(BaseModel):
         order = ("adminpass", "keyname", "userid", "imageid", *middle, "isAutoPay")
         inner = {key: values[key] for key in order if values[key] is not None}
         return json.dumps({"os-change": inner}, separators=(", ", ": "), ensure_ascii=True).encode("ascii")
+
+
+def _sdk_json(body: Any) -> bytes:
+    return json.dumps(body, separators=(", ", ": "), ensure_ascii=True).encode("ascii")
+
+
+def create_image_body(server_id: str, name: str, description: str, tags: Mapping[str, str]) -> bytes:
+    """`POST /v2/cloudimages/action` as the SDK sends it (keys in model order, reference §16)."""
+    body: dict[str, Any] = {}
+    if description:
+        body["description"] = description
+    if tags:
+        body["image_tags"] = [{"key": key, "value": value} for key, value in tags.items()]
+    body["instance_id"] = server_id
+    body["name"] = name
+    return _sdk_json(body)
+
+
+def start_body(server_ids: list[str]) -> bytes:
+    return _sdk_json({"os-start": {"servers": [{"id": sid} for sid in server_ids]}})
 
 
 def stop_body(server_ids: list[str], stop_type: StopType) -> bytes:

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from bot.domain.backup import BACKUP_MODES, BackupMode
 from bot.domain.request import ChangeRequest, RequestState
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -49,6 +50,11 @@ class Rule:
     notify_channels: tuple[str, ...] = ()
     changeos_api: str = "auto"  # "auto" (from the image's __support_fc_inject), "v1" or "v2"
     changeos_api_images: tuple[tuple[str, str], ...] = ()  # (image name pattern or ID, "auto"|"v1"|"v2"), first wins
+    backup: BackupMode = "off"  # an image of the system disk before the change: required, offered (on) or off
+    backup_keep_days: int = 7
+    backup_keep_count: int = 3  # per server
+    backup_restart_on_failure: bool = True  # start the server again if the backup fails and the bot stopped it
+    rollback_approvals_required: int | None = None  # None: as approvals_required
 
     def matches_server(self, server_name: str, server_id: str, tags: Iterable[str] | Mapping[str, str] = ()) -> bool:
         for pattern in self.servers:
@@ -111,6 +117,11 @@ _RULE_KEYS = {
     "notify_channels": "a list of channel IDs",
     "changeos_api": '"auto", "v1" or "v2"',
     "changeos_api_images": 'a table of image name patterns or IDs to "auto", "v1" or "v2"',
+    "backup": '"required", "offered" or "off"',
+    "backup_keep_days": "a whole number of days, 1 to 3650",
+    "backup_keep_count": "a whole number of backups per server, 1 to 50",
+    "backup_restart_on_failure": "true or false",
+    "rollback_approvals_required": "a whole number, 1 or more, at most approvals_required",
 }
 CHANGEOS_APIS = ("auto", "v1", "v2")
 
@@ -266,6 +277,37 @@ def _parse_rule(source: str, index: int, table: Any) -> Rule:
     by_image = table.get("changeos_api_images", {})
     if not isinstance(by_image, dict) or any(v not in CHANGEOS_APIS for v in by_image.values()):
         r.fail('"changeos_api_images" must be a table like { "CentOS*" = "v1" } with "auto", "v1" or "v2" values.')
+    backup = r.string("backup", "off") or "off"
+    if backup not in BACKUP_MODES:
+        r.fail(
+            f'"backup" must be "required" (no change without a backup), "offered" (a checkbox, on by default) or '
+            f'"off", not "{backup}".'
+        )
+    keep_days = r.integer("backup_keep_days", 7)
+    if not 1 <= keep_days <= 3650:
+        r.fail(f'"backup_keep_days" must be between 1 and 3650 days; got {keep_days}.')
+    keep_count = r.integer("backup_keep_count", 3)
+    if not 1 <= keep_count <= 50:
+        r.fail(
+            f'"backup_keep_count" must be between 1 and 50 (IMS allows 50 private images per region); got {keep_count}.'
+        )
+    if backup == "off":
+        extra = [k for k in ("backup_keep_days", "backup_keep_count", "backup_restart_on_failure") if k in table]
+        if extra:
+            r.fail(
+                f'"{extra[0]}" has no effect with backup = "off". Remove it, or set backup = "offered" or "required".'
+            )
+    restart = r.boolean("backup_restart_on_failure", True)
+    rollback_required: int | None = None
+    if "rollback_approvals_required" in table:
+        if self_service:
+            r.fail('"rollback_approvals_required" makes no sense with self_service = true (nothing is approved).')
+        rollback_required = r.integer("rollback_approvals_required", approvals_required)
+        if not 1 <= rollback_required <= approvals_required:
+            r.fail(
+                f'"rollback_approvals_required" must be between 1 and approvals_required ({approvals_required}); '
+                f"got {rollback_required}. A rollback may need fewer approvals than a change, never more."
+            )
     return Rule(
         name=name,
         servers=tuple(servers),
@@ -279,6 +321,11 @@ def _parse_rule(source: str, index: int, table: Any) -> Rule:
         notify_channels=tuple(r.channels("notify_channels")),
         changeos_api=api,
         changeos_api_images=tuple((str(k), str(v)) for k, v in by_image.items()),
+        backup=next(mode for mode in BACKUP_MODES if mode == backup),
+        backup_keep_days=keep_days,
+        backup_keep_count=keep_count,
+        backup_restart_on_failure=restart,
+        rollback_approvals_required=rollback_required,
     )
 
 
@@ -381,6 +428,15 @@ class Policy:
         if rule is None:
             return 1
         return 0 if rule.self_service else rule.approvals_required
+
+    def rollback_approvals_needed(self, rule: Rule | None) -> int:
+        """Approvals for a rollback to a backup: the rule's `rollback_approvals_required`, which may be lower."""
+        if rule is None or rule.rollback_approvals_required is None:
+            return self.approvals_needed(rule)
+        return 0 if rule.self_service else rule.rollback_approvals_required
+
+    def backup_mode(self, rule: Rule | None) -> BackupMode:
+        return rule.backup if rule is not None else "off"
 
     def image_allowed(self, rule: Rule | None, image_name: str, image_id: str) -> bool:
         if rule is None:

@@ -22,6 +22,7 @@ class RequestState(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
     STOPPING = "stopping"
+    BACKING_UP = "backing_up"
     SUBMITTING = "submitting"
     RUNNING = "running"
     RECONCILING = "reconciling"
@@ -35,8 +36,10 @@ class RequestState(StrEnum):
 S = RequestState
 TRANSITIONS: Mapping[RequestState, frozenset[RequestState]] = {
     S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED, S.EXPIRED}),
-    S.APPROVED: frozenset({S.STOPPING, S.SUBMITTING, S.CANCELLED, S.FAILED}),
-    S.STOPPING: frozenset({S.SUBMITTING, S.FAILED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.STOPPING, S.BACKING_UP, S.SUBMITTING, S.CANCELLED, S.FAILED}),
+    S.STOPPING: frozenset({S.BACKING_UP, S.SUBMITTING, S.FAILED, S.CANCELLED}),
+    # No cancel while the image is made: the server is busy until IMS ends the job either way.
+    S.BACKING_UP: frozenset({S.SUBMITTING, S.FAILED}),
     S.SUBMITTING: frozenset({S.RUNNING, S.RECONCILING, S.FAILED}),
     S.RECONCILING: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED}),
@@ -166,6 +169,18 @@ class ChangeRequest(BaseModel):
     poll_failures: int = Field(default=0, ge=0)
     job_status: str | None = None
     job_progress: str | None = None
+
+    # The backup (an IMS image of the system disk) taken in `backing_up`, before anything destructive.
+    backup_wanted: bool = False
+    backup_restart: bool = True  # start the server again when the backup fails and the bot had stopped it
+    backup_image_name: str | None = None  # chosen before the POST: how the image is found again after a crash
+    backup_job_id: str | None = None
+    backup_image_id: str | None = None  # set once the image is active: the backup exists
+    backup_sent_at: UtcDatetime | None = None  # written just before the create POST, like submit_sent_at
+    backup_done_at: UtcDatetime | None = None
+    backup_failure: str | None = None  # the backup failed; said in the final message once the server is started
+    rollback_of: str | None = Field(default=None, pattern=ID_PATTERN.pattern)  # the request whose backup this restores
+
     # The last state whose Slack messages landed; differs from `state` while people have not been told yet.
     notified_state: RequestState | None = None
 
@@ -194,8 +209,12 @@ class ChangeRequest(BaseModel):
         return self.state in TERMINAL_STATES
 
     def approved_parameters(self) -> dict[str, Any]:
-        """Exactly what an approver agrees to; anything else may change without a new approval."""
+        """Exactly what an approver agrees to; anything else may change without a new approval.
+
+        `backup` appears only when wanted, so requests without one keep the fingerprint they always had."""
+        backup = {"backup": True} if self.backup_wanted else {}
         return {
+            **backup,
             "server_id": self.server_id,
             "target_image_id": self.target_image_id,
             "login": self.login.value,

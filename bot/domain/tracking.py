@@ -18,11 +18,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot.domain.backup import image_description, image_name, image_tags
 from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 
 DRIVEN = (
     RequestState.APPROVED,
     RequestState.STOPPING,
+    RequestState.BACKING_UP,
     RequestState.SUBMITTING,
     RequestState.RECONCILING,
     RequestState.RUNNING,
@@ -51,6 +53,7 @@ class TrackerConfig:
     reconcile_grace: float = 60.0
     lease_ttl: float = 30.0
     concurrency: int = 32
+    backup_deadline: float = 1800.0  # IMS took ≈4 min in the doc's example; Terraform waits 20 min
     """Steps at once; kept below the cloud client's connection pool (100) so requests never queue inside httpcore,
     whose queue handling grows with its length squared (measured by bench/tracker.py: 200 made 1,000 jobs lag 50 s)."""
 
@@ -98,6 +101,34 @@ class JobView:
         return self.status == "FAIL"
 
 
+@dataclass(frozen=True, slots=True)
+class BackupJobView:
+    """An IMS image job as the core needs it; `image_id`/`percent` may be None while it runs ([U])."""
+
+    job_id: str
+    status: str
+    image_id: str | None = None
+    percent: float | None = None
+    error_code: str | None = None
+    fail_reason: str | None = None
+    hint: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCESS"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("FAIL", "")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupView:
+    id: str
+    name: str
+    status: str
+
+
 class FaultKind(StrEnum):
     UNREACHABLE = "unreachable"  # nothing reached the cloud
     THROTTLED = "throttled"  # 429 / flow limit
@@ -134,7 +165,36 @@ class PostChange:
     pass
 
 
-CloudCall = ReadServer | ReadJob | BuildChange | PostStop | PostChange
+@dataclass(frozen=True, slots=True)
+class PostBackup:
+    """Create the backup image (IMS); answered by Posted(job id), OutcomeUnknown or a Fault."""
+
+    name: str
+    description: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBackupJob:
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindBackup:
+    """This project's private images named `name` (any status); answered by BackupsFound."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostStart:
+    """Start the server again (after a failed backup, when the bot had stopped it)."""
+
+
+CloudCall = (
+    ReadServer | ReadJob | BuildChange | PostStop | PostChange | PostBackup | ReadBackupJob | FindBackup | PostStart
+)
+CLOUD_CALLS = (ReadServer, ReadJob, BuildChange, PostStop, PostChange, PostBackup, ReadBackupJob, FindBackup, PostStart)
 
 
 # ------------------------------------------------------------------------------------------------ observations
@@ -156,6 +216,16 @@ class ServerSeen:
 @dataclass(frozen=True, slots=True)
 class JobSeen:
     job: JobView
+
+
+@dataclass(frozen=True, slots=True)
+class BackupJobSeen:
+    job: BackupJobView
+
+
+@dataclass(frozen=True, slots=True)
+class BackupsFound:
+    images: tuple[BackupView, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +284,19 @@ class Fault:
         return self.is_answer and (self.code == "Common.0011" or self.status == 404)
 
 
-Observation = Due | ServerSeen | JobSeen | Posted | OutcomeUnknown | ChangeReady | ChangeInvalid | PasswordGone | Fault
+Observation = (
+    Due
+    | ServerSeen
+    | JobSeen
+    | BackupJobSeen
+    | BackupsFound
+    | Posted
+    | OutcomeUnknown
+    | ChangeReady
+    | ChangeInvalid
+    | PasswordGone
+    | Fault
+)
 
 
 def fault_kind(
@@ -327,7 +409,7 @@ class Decision:
     def call(self) -> CloudCall | None:
         """The cloud call whose answer the next step needs, or None: the step is over."""
         last = self.effects[-1] if self.effects else None
-        return last if isinstance(last, ReadServer | ReadJob | BuildChange | PostStop | PostChange) else None
+        return last if isinstance(last, CLOUD_CALLS) else None
 
 
 class UnexpectedObservation(ValueError):
@@ -356,6 +438,8 @@ def step(
             effects = _approved(ctx, observation)
         case RequestState.STOPPING:
             effects = _stopping(ctx, observation)
+        case RequestState.BACKING_UP:
+            effects = _backing_up(ctx, observation)
         case RequestState.SUBMITTING:
             effects = _submitting(ctx, observation)
         case RequestState.RECONCILING:
@@ -419,7 +503,7 @@ def _approved(ctx: _Ctx, obs: Observation) -> list[Effect]:
             if server.task_state:
                 return [Schedule(cfg.poll_interval, {"job_progress": f"Waiting: the server is {server.task_state}"})]
             if server.status == "SHUTOFF" or (server.status == "ERROR" and not r.stop_first):
-                return [Move(RequestState.SUBMITTING, "the server is stopped", {"next_poll_at": 0.0})]
+                return [_after_stop(r, {"next_poll_at": 0.0})]
             if server.status == "ACTIVE" and r.stop_first:
                 detail = f"stopping ({r.stop_type.value})"
                 return [Move(RequestState.STOPPING, detail, {"next_poll_at": 0.0})]
@@ -470,8 +554,7 @@ def _stopping(ctx: _Ctx, obs: Observation) -> list[Effect]:
             return [ReadServer()]
         case ServerSeen(server=server):
             if server.status == "SHUTOFF" and not server.task_state:
-                fields = {"next_poll_at": 0.0, "poll_failures": 0}
-                return [Move(RequestState.SUBMITTING, "the server is stopped", fields)]
+                return [_after_stop(r, {"next_poll_at": 0.0, "poll_failures": 0})]
             if server.task_state or r.stop_job_id is not None:
                 return [Schedule(cfg.poll_interval / 2, {"job_progress": f"Server {server.status}"})]
             # The stop's answer was lost and nothing is happening: asking again is harmless for a stop.
@@ -479,6 +562,139 @@ def _stopping(ctx: _Ctx, obs: Observation) -> list[Effect]:
         case Fault():
             return ctx.backoff(obs)
     raise _unexpected(ctx, obs)
+
+
+def _after_stop(r: ChangeRequest, fields: Mapping[str, Any]) -> Move:
+    """The server is stopped: the backup next when one is wanted and not yet taken, else the change."""
+    if r.backup_wanted and r.backup_image_id is None:
+        return Move(RequestState.BACKING_UP, "the server is stopped; backing up its system disk first", fields)
+    return Move(RequestState.SUBMITTING, "the server is stopped", fields)
+
+
+# backing_up → submitting | failed
+def _backing_up(ctx: _Ctx, obs: Observation) -> list[Effect]:
+    r, cfg = ctx.request, ctx.config
+    name = r.backup_image_name or image_name(r.server_name or r.server_id, r.id, ctx.now)
+    match obs:
+        case Due():
+            if r.backup_failure is not None:
+                return [PostStart()]  # a restart after the failure was decided: starting twice is harmless
+            if r.backup_job_id is not None:
+                return [ReadBackupJob(r.backup_job_id)]
+            if r.backup_sent_at is not None:
+                return [FindBackup(name)]  # the create may have reached IMS: find its image, never make a second
+            # Written before the POST: a process that dies after this line finds the image by this name.
+            post = PostBackup(
+                name, image_description(r.id, r.server_name or r.server_id), image_tags(r.id, r.server_id, ctx.now)
+            )
+            return [Update({"backup_sent_at": ctx.now, "backup_image_name": name}), post]
+        case Posted(job_id=job_id) if r.backup_failure is not None:
+            return ctx.fail(f"{r.backup_failure} The bot started {r.server_name} again (job {job_id}).")
+        case OutcomeUnknown() if r.backup_failure is not None:
+            return ctx.fail(f"{r.backup_failure} The bot asked to start {r.server_name} again; check that it runs.")
+        case Fault(asked=PostStart()):
+            return ctx.fail(
+                f"{r.backup_failure} The bot could not start {r.server_name} again ({obs.code or obs.name}): start "
+                "it in the console."
+            )
+        case Posted(job_id=job_id):
+            fields = {"backup_job_id": job_id, "poll_failures": 0, "job_progress": "Backup started"}
+            return [Schedule(cfg.first_poll, fields), Tell()]
+        case OutcomeUnknown():
+            return [Schedule(cfg.first_poll, {"job_progress": "Backup requested; looking for its image"})]
+        case Fault(asked=PostBackup()):
+            if obs.code == "IMG.0009":  # the name is taken: by this request's own earlier, unanswered create
+                return [FindBackup(name)]
+            if obs.not_now or obs.code == "IMG.0010":
+                attempts = r.poll_failures + 1
+                if attempts >= MAX_SUBMIT_ATTEMPTS:
+                    return _backup_failed(ctx, f"IMS kept refusing the backup ({attempts} tries): {obs.hint}", obs.code)
+                return [Update({"backup_sent_at": None}), *ctx.backoff(obs)]
+            if not obs.is_answer:
+                return ctx.backoff(obs)  # backup_sent_at stays: the next step looks for the image
+            return _backup_failed(ctx, f"IMS refused the backup: {obs.hint}", obs.code, obs.message)
+        case Fault(asked=ReadBackupJob()) if obs.job_gone or obs.code == "IMG.0023":
+            return [FindBackup(name)]  # the job record expired: the image itself says how it went
+        case BackupJobSeen(job=job):
+            if job.succeeded and job.image_id:
+                return _backup_done(ctx, job.image_id)
+            if job.succeeded:
+                return [FindBackup(name)]
+            if job.failed:
+                return _backup_failed(ctx, _backup_failure_text(job), job.error_code, job.fail_reason)
+            return _backup_wait(ctx, job.percent)
+        case BackupsFound(images=images):
+            mine = [i for i in images if i.name == name]
+            if any(i.status == "active" for i in mine):
+                return _backup_done(ctx, next(i.id for i in mine if i.status == "active"))
+            if any(i.status in ("queued", "saving") for i in mine):
+                return _backup_wait(ctx, None)
+            if mine:
+                statuses = ", ".join(sorted({i.status for i in mine}))
+                return _backup_failed(ctx, f"The backup image {name} ended {statuses}: IMS could not make it.")
+            waited = (ctx.now - (r.backup_sent_at or ctx.now)).total_seconds()
+            if waited < cfg.reconcile_grace:
+                return [Schedule(cfg.poll_interval / 2, {"job_progress": "Looking for the backup image"})]
+            # Nothing with this name after the grace: the create never happened. Send it again, same name, so
+            # that IMS itself refuses a duplicate (IMG.0009) should the first one appear after all.
+            return [
+                Log(logging.INFO, f"{r.id}: no backup image {name}; creating it again"),
+                Schedule(0.0, {"backup_sent_at": None, "backup_job_id": None}),
+            ]
+        case Fault():
+            return ctx.backoff(obs)
+    raise _unexpected(ctx, obs)
+
+
+def _backup_done(ctx: _Ctx, image_id: str) -> list[Effect]:
+    r = ctx.request
+    took = _duration(ctx.now, r.backup_sent_at)
+    fields = {
+        "backup_image_id": image_id,
+        "backup_done_at": ctx.now,
+        "poll_failures": 0,
+        "next_poll_at": 0.0,
+        "job_progress": f"Backup {r.backup_image_name} ready ({took})",
+    }
+    return [Move(RequestState.SUBMITTING, f"backup {r.backup_image_name} ({image_id}) is ready after {took}", fields)]
+
+
+def _backup_wait(ctx: _Ctx, percent: float | None) -> list[Effect]:
+    r, cfg = ctx.request, ctx.config
+    if r.backup_sent_at is not None and (ctx.now - r.backup_sent_at).total_seconds() > cfg.backup_deadline:
+        return _backup_failed(
+            ctx,
+            f"The backup did not finish within {cfg.backup_deadline / 60:.0f} minutes. Check the image "
+            f"{r.backup_image_name} in the IMS console",
+        )
+    share = f" · {percent:.0f}%" if percent is not None else ""
+    progress = f"Backing up the system disk{share} · {_duration(ctx.now, r.backup_sent_at)}"
+    effects: list[Effect] = [Schedule(cfg.poll_interval, {"job_progress": progress, "poll_failures": 0})]
+    if share and progress != r.job_progress:
+        effects.append(Tell())  # a new percentage; the bare clock alone is not worth a Slack edit
+    return effects
+
+
+def _backup_failed(ctx: _Ctx, text: str, code: str | None = None, reason: str | None = None) -> list[Effect]:
+    """Stop before anything destructive; start the server again when the bot stopped it and the policy says so."""
+    r = ctx.request
+    failure = f"{text.rstrip('.')}. Nothing was changed: the OS change was not sent."
+    stopped_by_bot = r.stop_job_id is not None or r.stop_sent_at is not None
+    if stopped_by_bot and r.backup_restart:
+        fields = {"backup_failure": failure, "error_code": code, "fail_reason": reason}
+        return [Audit("backup_failed", failure), Update(fields), PostStart()]
+    return ctx.fail(failure, code=code, reason=reason)
+
+
+def _backup_failure_text(job: BackupJobView) -> str:
+    head = f"IMS failed the backup ({job.error_code})" if job.error_code else "IMS failed the backup"
+    reason = (job.fail_reason or "it gave no reason").strip().rstrip(".")
+    return f"{head}: {reason}. {job.hint}".strip()
+
+
+def _duration(now: datetime, since: datetime | None) -> str:
+    seconds = max(0, int((now - since).total_seconds())) if since is not None else 0
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 # submitting → running | reconciling | failed

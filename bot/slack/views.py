@@ -48,6 +48,7 @@ STATE_LABEL: dict[RequestState, str] = {
     RequestState.PENDING_APPROVAL: "⏳ Waiting for approval",
     RequestState.APPROVED: "👍 Approved, starting",
     RequestState.STOPPING: "⏹️ Stopping the server",
+    RequestState.BACKING_UP: "💾 Backing up the system disk",
     RequestState.SUBMITTING: "📤 Submitting the change",
     RequestState.RUNNING: "🔄 Changing the OS",
     RequestState.RECONCILING: "🔎 Checking what the cloud did",

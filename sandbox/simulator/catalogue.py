@@ -3,11 +3,14 @@
 A real region lists thousands of images: public (`gold`), this project's private ones, images shared from other
 projects and market images; ECS system-disk images (`virtual_env_type=FusionCompute`) beside BMS (`Ironic`),
 data-disk (`DataImage`) and ISO (`IsoImage`) images; x86 and ARM; BIOS and UEFI; some still `queued`/`saving`
-or `killed`. Images never change while the simulator runs, so each is rendered to JSON once.
+or `killed`. Each image is rendered to JSON once; the few that change while the simulator runs (made from a
+server, deleted or tagged) go through `Catalogue.put` / `Catalogue.drop` on the state's own copy.
 """
 
 from __future__ import annotations
 
+import bisect
+import copy
 import functools
 import json
 import random
@@ -57,7 +60,10 @@ class Image:
     whole_image: bool = False
     productcode: str = ""
     member_status: str | None = None
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # "key=value", as the `tag` filter writes them
+    data_origin: str = ""  # "instance,<server id>" for an image made from a server (reference §19)
+    parent_image: str = ""  # __originalimagename: the image the source server ran
+    description: str = ""
     extra: tuple[tuple[str, str], ...] = field(default=())  # more `__support_*` flags, e.g. largememory
 
     @property
@@ -109,14 +115,14 @@ def image_body(i: Image) -> dict[str, Any]:
         "__os_bit": i.os_bit,
         "__image_source_type": "uds",
         "__image_size": str(i.size),
-        "__data_origin": "",
-        "__description": "",
+        "__data_origin": i.data_origin,
+        "__description": i.description,
         "__support_kvm": "true" if i.support_kvm else "false",
         "__support_xen": "true" if i.support_xen else "false",
         "__support_arm": "true" if i.arm else "false",
         "__lazyloading": "true",
-        "__root_origin": "file",
-        "__originalimagename": "",
+        "__root_origin": "" if i.data_origin else "file",
+        "__originalimagename": i.parent_image,
         "__backup_id": "",
         "__productcode": i.productcode,
         "__sequence_num": "",
@@ -348,6 +354,10 @@ def _sort_key(key: str, image: Any) -> tuple[Any, str]:
     return (_sort_value(image, key), image.id)
 
 
+def _sort_key_of(by_id: dict[str, Image], key: str, image_id: str) -> tuple[Any, str]:
+    return _sort_key(key, by_id[image_id])
+
+
 def _sort_value(image: Image, key: str) -> Any:
     if key == "created_at":
         return image.created
@@ -416,6 +426,54 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def copy(self) -> Catalogue:
+        """An independent copy to change: built catalogues are cached and shared between simulators."""
+        twin = copy.copy(self)
+        twin.images = list(self.images)
+        twin.by_id = dict(self.by_id)
+        twin.encoded = dict(self.encoded)
+        twin.index = {key: {value: set(ids) for value, ids in values.items()} for key, values in self.index.items()}
+        twin.tags = {tag: set(ids) for tag, ids in self.tags.items()}
+        twin.order = {key: list(ids) for key, ids in self.order.items()}
+        twin.rank = {key: dict(ranks) for key, ranks in self.rank.items()}
+        return twin
+
+    def put(self, image: Image) -> None:
+        """Add an image, or replace the one with its id (a new status, new tags): O(images) per call."""
+        if image.id in self.by_id:
+            self.drop(image.id)
+        self.images.append(image)
+        self.by_id[image.id] = image
+        self.encoded[image.id] = json.dumps(image_body(image)).encode()
+        for key, value in index_values(image).items():
+            self.index.setdefault(key, {}).setdefault(value, set()).add(image.id)
+        for tag in image.tags:
+            self.tags.setdefault(tag, set()).add(image.id)
+        for key in SORT_KEYS:
+            order = self.order[key]
+            of_id = functools.partial(_sort_key_of, self.by_id, key)
+            at = bisect.bisect_left(order, _sort_key(key, image), key=of_id)
+            order.insert(at, image.id)
+            self._rerank(key, at)
+
+    def drop(self, image_id: str) -> None:
+        image = self.by_id.pop(image_id)
+        self.images.remove(image)
+        del self.encoded[image_id]
+        for key, value in index_values(image).items():
+            self.index[key][value].discard(image_id)
+        for tag in image.tags:
+            self.tags[tag].discard(image_id)
+        for key in SORT_KEYS:
+            at = self.rank[key].pop(image_id)
+            del self.order[key][at]
+            self._rerank(key, at)
+
+    def _rerank(self, key: str, start: int) -> None:
+        order, rank = self.order[key], self.rank[key]
+        for n in range(start, len(order)):
+            rank[order[n]] = n
 
     def ids_with(self, key: str, value: str) -> set[str]:
         if key == "tag":

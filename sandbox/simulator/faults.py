@@ -26,13 +26,20 @@ ROUTES = (
     "list_flavors",
     "show_flavor_extra_specs",
     "list_servers_by_tag",
+    "create_image",
+    "show_image_job",
+    "delete_image",
+    "image_tags",
+    "image_tag_action",
+    "add_image_tag",
+    "delete_image_tag",
 )
 # The ECS metadata service is not behind the API gateway: a rule must name these routes; `*` leaves them alone.
 METADATA_ROUTES = ("metadata_token", "metadata_securitykey")
 # A rule may name a family: `change_os` covers both the v1 and the v2 path.
 FAMILIES = {"change_os": ("change_os_v1", "change_os_v2")}
 ROUTE_NAMES = (*ROUTES, *METADATA_ROUTES, *FAMILIES, "*")
-DROPPABLE = ("server_action", "change_os_v1", "change_os_v2")
+DROPPABLE = ("server_action", "change_os_v1", "change_os_v2", "create_image", "delete_image")
 
 
 class FailJob(BaseModel):
@@ -41,6 +48,16 @@ class FailJob(BaseModel):
     server_id: str | None = None
     error_code: str = "Ecs.1002"
     fail_reason: str = "OpenStack access timed out. Stop the operation and try again later."
+
+
+class FailImageJob(BaseModel):
+    """The next image-creation job (from that server) ends in FAIL halfway; its image is left `killed` or removed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server_id: str | None = None
+    error_code: str = "Common.0001"
+    fail_reason: str = "System exception: creating the image from the ECS system disk failed (simulator)."
 
 
 class HoldJobs(BaseModel):
@@ -76,6 +93,7 @@ class FaultSpec(BaseModel):
     retry_after: int | None = Field(default=None, ge=0)  # the gateway sends no Retry-After; this adds one
     drop_response: int = Field(default=0, ge=0)
     fail_jobs: FailJob | None = None
+    fail_image_jobs: FailImageJob | None = None
     hold_jobs: HoldJobs | None = None
     expire_jobs: ExpireJobs | None = None
     job_entities: Literal["full", "empty", "missing"] | None = None
@@ -127,6 +145,7 @@ class FaultBook:
     rng: random.Random
     rules: list[Rule] = field(default_factory=list)
     fail_jobs: list[FailJob] = field(default_factory=list)
+    fail_image_jobs: list[FailImageJob] = field(default_factory=list)
     hold_jobs: list[HoldJobs] = field(default_factory=list)
     job_entities: str = "full"
     _next_id: int = 1
@@ -135,6 +154,8 @@ class FaultBook:
         ids: list[int] = []
         if spec.fail_jobs is not None:
             self.fail_jobs.append(spec.fail_jobs)
+        if spec.fail_image_jobs is not None:
+            self.fail_image_jobs.append(spec.fail_image_jobs)
         if spec.hold_jobs is not None:
             self.hold_jobs.append(spec.hold_jobs)
         if spec.job_entities is not None:
@@ -149,6 +170,7 @@ class FaultBook:
     def clear(self) -> None:
         self.rules.clear()
         self.fail_jobs.clear()
+        self.fail_image_jobs.clear()
         self.hold_jobs.clear()
         self.job_entities = "full"
 
@@ -186,6 +208,12 @@ class FaultBook:
                 return self.fail_jobs.pop(index)
         return None
 
+    def take_fail_image_job(self, server_id: str) -> FailImageJob | None:
+        for index, item in enumerate(self.fail_image_jobs):
+            if item.server_id in (None, server_id):
+                return self.fail_image_jobs.pop(index)
+        return None
+
     def take_hold(self, server_id: str) -> HoldJobs | None:
         for index, item in enumerate(self.hold_jobs):
             if item.server_id in (None, server_id):
@@ -197,6 +225,8 @@ class FaultBook:
             "rules": [rule.to_json() for rule in self.rules],
             "fail_jobs": [item.model_dump() for item in self.fail_jobs],
         }
+        if self.fail_image_jobs:
+            data["fail_image_jobs"] = [item.model_dump() for item in self.fail_image_jobs]
         if self.hold_jobs:
             data["hold_jobs"] = [item.model_dump() for item in self.hold_jobs]
         if self.job_entities != "full":

@@ -40,6 +40,8 @@ class Timing(_Strict):
     job_init: Range = (4.0, 6.0)
     change_running: Range = (180.0, 300.0)
     min_disk_check: Range = (5.0, 10.0)
+    image_create: Range = (180.0, 300.0)  # system-disk image from an ECS: the doc's example job took 222 s
+    image_delete: Range = (2.0, 5.0)  # after the 204, until the image is gone from the list
 
     @field_validator("*")
     @classmethod
@@ -122,6 +124,10 @@ class Switches(_Strict):
     changeos_sub_jobs: bool = True
     job_ttl: float | None = Field(default=None, gt=0)
     metadata_token: Literal["optional", "required", "unsupported"] = "optional"
+    image_from_running: Literal["refuse", "allow"] = "refuse"  # IMG.0008 unless the ECS is stopped
+    image_job_entities: Literal["on_success", "while_running"] = "on_success"  # image_id, process_percent
+    failed_image: Literal["killed", "removed"] = "killed"  # what a FAILed image job leaves in the list
+    image_quota: int = Field(default=50, ge=0)  # private images per region (reference §16)
 
 
 class VolumeFixture(_Strict):

@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import SecretStr, ValidationError
 
-from sandbox.simulator import render, tags
+from sandbox.simulator import imaging, render, tags
 from sandbox.simulator.auth import check_signature
 from sandbox.simulator.bodies import int_param, parse_action, parse_change_os
 from sandbox.simulator.clock import Clock, SystemClock, iso_millis
@@ -92,7 +92,42 @@ def _change_os(cloud_init: bool) -> Callable[[Ctx], Reply]:
 def _show_job(ctx: Ctx) -> Reply:
     state = ctx.state
     job = state.get_job(ctx.match["job_id"])
+    if job.job_type.startswith("ims"):  # the deprecated IMS job path is the same as ECS's
+        return 200, imaging.render_job(state, job)
     return 200, render.job(job, sub_jobs=state.switches.changeos_sub_jobs, entities=state.faults.job_entities)
+
+
+def _create_image(ctx: Ctx) -> Reply:
+    return 200, {"job_id": imaging.create_image(ctx.state, imaging.parse_create(ctx.body))}
+
+
+def _show_image_job(ctx: Ctx) -> Reply:
+    return 200, imaging.render_job(ctx.state, imaging.image_job(ctx.state, ctx.match["job_id"]))
+
+
+def _delete_image(ctx: Ctx) -> Reply:
+    imaging.check_delete_body(ctx.body)
+    imaging.delete_image(ctx.state, ctx.match["image_id"])
+    return 204, b""
+
+
+def _image_tags(ctx: Ctx) -> Reply:
+    return 200, {"tags": imaging.image_tags(ctx.state, ctx.match["image_id"])}
+
+
+def _image_tag_action(ctx: Ctx) -> Reply:
+    imaging.tag_action(ctx.state, ctx.match["image_id"], ctx.body)
+    return 204, b""
+
+
+def _add_image_tag(ctx: Ctx) -> Reply:
+    imaging.add_tag(ctx.state, ctx.match["image_id"], ctx.body)
+    return 204, b""
+
+
+def _delete_image_tag(ctx: Ctx) -> Reply:
+    imaging.delete_tag(ctx.state, ctx.match["image_id"], ctx.match["key"])
+    return 204, b""
 
 
 def _list_keypairs(ctx: Ctx) -> Reply:
@@ -118,8 +153,8 @@ def _list_images(ctx: Ctx) -> Reply:
 
 
 def _image_quota(ctx: Ctx) -> Reply:
-    used = ctx.state.private_image_count()
-    return 200, {"quotas": {"resources": [{"type": "image", "used": used, "quota": 50, "min": 1, "max": 1000}]}}
+    used, quota = ctx.state.private_image_count(), ctx.state.switches.image_quota
+    return 200, {"quotas": {"resources": [{"type": "image", "used": used, "quota": quota, "min": 1, "max": 1000}]}}
 
 
 def _list_flavors(ctx: Ctx) -> Reply:
@@ -161,6 +196,18 @@ ROUTE_TABLE: list[tuple[str, re.Pattern[str], str, Callable[[Ctx], Reply]]] = [
     ("GET", re.compile(r"^/v2/cloudimages$"), "list_images", _list_images),
     ("GET", re.compile(r"^/v1/cloudimages/quota$"), "image_quota", _image_quota),
     ("GET", re.compile(rf"^/v2/{_P}/cloudvolumes/(?P<volume_id>[^/]+)$"), "show_volume", _show_volume),
+    ("POST", re.compile(r"^/v2/cloudimages/action$"), "create_image", _create_image),
+    ("GET", re.compile(r"^/v1/cloudimages/job/(?P<job_id>[^/]+)$"), "show_image_job", _show_image_job),
+    ("DELETE", re.compile(r"^/v2/images/(?P<image_id>[^/]+)$"), "delete_image", _delete_image),
+    ("GET", re.compile(rf"^/v2/{_P}/images/(?P<image_id>[^/]+)/tags$"), "image_tags", _image_tags),
+    ("POST", re.compile(rf"^/v2/{_P}/images/(?P<image_id>[^/]+)/tags/action$"), "image_tag_action", _image_tag_action),
+    ("POST", re.compile(rf"^/v2/{_P}/images/(?P<image_id>[^/]+)/tags$"), "add_image_tag", _add_image_tag),
+    (
+        "DELETE",
+        re.compile(rf"^/v2/{_P}/images/(?P<image_id>[^/]+)/tags/(?P<key>[^/]+)$"),
+        "delete_image_tag",
+        _delete_image_tag,
+    ),
 ]
 assert {name for _, _, name, _ in ROUTE_TABLE} == set(ROUTES)
 
@@ -175,7 +222,9 @@ def resolve(method: str, path: str) -> tuple[str, dict[str, str], Callable[[Ctx]
 
 
 def _json(status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None) -> web.Response:
-    if isinstance(payload, bytes):
+    if status == 204:
+        response = web.Response(status=204, headers=headers)
+    elif isinstance(payload, bytes):
         response = web.Response(body=payload, status=status, headers=headers, content_type="application/json")
     else:
         response = web.json_response(payload, status=status, headers=headers)

@@ -109,6 +109,9 @@ class Server:
     # password itself), so tests can prove the password reached the cloud without the simulator keeping it.
     login_keyname: str | None = None
     login_password_sha256: str | None = None
+    # The image whose OS the system disk holds: after a change to a backup image, the image the backup was made
+    # from, so a test can prove a rollback round trip (the ECS itself shows the backup's id, as the real one does).
+    os_image_id: str = ""
 
     @property
     def status(self) -> str:
@@ -144,6 +147,10 @@ class Job:
     fail_reason: str | None = None
     ended_at: float | None = None
     created_at: float = 0.0
+    # image-creation jobs only: the image, and when its work runs (for process_percent)
+    image_id: str | None = None
+    image_name: str | None = None
+    work: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,8 @@ class SimState:
     keypairs: dict[tuple[str, str], KeyPairFixture] = field(default_factory=dict)
     volumes: dict[str, Volume] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
+    image_os: dict[str, str] = field(default_factory=dict)  # image made from a server -> the OS image it holds
+    owns_catalogue: bool = False
     _events: list[tuple[float, int, Callable[[float], None]]] = field(default_factory=list, repr=False)
     _seq: itertools.count[int] = field(default_factory=itertools.count, repr=False)
 
@@ -248,6 +257,7 @@ class SimState:
             failed_change=fx.failed_change,
             tags=dict(fx.tags),
             fault=fault,
+            os_image_id=fx.image_id,
         )
 
     @property
@@ -323,6 +333,14 @@ class SimState:
 
     def private_image_count(self) -> int:
         return len(self.catalogue.ids_with("__imagetype", "private"))
+
+    def own_catalogue(self) -> Catalogue:
+        """The catalogue to change: a private copy on the first change (built ones are shared between simulators)."""
+        if not self.owns_catalogue:
+            self.catalogue = self.catalogue.copy()
+            self.images = self.catalogue.by_id
+            self.owns_catalogue = True
+        return self.catalogue
 
     def get_volume(self, volume_id: str) -> Volume:
         volume = self.volumes.get(volume_id)
@@ -629,6 +647,7 @@ class SimState:
             server.updated = due
             if fail is None:
                 server.image_id = image.id
+                server.os_image_id = self.image_os.get(image.id, image.id)
                 server.metadata.update(
                     {
                         "image_name": image.name,
@@ -679,6 +698,7 @@ class SimState:
                     "task_state": s.task_state,
                     "locked": s.locked,
                     "image_id": s.image_id,
+                    "os_image_id": s.os_image_id,
                     "image_name": s.metadata.get("image_name"),
                     "busy_job": s.busy_job,
                 }

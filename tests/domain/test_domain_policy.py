@@ -348,3 +348,52 @@ def test_every_mistake_is_reported_at_once() -> None:
     ], problems
     assert 'Did you mean "servers"?' in problems[4] and 'Did you mean "images"?' in problems[5]
     assert str(info.value) == "\n".join(problems)
+
+
+# --- backups and rollbacks -------------------------------------------------------------------------------------------
+
+
+def test_backup_defaults_to_off_and_rollbacks_to_the_rule_approvals():
+    rule = Policy.parse(RULE).rules[0]
+    assert (rule.backup, rule.backup_keep_days, rule.backup_keep_count, rule.backup_restart_on_failure) == (
+        "off",
+        7,
+        3,
+        True,
+    )
+    assert Policy.parse(RULE).rollback_approvals_needed(rule) == 1
+
+
+def test_backup_settings_and_a_lower_rollback_approval():
+    text = RULE.replace('approvers = ["U01APR0001"]', 'approvers = ["U01APR0001", "U01APR0002"]') + (
+        'approvals_required = 2\nbackup = "required"\nbackup_keep_days = 14\nbackup_keep_count = 5\n'
+        "backup_restart_on_failure = false\nrollback_approvals_required = 1\n"
+    )
+    policy = Policy.parse(text)
+    rule = policy.rules[0]
+    assert (rule.backup, rule.backup_keep_days, rule.backup_keep_count) == ("required", 14, 5)
+    assert rule.backup_restart_on_failure is False
+    assert policy.approvals_needed(rule) == 2 and policy.rollback_approvals_needed(rule) == 1
+    assert policy.backup_mode(rule) == "required" and policy.backup_mode(None) == "off"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('backup = "always"\n', '"backup" must be "required"'),
+        ('backup = "offered"\nbackup_keep_days = 0\n', '"backup_keep_days" must be between 1 and 3650'),
+        ('backup = "offered"\nbackup_keep_count = 51\n', '"backup_keep_count" must be between 1 and 50'),
+        ("backup_keep_days = 3\n", 'no effect with backup = "off"'),
+        ("rollback_approvals_required = 2\n", "between 1 and approvals_required (1)"),
+        ("rollback_approvals_required = 0\n", "never more"),
+        ('backup = true\n', '"backup" must be'),
+    ],
+)
+def test_backup_mistakes_are_explained(extra, expected):
+    msg = _err(RULE + extra)
+    assert expected in msg and "rules[0] ('r')" in msg
+
+
+def test_rollback_approvals_with_self_service_is_refused():
+    text = '[[rules]]\nname = "r"\nservers = ["x"]\nrequesters = ["U01REQ0001"]\nself_service = true\n'
+    assert "self_service" in _err(text + "rollback_approvals_required = 1\n")

@@ -28,11 +28,15 @@ ALLOWED = {
     (S.PENDING_APPROVAL, S.CANCELLED),
     (S.PENDING_APPROVAL, S.EXPIRED),
     (S.APPROVED, S.STOPPING),
+    (S.APPROVED, S.BACKING_UP),
     (S.APPROVED, S.SUBMITTING),
     (S.APPROVED, S.CANCELLED),
     (S.APPROVED, S.FAILED),
+    (S.STOPPING, S.BACKING_UP),
     (S.STOPPING, S.SUBMITTING),
     (S.STOPPING, S.FAILED),
+    (S.BACKING_UP, S.SUBMITTING),
+    (S.BACKING_UP, S.FAILED),
     (S.STOPPING, S.CANCELLED),
     (S.SUBMITTING, S.RUNNING),
     (S.SUBMITTING, S.RECONCILING),
@@ -85,6 +89,8 @@ def test_exactly_the_allowed_transitions_and_nothing_else():
         (S.EXPIRED, S.APPROVED),
         (S.REJECTED, S.APPROVED),
         (S.APPROVED, S.APPROVED),
+        (S.BACKING_UP, S.CANCELLED),
+        (S.BACKING_UP, S.RUNNING),
     ],
 )
 def test_forbidden_transitions(a, b):
@@ -188,11 +194,24 @@ def test_fingerprint_is_stable_and_shaped():
         {"login": LoginMethod.PASSWORD, "keyname": None},
         {"stop_first": True},
         {"stop_type": StopType.HARD},
+        {"backup_wanted": True},
     ],
 )
 def test_fingerprint_changes_with_each_approved_parameter(change):
     a = make()
     assert make(**change).fingerprint() != a.fingerprint()
+
+
+def test_fingerprint_without_backup_is_unchanged():
+    """Requests stored before backups existed keep their fingerprint: `backup` is only hashed when wanted."""
+    assert "backup" not in make().approved_parameters()
+    assert make(backup_wanted=True).approved_parameters()["backup"] is True
+
+
+def test_rollback_of_is_a_request_id():
+    with pytest.raises(ValueError):
+        make(rollback_of="not-an-id")
+    assert make(rollback_of="CR-ABCDEF").rollback_of == "CR-ABCDEF"
 
 
 def test_fingerprint_has_password_sensitivity():
@@ -210,6 +229,7 @@ def test_fingerprint_has_password_sensitivity():
         {"status_ts": "123.456"},
         {"server_name": "renamed"},
         {"state": S.RUNNING},
+        {"backup_image_id": "img-9", "backup_job_id": "j", "rollback_of": "CR-ABCDEF"},
     ],
 )
 def test_fingerprint_ignores_other_fields(change):

@@ -13,14 +13,20 @@ from typing import Any
 import pytest
 
 from bot.cloud import CloudAPIError, CloudUnreachableError, Job, OutcomeUnknownError, ThrottledError, hint_for
+from bot.domain import backup as bk
 from bot.domain.request import ChangeRequest, LoginMethod, RequestState, StopType
 from bot.domain.tracking import (
+    CLOUD_CALLS,
     DRIVEN,
     JOB_GONE,
     MAX_SUBMIT_ATTEMPTS,
     MISSING_USER_ID,
     PAYMENT_PROGRESS,
     Audit,
+    BackupJobSeen,
+    BackupJobView,
+    BackupsFound,
+    BackupView,
     BuildChange,
     ChangeInvalid,
     ChangeReady,
@@ -30,6 +36,7 @@ from bot.domain.tracking import (
     Fail,
     Fault,
     FaultKind,
+    FindBackup,
     ForgetPassword,
     JobSeen,
     JobView,
@@ -39,10 +46,13 @@ from bot.domain.tracking import (
     Observation,
     OutcomeUnknown,
     PasswordGone,
+    PostBackup,
     PostChange,
     Posted,
+    PostStart,
     PostStop,
     Presenter,
+    ReadBackupJob,
     ReadJob,
     ReadServer,
     Schedule,
@@ -363,7 +373,123 @@ RUNNING: list[Case] = [
     ("server read 5xx", S.RUNNING, GONE_JOB, five_xx(ReadServer()), bo(20.0)),
 ]
 
-ALL = APPROVED + STOPPING + SUBMITTING + RECONCILING + RUNNING
+
+# --------------------------------------------------------------------------------------------- backing up
+BK = {"backup_wanted": True}
+NAME = "ecsbot-web-1-CR-ABCDEF-20261202T120000Z"
+BK_SENT = {**BK, "backup_sent_at": SENT, "backup_image_name": NAME}
+BK_JOB = {**BK_SENT, "backup_job_id": "ims-1"}
+BY_BOT = {"stop_first": True, "stop_job_id": "stop-1"}
+QUOTA_HINT = hint_for("IMG.0015")
+NOT_SENT = "Nothing was changed: the OS change was not sent."
+FAILURE = "IMS refused the backup: stop it. " + NOT_SENT
+
+
+def ims_job(status: str, image_id: str | None = None, percent: float | None = None, **kw: Any) -> BackupJobSeen:
+    return BackupJobSeen(BackupJobView("ims-1", status, image_id, percent, **kw))
+
+
+def ims_refused(code: str, hint: str = "stop it", status: int = 400) -> Fault:
+    post = PostBackup(NAME, bk.image_description("CR-ABCDEF", "web-1"), bk.image_tags("CR-ABCDEF", "srv-1", NOW))
+    return Fault(FaultKind.REFUSED, post, "CloudAPIError", hint, status, code, "refused")
+
+
+def found(*statuses: str, name: str = NAME) -> BackupsFound:
+    return BackupsFound(tuple(BackupView(f"img-{n}", name, st) for n, st in enumerate(statuses)))
+
+
+def ready(took: str = "30s", image_id: str = "img-b") -> Move:
+    fields = {
+        "backup_image_id": image_id,
+        "backup_done_at": NOW,
+        "poll_failures": 0,
+        "next_poll_at": 0.0,
+        "job_progress": f"Backup {NAME} ready ({took})",
+    }
+    return Move(S.SUBMITTING, f"backup {NAME} ({image_id}) is ready after {took}", fields)
+
+
+def restart(failure: str, code: str | None, reason: str | None) -> tuple[Effect, ...]:
+    fields = {"backup_failure": failure, "error_code": code, "fail_reason": reason}
+    return (Audit("backup_failed", failure), Update(fields), PostStart())
+
+
+POST = ims_refused("x").asked
+JOB_FAIL = "IMS failed the backup (Common.0001): disk read error. " + hint_for("Common.0001") + " " + NOT_SENT
+BACKING_UP: list[Case] = [
+    ("first step: name and tags written before the POST", S.BACKING_UP, BK, Due(), (
+        Update({"backup_sent_at": NOW, "backup_image_name": NAME}), POST)),
+    ("job known", S.BACKING_UP, BK_JOB, Due(), (ReadBackupJob("ims-1"),)),
+    ("sent, no job: find the image, never create a second", S.BACKING_UP, BK_SENT, Due(), (FindBackup(NAME),)),
+    ("posted", S.BACKING_UP, BK_SENT, Posted("ims-1"), (
+        Schedule(2.0, {"backup_job_id": "ims-1", "poll_failures": 0, "job_progress": "Backup started"}), Tell())),
+    ("post outcome unknown", S.BACKING_UP, BK_SENT, OutcomeUnknown(), (
+        Schedule(2.0, {"job_progress": "Backup requested; looking for its image"}),)),
+    ("name taken: our own earlier create", S.BACKING_UP, BK_SENT, ims_refused("IMG.0009"), (FindBackup(NAME),)),
+    ("post throttled", S.BACKING_UP, BK_SENT, throttled(POST), (
+        Update({"backup_sent_at": None}), *bo(20.0, cause="ThrottledError"))),
+    ("post: server has a task", S.BACKING_UP, BK_SENT, ims_refused("IMG.0010"), (
+        Update({"backup_sent_at": None}), *bo(20.0))),
+    ("post: tries used up", S.BACKING_UP, {**BK_SENT, **BY_BOT, "poll_failures": 4}, unreachable(POST), restart(
+        f"IMS kept refusing the backup (5 tries): network. {NOT_SENT}", None, None)),
+    ("post refused, the bot did not stop it", S.BACKING_UP, BK_SENT, ims_refused("IMG.0015", QUOTA_HINT), (fail(
+        f"IMS refused the backup: {QUOTA_HINT.rstrip('.')}. {NOT_SENT}", "IMG.0015", "refused"),)),
+    ("post refused after the bot stopped it", S.BACKING_UP, {**BK_SENT, **BY_BOT}, ims_refused("IMG.0008"),
+     restart(FAILURE, "IMG.0008", "refused")),
+    ("post refused, restart off", S.BACKING_UP, {**BK_SENT, **BY_BOT, "backup_restart": False},
+     ims_refused("IMG.0008"), (fail(FAILURE, "IMG.0008", "refused"),)),
+    ("post silent", S.BACKING_UP, BK_SENT, silent(POST), bo(20.0, cause="OutcomeUnknownError")),
+    ("job INIT", S.BACKING_UP, BK_JOB, ims_job("INIT"), (
+        Schedule(10.0, {"job_progress": "Backing up the system disk · 30s", "poll_failures": 0}),)),
+    ("job RUNNING with a percentage", S.BACKING_UP, {**BK_JOB, "backup_sent_at": NOW - timedelta(seconds=95)},
+     ims_job("RUNNING", percent=41.6), (
+        Schedule(10.0, {"job_progress": "Backing up the system disk · 42% · 1m 35s", "poll_failures": 0}), Tell())),
+    ("job past the deadline", S.BACKING_UP, {**BK_JOB, "backup_sent_at": NOW - timedelta(hours=1)},
+     ims_job("RUNNING"), (fail(
+        f"The backup did not finish within 30 minutes. Check the image {NAME} in the IMS console. {NOT_SENT}"),)),
+    ("job SUCCESS", S.BACKING_UP, BK_JOB, ims_job("SUCCESS", "img-b"), (ready(),)),
+    ("job SUCCESS without image id", S.BACKING_UP, BK_JOB, ims_job("SUCCESS"), (FindBackup(NAME),)),
+    ("job FAIL, the bot stopped it: start it again", S.BACKING_UP, {**BK_JOB, **BY_BOT},
+     ims_job("FAIL", error_code="Common.0001", fail_reason="disk read error.", hint=hint_for("Common.0001")),
+     restart(JOB_FAIL, "Common.0001", "disk read error.")),
+    ("job FAIL, it was stopped already", S.BACKING_UP, BK_JOB,
+     ims_job("FAIL", error_code="Common.0001", fail_reason="disk read error.", hint=hint_for("Common.0001")),
+     (fail(JOB_FAIL, "Common.0001", "disk read error."),)),
+    ("job empty status is a failure", S.BACKING_UP, BK_JOB, ims_job(""), (fail(
+        f"IMS failed the backup: it gave no reason. {NOT_SENT}"),)),
+    ("job record gone", S.BACKING_UP, BK_JOB, Fault(
+        FaultKind.REFUSED, ReadBackupJob("ims-1"), "CloudAPIError", "gone", 400, "IMG.0023", "no job"), (
+        FindBackup(NAME),)),
+    ("job read 5xx", S.BACKING_UP, BK_JOB, five_xx(ReadBackupJob("ims-1")), bo(20.0)),
+    ("found active", S.BACKING_UP, BK_SENT, found("active"), (ready(image_id="img-0"),)),
+    ("found saving", S.BACKING_UP, BK_SENT, found("saving"), (
+        Schedule(10.0, {"job_progress": "Backing up the system disk · 30s", "poll_failures": 0}),)),
+    ("found killed", S.BACKING_UP, BK_SENT, found("killed"), (fail(
+        f"The backup image {NAME} ended killed: IMS could not make it. {NOT_SENT}"),)),
+    ("found only another name", S.BACKING_UP, BK_SENT, found("active", name="someone-elses"), (
+        Schedule(5.0, {"job_progress": "Looking for the backup image"}),)),
+    ("none found after the grace: create again, same name", S.BACKING_UP,
+     {**BK_SENT, "backup_sent_at": NOW - timedelta(minutes=5)}, found(), (
+        Log(logging.INFO, f"CR-ABCDEF: no backup image {NAME}; creating it again"),
+        Schedule(0.0, {"backup_sent_at": None, "backup_job_id": None}))),
+    ("restart decided: start (again)", S.BACKING_UP, {**BK_JOB, **BY_BOT, "backup_failure": FAILURE}, Due(), (
+        PostStart(),)),
+    ("restart posted", S.BACKING_UP, {**BK_JOB, **BY_BOT, "backup_failure": FAILURE}, Posted("start-1"), (fail(
+        f"{FAILURE} The bot started web-1 again (job start-1)."),)),
+    ("restart unknown", S.BACKING_UP, {**BK_JOB, **BY_BOT, "backup_failure": FAILURE}, OutcomeUnknown(), (fail(
+        f"{FAILURE} The bot asked to start web-1 again; check that it runs."),)),
+    ("restart refused", S.BACKING_UP, {**BK_JOB, **BY_BOT, "backup_failure": FAILURE}, busy(PostStart()), (fail(
+        f"{FAILURE} The bot could not start web-1 again (Ecs.0603): start it in the console."),)),
+    ("stopped, backup wanted (approved)", S.APPROVED, BK, seen("SHUTOFF"), (Move(
+        S.BACKING_UP, "the server is stopped; backing up its system disk first", {"next_poll_at": 0.0}),)),
+    ("stopped, backup wanted (stopping)", S.STOPPING, {**BK, **BY_BOT}, seen("SHUTOFF"), (Move(
+        S.BACKING_UP, "the server is stopped; backing up its system disk first",
+        {"next_poll_at": 0.0, "poll_failures": 0}),)),
+    ("stopped, backup already taken", S.STOPPING, {**BK, **BY_BOT, "backup_image_id": "img-b"}, seen("SHUTOFF"), (
+        Move(S.SUBMITTING, "the server is stopped", {"next_poll_at": 0.0, "poll_failures": 0}),)),
+]
+
+ALL = APPROVED + STOPPING + SUBMITTING + RECONCILING + RUNNING + BACKING_UP
 
 
 def decide(state: RequestState, fields: dict[str, Any], observation: Observation, jitter: float = 1.0) -> Decision:
@@ -399,7 +525,7 @@ def test_the_tables_cover_every_phase_job_shape_and_fault():
 @pytest.mark.parametrize("case", ALL, ids=[f"{c[1].value}: {c[0]}" for c in ALL])
 def test_a_cloud_call_only_ends_a_decision_and_a_change_is_only_posted_after_submit_sent_at(case: Case):
     effects = case[4]
-    calls = [e for e in effects if isinstance(e, ReadServer | ReadJob | BuildChange | PostStop | PostChange)]
+    calls = [e for e in effects if isinstance(e, CLOUD_CALLS)]
     assert len(calls) <= 1
     assert not calls or effects[-1] is calls[0]
     for i, effect in enumerate(effects):
@@ -407,6 +533,8 @@ def test_a_cloud_call_only_ends_a_decision_and_a_change_is_only_posted_after_sub
             assert i > 0 and effects[i - 1] == Update({"submit_sent_at": NOW})
         if isinstance(effect, PostStop):
             assert i > 0 and effects[i - 1] == Update({"stop_sent_at": NOW})
+        if isinstance(effect, PostBackup):
+            assert i > 0 and effects[i - 1] == Update({"backup_sent_at": NOW, "backup_image_name": effect.name})
 
 
 def test_ended_and_undriven_requests_get_no_effects():
@@ -536,7 +664,7 @@ def _imports(path: str) -> set[str]:
 def test_the_core_imports_only_the_domain_and_the_shell_never_slack():
     root = Path(__file__).resolve().parents[2]
     core = {m for m in _imports(str(root / "bot/domain/tracking.py")) if m.startswith("bot")}
-    assert core <= {"bot.domain.request"}
+    assert core <= {"bot.domain.request", "bot.domain.backup"}
     shell = _imports(str(root / "bot/services/tracker.py"))
     assert not {m for m in shell if m.startswith("bot.slack")}
     assert not {m for m in _imports(str(root / "bot/slack/listeners/changeos.py")) if m == "bot.services.tracker"}

@@ -23,7 +23,7 @@ from huaweicloudsdkecs.v2 import (
     ShowServerRequest,
 )
 
-from sandbox.simulator import SimulatorServer
+from sandbox.simulator import ManualClock, SimulatorServer
 
 from .conftest import AK, DB_01, PROJECT, SK, UBUNTU_20, UBUNTU_22, USER, WEB_01, wait_until
 
@@ -101,3 +101,42 @@ async def test_sdk_sees_documented_errors(fast_sim: SimulatorServer) -> None:
     with pytest.raises(ClientRequestException) as denied:
         await asyncio.to_thread(wrong.show_server, ShowServerRequest(server_id=WEB_01))
     assert (denied.value.status_code, denied.value.error_code) == (401, "APIGW.0301")
+
+
+async def test_ims_sdk_backup_calls_parse_fully(sim: SimulatorServer, clock: ManualClock) -> None:
+    """huaweicloudsdkims, unchanged: create an image from a server, follow its job, read the quota, delete it."""
+    from huaweicloudsdkims.v2 import (
+        CreateImageRequest,
+        CreateImageRequestBody,
+        GlanceDeleteImageRequest,
+        ImsClient,
+        ShowImageQuotaRequest,
+        ShowJobProgressRequest,
+        TagKeyValue,
+    )
+
+    ims = ImsClient.new_builder().with_credentials(BasicCredentials(AK, SK, PROJECT)).with_endpoints([sim.base_url])
+    client = ims.build()
+    quota = await asyncio.to_thread(client.show_image_quota, ShowImageQuotaRequest())
+    (images,) = [r for r in quota.quotas.resources if r.type == "image"]
+    assert images.quota == 50 and isinstance(images.used, int)
+
+    body = CreateImageRequestBody(
+        name="bak-db01-20240101T120000Z", instance_id=DB_01, image_tags=[TagKeyValue(key="chatops", value="backup")]
+    )
+    created = await asyncio.to_thread(client.create_image, CreateImageRequest(body=body))
+    assert created.job_id
+    clock.advance(400)
+    job = await asyncio.to_thread(client.show_job_progress, ShowJobProgressRequest(job_id=created.job_id))
+    assert job.status == "SUCCESS" and job.job_type == "imsCreateImageByInstance"
+    assert job.entities.image_name == "bak-db01-20240101T120000Z" and job.entities.image_id
+
+    deleted = await asyncio.to_thread(
+        client.glance_delete_image, GlanceDeleteImageRequest(image_id=job.entities.image_id)
+    )
+    assert deleted.status_code == 204
+
+    with pytest.raises(ClientRequestException) as running:
+        body = CreateImageRequestBody(name="bak-web01", instance_id=WEB_01)
+        await asyncio.to_thread(client.create_image, CreateImageRequest(body=body))
+    assert (running.value.status_code, running.value.error_code) == (400, "IMG.0008")
