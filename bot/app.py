@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
 from bot.cloud import CloudClient, Credentials, CredentialSource, Endpoints, MetadataCredentials
-from bot.config import Settings, settings_problem
+from bot.config import Settings
 from bot.domain.policy import Policy, PolicyError
 from bot.secretbox import SecretBox
 from bot.services.planner import Planner
@@ -312,9 +312,8 @@ async def run_bot(*, host: str, port: int) -> int:
         if missing:
             raise ConfigurationError("Missing settings: " + ", ".join(missing) + ". `ecsbot check` explains each.")
         bot = build(settings)
-    except ValidationError as exc:
-        log.error("%s", settings_problem(exc))
-        return 2
+    except ValidationError:
+        raise  # the CLI says it in one sentence, worded as `ecsbot check` words it
     except (ConfigurationError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 2
