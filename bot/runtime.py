@@ -24,7 +24,7 @@ from bot.slack.edge import SlackEdge
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
-from bot.store import Store
+from bot.store import Store, open_store
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import Workflow
 
@@ -73,7 +73,7 @@ class Runtime:
         ):
             logs.register_secret(secret.get_secret_value() if secret else None)
         policy = load_policy(settings.policy_path)
-        store = Store(settings.db_path)
+        store = open_store(settings.db_path)
         cloud = CloudClient.from_settings(settings)
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
@@ -115,7 +115,7 @@ class Runtime:
         await self.tracker.stop()
         await self.notifier.aclose()
         await self.cloud.aclose()
-        self.store.close()
+        await self.store.aclose()
 
 
 def load_policy(path: Path) -> Policy:

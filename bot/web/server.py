@@ -30,7 +30,7 @@ def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClie
         return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        live = rt.store.count_live()
+        live = await rt.store.count_live()
         return web.json_response(
             {
                 "ok": True,

@@ -33,7 +33,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def on_approve(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, channel = _click(body)
-        outcome = rt.workflow.approve(request_id, user, await rt.directory.groups_of(user))
+        outcome = await rt.workflow.approve(request_id, user, await rt.directory.groups_of(user))
         if outcome.refused:
             await refuse(channel, user, outcome.refused)
             return
@@ -47,13 +47,13 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def on_reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         user, request_id, channel = _click(body)
-        request = rt.store.get(request_id)
+        request = await rt.store.get(request_id)
         if request is None:
             await refuse(channel, user, f"There is no change request {request_id}.")
             return
         decision = rt.policy.may_approve(user, await rt.directory.groups_of(user), request)
         if not decision.allowed:
-            outcome = rt.workflow.reject(request_id, user, [], None)  # refuses and audits the attempt
+            outcome = await rt.workflow.reject(request_id, user, [], None)  # refuses and audits the attempt
             await refuse(channel, user, outcome.refused or decision.reason)
             return
         try:
@@ -69,7 +69,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         user = (body.get("user") or {}).get("id", "")
         values = (view.get("state") or {}).get("values") or {}
         note = ((values.get(views.REJECT_REASON_BLOCK) or {}).get(views.REJECT_REASON_ACTION) or {}).get("value")
-        outcome = rt.workflow.reject(request_id, user, await rt.directory.groups_of(user), (note or "").strip() or None)
+        groups = await rt.directory.groups_of(user)
+        outcome = await rt.workflow.reject(request_id, user, groups, (note or "").strip() or None)
         if outcome.refused:
             await ack(response_action="errors", errors={views.REJECT_REASON_BLOCK: outcome.refused[:300]})
             return
@@ -80,7 +81,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def on_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, channel = _click(body)
-        outcome = rt.workflow.cancel(request_id, user)
+        outcome = await rt.workflow.cancel(request_id, user)
         if outcome.refused:
             await refuse(channel, user, outcome.refused)
             return

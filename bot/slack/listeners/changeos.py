@@ -63,7 +63,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     @app.view_closed(views.MODAL_CALLBACK)
     async def on_closed(ack: AsyncAck, body: dict[str, Any]) -> None:
-        card.password_closed(body)  # quick and local: its links are dead before Slack hears back
+        await card.password_closed(body)  # quick and local: its links are dead before Slack hears back
         await ack()
 
     @app.command("/changeos")
@@ -143,8 +143,8 @@ class PlanCard:
         the form is rebuilt to say so and offer a fresh link."""
         wf = self.rt.workflow
         deadline = self._watch.password_deadline.get(draft_id)
-        if deadline is not None and wf.draft_password_info(draft_id) is None and wf.draft_ended(draft_id) is None:
-            wf.expire_draft_password(draft_id)
+        if deadline is not None and await wf.draft_password_info(draft_id) is None and wf.draft_ended(draft_id) is None:
+            await wf.expire_draft_password(draft_id)
             minutes = f"{wf.draft_password_ttl.total_seconds() / 60:g}"
             self._watch.notices[draft_id] = (
                 f"The password you set expired at {views.slack_date(deadline, '{time}')} and was deleted (a password "
@@ -160,13 +160,13 @@ class PlanCard:
             self._drafts.pop(draft_id, None)
             self._watch.forget(draft_id)
 
-    def password_closed(self, body: dict[str, Any]) -> None:
+    async def password_closed(self, body: dict[str, Any]) -> None:
         """view_closed: the person cancelled the form, so every link and password kept for it dies now."""
         meta = read_metadata(body.get("view") or {})
         user = (body.get("user") or {}).get("id", "")
         if not meta.get("d") or meta.get("u") != user:
             return
-        self.rt.workflow.close_draft(
+        await self.rt.workflow.close_draft(
             meta["d"],
             DraftEnd(
                 "This form was closed in Slack, so its password link no longer works and nothing set here could "
@@ -188,11 +188,11 @@ class PlanCard:
                 groups = await self._groups(user)
                 await ack(text=texts.help_text(self.rt.policy, user, groups), response_type="ephemeral")
             case ListCommand():
-                await ack(text=views.list_text(self.rt.store.live()), response_type="ephemeral")
+                await ack(text=views.list_text(await self.rt.store.live()), response_type="ephemeral")
             case StatusCommand():
-                await ack(text=texts.status_text(self.rt.store, parsed.target), response_type="ephemeral")
+                await ack(text=await texts.status_text(self.rt.store, parsed.target), response_type="ephemeral")
             case CancelCommand():
-                outcome = self.rt.workflow.cancel(parsed.request_id, user)
+                outcome = await self.rt.workflow.cancel(parsed.request_id, user)
                 if outcome.refused:
                     await ack(text=f"⛔ {views.escape(outcome.refused)}", response_type="ephemeral")
                     return
@@ -315,7 +315,7 @@ class PlanCard:
         if keyname is None and server.key_name in facts.keypair_names:
             keyname = server.key_name
         stop_type = chosen.stop_type or (StopType(cmd.stop.value) if cmd.stop else StopType.SOFT)
-        password = self._password_entry(meta, user, login, target.os_type if target else None)
+        password = await self._password_entry(meta, user, login, target.os_type if target else None)
         selection = Selection(
             image_id=image_id,
             login=login,
@@ -395,7 +395,7 @@ class PlanCard:
             [(label, [options[n] for n in rows]) for label, rows in index.grouped_rows(body.get("value"))]
         )
 
-    def _password_entry(self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None):
+    async def _password_entry(self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None):
         if login is not LoginMethod.PASSWORD:
             return views.PasswordEntry(mode="unavailable")
         rt = self.rt
@@ -410,13 +410,13 @@ class PlanCard:
         if rt.password_pages is not None:
             draft_id = meta["d"]
             try:
-                link = rt.password_pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
+                link = await rt.password_pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
             except DraftClosed:
                 closed = "This form was already submitted or closed: run /changeos again."
                 return views.PasswordEntry(mode="unavailable", why_unavailable=closed)
             except (PermissionError, ValueError):
                 return views.PasswordEntry(mode="unavailable", why_unavailable="This form belongs to someone else.")
-            kept = rt.workflow.draft_password_info(draft_id)
+            kept = await rt.workflow.draft_password_info(draft_id)
             wake = link.expires_at
             if kept is not None:
                 self._watch.password_deadline[draft_id] = kept.expires_at
@@ -524,12 +524,12 @@ class PlanCard:
                 await ack(response_action="update", view=new_view)
                 return
         if chosen.login is LoginMethod.PASSWORD and inline_password is None:
-            kept = rt.workflow.draft_password(meta["d"])
+            kept = await rt.workflow.draft_password(meta["d"])
             os_type = (target.os_type if target else None) or "Linux"
             if kept is None and rt.password_pages is not None:  # link mode: nothing to type below, so lead somewhere
                 expired = self._watch.password_deadline.pop(meta["d"], None)
                 if expired is not None:  # before the timer did it: its links go with it
-                    rt.workflow.expire_draft_password(meta["d"])
+                    await rt.workflow.expire_draft_password(meta["d"])
                     self._watch.expired[meta["d"]] = expired
                 expired = expired or self._watch.expired.get(meta["d"])
                 why = (
@@ -551,7 +551,7 @@ class PlanCard:
                     },
                 )
                 return
-        password_set = inline_password is not None or rt.workflow.draft_has_password(meta["d"])
+        password_set = inline_password is not None or await rt.workflow.draft_has_password(meta["d"])
         selection = Selection(
             image_id=chosen.image_id,
             login=chosen.login,
@@ -598,14 +598,14 @@ class PlanCard:
             await ack(response_action="errors", errors={views.REASON_BLOCK: texts.validation_message(exc)})
             return
         try:
-            stored = rt.workflow.submit(
+            stored = await rt.workflow.submit(
                 request,
                 password=inline_password,
                 draft_id=meta["d"],
                 self_service=rt.policy.approvals_needed(rule) == 0,
             )
         except ServerBusyError as exc:
-            live = rt.store.get(exc.live_request_id)
+            live = await rt.store.get(exc.live_request_id)
             await ack(response_action="errors", errors={views.IMAGE_BLOCK: texts.server_busy(server.name, live)})
             return
         except ValueError as exc:
