@@ -167,7 +167,7 @@ async def post_cards(api_url: str, token: str, channel: str, count: int) -> list
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from bot.domain.request import ChangeRequest, RequestState
-    from bot.store import Store
+    from bot.store import open_store
     from sandbox.devtools.fake_slack import FakeSlack
     from sandbox.devtools.stack import APPROVALS_CHANNEL, LocalStack, StackOptions
     from sandbox.simulator.server import SimulatorServer
@@ -186,11 +186,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     child: Child | None = None
     try:
         settings = stack.settings()
-        store = Store(settings.db_path)
+        store = open_store(settings.db_path)
         channels = [f"C0BENCH{k:04d}" for k in range(args.channels)]
         cards = await post_cards(fake.api_url, fake.bot_token, APPROVALS_CHANNEL, n) if args.cards else [None] * n
         for i in range(n):
-            store.create(
+            await store.create(
                 ChangeRequest(
                     state=RequestState.APPROVED,
                     requester=REQUESTER,
@@ -224,7 +224,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report = await child.finish()
         report["ready"] = child.ready
         child = None
-        return measure(args, n, ecs_rate, sim, fake, store, report, started, ended_all, slack_done)
+        requests = await store.in_states(*RequestState)
+        return measure(args, n, ecs_rate, sim, fake, requests, report, started, ended_all, slack_done)
     finally:
         if child is not None:
             child.proc.kill()
@@ -243,7 +244,7 @@ async def wait_for_ends(store: Any, n: int, timeout: float, started: float) -> f
 
     last_said = 0.0
     while True:
-        done = len(store.in_states(RequestState.SUCCEEDED, RequestState.FAILED))
+        done = len(await store.in_states(RequestState.SUCCEEDED, RequestState.FAILED))
         now = time.time()
         if done >= n:
             say(f"all {n} jobs ended after {now - started:.1f}s")
@@ -290,7 +291,7 @@ def measure(
     ecs_rate: float,
     sim: Any,
     fake: Any,
-    store: Any,
+    stored: list[Any],
     report: dict[str, Any],
     started: float,
     ended_all: float,
@@ -298,7 +299,7 @@ def measure(
 ) -> dict[str, Any]:
     from bot.domain.request import RequestState
 
-    requests = {r.server_id: r for r in store.in_states(*RequestState)}
+    requests = {r.server_id: r for r in stored}
     change_jobs = {j.server_id: j for j in sim.state.jobs.values() if j.job_type == "changeOS"}
     job_server = {j.job_id: sid for sid, j in change_jobs.items()}
     calls: Counter[str] = Counter()

@@ -33,7 +33,7 @@ from bot.slack.listeners import approval, changeos
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
-from bot.store import Store
+from bot.store import Store, open_store
 from bot.web.password_page import PasswordPages
 from bot.web.server import build_web_app
 from bot.web.slack_signin import SlackSignIn
@@ -70,7 +70,7 @@ class Bot:
         await self.tracker.stop()
         await self.notifier.aclose()
         await self.cloud.aclose()
-        self.store.close()
+        await self.store.aclose()
 
 
 def build(
@@ -83,7 +83,7 @@ def build(
     for secret in settings.secret_values():
         logs.register_secret(secret)
     policy = load_policy(settings.policy_path)
-    store = Store(settings.db_path)
+    store = open_store(settings.db_path)
     cloud = cloud_client(settings)
     slack = AsyncWebClient(token=_secret(settings.slack_bot_token), base_url=_api_url(settings))
     notifier = Notifier(slack, **dict(notifier_options or {}))

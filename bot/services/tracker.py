@@ -160,7 +160,7 @@ class Tracker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.has_lease:
-            self.store.release_lease(LEASE, self._owner)
+            await self.store.release_lease(LEASE, self._owner)
 
     async def _run(self) -> None:
         resumed = False
@@ -170,51 +170,52 @@ class Tracker:
             # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of times
             # a second, and each renewal is a write transaction.
             if not self.has_lease or now - last_renew >= self.config.lease_ttl / 3:
-                self.has_lease = self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
+                self.has_lease = await self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
                 last_renew = now
             if not self.has_lease:
-                if self._take_over_dead_lease(now):
+                if await self._take_over_dead_lease(now):
                     continue
                 await self._sleep(self.config.lease_ttl / 3)
                 continue
             if not resumed:
-                self._resume()
+                await self._resume()
                 resumed = True
             # A finished step only sets _wake so the sleep below is recomputed; reading every live request back
             # from the store after each step would make the tracker O(live jobs) per poll.
             self._wake.clear()
             if self._reload_wanted or now - last_reload >= self.config.lease_ttl / 3:
                 self._reload_wanted = False
-                self._reload()
-                self.store.purge_expired()
-                for request in self.workflow.expire_due():
+                await self._reload()
+                await self.store.purge_expired()
+                for request in await self.workflow.expire_due():
                     self._spawn(self.presenter.sync(request.id, request))
                 last_reload = now
             self._dispatch_due(now)
             next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
             await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
 
-    def _take_over_dead_lease(self, now: float) -> bool:
+    async def _take_over_dead_lease(self, now: float) -> bool:
         """A restart after a crash (SIGKILL, OOM) need not wait out the old lease: its holder provably is gone."""
-        holder = self.store.lease_owner(LEASE, now)
+        holder = await self.store.lease_owner(LEASE, now)
         if holder is None or not holder_is_gone(holder):
             return False
         log.warning("tracker lease held by %s, a process of this host that no longer runs: taking it over", holder)
-        self.store.release_lease(LEASE, holder)
+        await self.store.release_lease(LEASE, holder)
         return True
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
-    def _resume(self) -> None:
+    async def _resume(self) -> None:
         """After a start: tell people whatever they have not been told, whatever state the request is in."""
-        for request in self.store.needs_sync():
+        for request in await self.store.needs_sync():
             self._spawn(self.presenter.sync(request.id))
 
-    def _reload(self) -> None:
-        scheduled = {rid for _, rid in self._heap} | self._inflight
-        for request in self.store.in_states(*DRIVEN):
+    async def _reload(self) -> None:
+        driven = await self.store.in_states(*DRIVEN)
+        scheduled = {rid for _, rid in self._heap} | self._inflight  # after the read: steps ran meanwhile
+        for request in driven:
             if request.id not in scheduled:
                 heapq.heappush(self._heap, (request.next_poll_at or 0.0, request.id))
 
@@ -236,27 +237,27 @@ class Tracker:
     async def _step_guarded(self, request_id: str) -> None:
         try:
             async with self._sem:
-                request = self.store.get(request_id)
+                request = await self.store.get(request_id)
                 if request is None or request.state not in DRIVEN:
                     return
                 try:
                     await self._step(request)
                 except Exception:
                     log.exception("tracker step failed for %s; will retry", request_id)
-                    current = self.store.get(request_id)
+                    current = await self.store.get(request_id)
                     if current is not None:
                         for effect in backoff(current, self.config, None, jitter=self._rng.random()):
-                            self._apply(current, effect)
+                            await self._apply(current, effect)
         finally:
             self._inflight.discard(request_id)
-            current = self.store.get(request_id)
+            current = await self.store.get(request_id)
             if current is not None and current.state in DRIVEN and not self._stopping:
                 heapq.heappush(self._heap, (current.next_poll_at or self.clock.seconds(), request_id))
                 self._wake.set()
 
     async def _step(self, request: ChangeRequest) -> None:
         """Ask the core, apply what it decides, answer its cloud question, until it asks nothing more."""
-        observation: Observation = Due(password_known=self._password_known(request))
+        observation: Observation = Due(password_known=await self._password_known(request))
         option: ChangeOsOption | None = None
         while True:
             decision = step(
@@ -265,24 +266,24 @@ class Tracker:
             call = decision.call
             for effect in decision.effects:
                 if effect is not call:
-                    request = self._apply(request, effect)
+                    request = await self._apply(request, effect)
             if call is None:
                 return
             if isinstance(call, BuildChange):
-                observation, option = self._build_change(request)
+                observation, option = await self._build_change(request)
                 continue
             observation = await self._ask(request, call, option)
 
-    def _password_known(self, request: ChangeRequest) -> bool:
+    async def _password_known(self, request: ChangeRequest) -> bool:
         if request.state is not RequestState.APPROVED or request.login is not LoginMethod.PASSWORD:
             return True
-        return self.workflow.password_for(request.id) is not None
+        return await self.workflow.password_for(request.id) is not None
 
-    def _build_change(self, request: ChangeRequest) -> tuple[Observation, ChangeOsOption | None]:
+    async def _build_change(self, request: ChangeRequest) -> tuple[Observation, ChangeOsOption | None]:
         """The change-OS body; the password stays here, the core only learns whether the body could be built."""
         password = None
         if request.login is LoginMethod.PASSWORD:
-            password = self.workflow.password_for(request.id)
+            password = await self.workflow.password_for(request.id)
             if password is None:
                 return PasswordGone(), None
         try:
@@ -329,19 +330,19 @@ class Tracker:
         self.ecs_calls += 1
         return await call()
 
-    def _apply(self, request: ChangeRequest, effect: Effect) -> ChangeRequest:
+    async def _apply(self, request: ChangeRequest, effect: Effect) -> ChangeRequest:
         """Carry out one effect; returns the request as the store now has it."""
         match effect:
             case Update(fields=fields):
-                return self.store.update(request.id, **fields)
+                return await self.store.update(request.id, **fields)
             case Schedule(delay=delay, fields=fields):
-                return self.store.update(request.id, next_poll_at=self.clock.seconds() + delay, **fields)
+                return await self.store.update(request.id, next_poll_at=self.clock.seconds() + delay, **fields)
             case Fail() | Succeed():
-                return self._move(request, effect.move())
+                return await self._move(request, effect.move())
             case Move():
-                return self._move(request, effect)
+                return await self._move(request, effect)
             case Audit(action=action, detail=detail):
-                self.store.record(request.id, actor="bot", action=action, detail=detail)
+                await self.store.record(request.id, actor="bot", action=action, detail=detail)
             case Tell():
                 self._spawn(self.presenter.progress(request))
             case Note(text=text):
@@ -349,22 +350,22 @@ class Tracker:
             case Log(level=level, message=message):
                 log.log(level, "%s", message)
             case ForgetPassword():
-                self.workflow.forget_password(request.id)
+                await self.workflow.forget_password(request.id)
             case _:
                 raise RuntimeError(f"cannot apply {effect!r}")
         return request
 
-    def _move(self, request: ChangeRequest, move: Move) -> ChangeRequest:
+    async def _move(self, request: ChangeRequest, move: Move) -> ChangeRequest:
         fields = dict(move.fields)
         if move.poll_in is not None:
             fields["next_poll_at"] = self.clock.seconds() + move.poll_in
-        moved = self.store.transition(
+        moved = await self.store.transition(
             request.id, to=move.to, expected=request.state, actor="bot", detail=move.detail, **fields
         )
         if moved is None:
             return request
         if moved.is_terminal:
-            self.workflow.forget_password(moved.id)
+            await self.workflow.forget_password(moved.id)
         self._spawn(self.presenter.sync(moved.id, moved))
         return moved
 

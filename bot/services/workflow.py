@@ -112,7 +112,7 @@ class Workflow:
 
     # ------------------------------------------------------------------ passwords
 
-    def keep_draft_password(
+    async def keep_draft_password(
         self, draft_id: str, password: SecretStr, *, set_by: str, set_via: str, session: str | None = None
     ) -> bool:
         """The secure page's result: encrypted at once, keyed by the modal's draft until it becomes a request.
@@ -126,17 +126,17 @@ class Workflow:
         key, blob = draft_secret_key(draft_id), box.encrypt(password)
         expires = self._now() + self.draft_password_ttl
         if session is None:
-            self.store.put_secret(key, blob, expires_at=expires, set_by=set_by, set_via=set_via)
+            await self.store.put_secret(key, blob, expires_at=expires, set_by=set_by, set_via=set_via)
             return True
-        return self.store.put_secret_for_session(
+        return await self.store.put_secret_for_session(
             session, key, blob, expires_at=expires, set_by=set_by, set_via=set_via, now=self._now()
         )
 
-    def draft_has_password(self, draft_id: str) -> bool:
-        return self.store.get_secret(draft_secret_key(draft_id)) is not None
+    async def draft_has_password(self, draft_id: str) -> bool:
+        return await self.store.get_secret(draft_secret_key(draft_id)) is not None
 
-    def draft_password_info(self, draft_id: str) -> DraftPassword | None:
-        info = self.store.secret_info(draft_secret_key(draft_id))
+    async def draft_password_info(self, draft_id: str) -> DraftPassword | None:
+        info = await self.store.secret_info(draft_secret_key(draft_id))
         if info is None:
             return None
         return DraftPassword(
@@ -153,11 +153,11 @@ class Workflow:
         ended = self._ended.get(draft_id)
         return ended[0] if ended is not None else None
 
-    def revoke_draft(self, draft_id: str, why: DraftEnd) -> list[str]:
+    async def revoke_draft(self, draft_id: str, why: DraftEnd) -> list[str]:
         """Every link token and page session of the draft dies now; its unused link goes too."""
         subject = f"{draft_id}|"
-        gone = self.store.revoke_subject(TOKEN_PURPOSE, subject) + self.store.revoke_sessions(draft_id)
-        self.store.delete_secret(link_secret_key(draft_id))
+        gone = await self.store.revoke_subject(TOKEN_PURPOSE, subject) + await self.store.revoke_sessions(draft_id)
+        await self.store.delete_secret(link_secret_key(draft_id))
         for hook in self.revoke_hooks:
             try:
                 hook(draft_id, gone, why)
@@ -165,23 +165,23 @@ class Workflow:
                 log.warning("revoke hook failed for draft %s: %s", draft_id, type(exc).__name__)
         return gone
 
-    def close_draft(self, draft_id: str, why: DraftEnd) -> None:
+    async def close_draft(self, draft_id: str, why: DraftEnd) -> None:
         """The form was submitted or closed: its links, sessions and any password still kept for it go, for good."""
         now = self._now()
         self._ended[draft_id] = (why, now)
         for old in [d for d, (_, at) in self._ended.items() if now - at > ENDED_MEMORY]:
             del self._ended[old]
-        self.revoke_draft(draft_id, why)
-        self.store.delete_secret(draft_secret_key(draft_id))
+        await self.revoke_draft(draft_id, why)
+        await self.store.delete_secret(draft_secret_key(draft_id))
 
-    def expire_draft_password(self, draft_id: str) -> bool:
+    async def expire_draft_password(self, draft_id: str) -> bool:
         """The stored password's time is up: it and every link of the draft go (the form then offers a new link).
         False when it was not due."""
-        info = self.store.secret_info(draft_secret_key(draft_id))
+        info = await self.store.secret_info(draft_secret_key(draft_id))
         if info is not None:
             return False
         minutes = f"{self.draft_password_ttl.total_seconds() / 60:g}"
-        self.revoke_draft(
+        await self.revoke_draft(
             draft_id,
             DraftEnd(
                 f"The password set for this form expired (it is kept {minutes} minutes until the form is submitted), "
@@ -189,19 +189,19 @@ class Workflow:
                 final=False,
             ),
         )
-        self.store.delete_secret(draft_secret_key(draft_id))
+        await self.store.delete_secret(draft_secret_key(draft_id))
         return True
 
-    def draft_password(self, draft_id: str) -> SecretStr | None:
-        blob = self.store.get_secret(draft_secret_key(draft_id))
+    async def draft_password(self, draft_id: str) -> SecretStr | None:
+        blob = await self.store.get_secret(draft_secret_key(draft_id))
         return None if blob is None else self._box().decrypt(blob)
 
-    def password_for(self, request_id: str) -> SecretStr | None:
-        blob = self.store.get_secret(request_secret_key(request_id))
+    async def password_for(self, request_id: str) -> SecretStr | None:
+        blob = await self.store.get_secret(request_secret_key(request_id))
         return None if blob is None else self._box().decrypt(blob)
 
-    def forget_password(self, request_id: str) -> None:
-        self.store.delete_secret(request_secret_key(request_id))
+    async def forget_password(self, request_id: str) -> None:
+        await self.store.delete_secret(request_secret_key(request_id))
 
     def _box(self) -> SecretBox:
         if self.secretbox is None:
@@ -210,7 +210,7 @@ class Workflow:
 
     # ------------------------------------------------------------------ actions
 
-    def submit(
+    async def submit(
         self,
         request: ChangeRequest,
         *,
@@ -223,18 +223,18 @@ class Workflow:
             box = self._box()
             ciphertext = box.encrypt(password) if password is not None else None
             if ciphertext is None and draft_id is not None:
-                ciphertext = self.store.get_secret(draft_secret_key(draft_id))
+                ciphertext = await self.store.get_secret(draft_secret_key(draft_id))
             if ciphertext is None:
                 raise ValueError("No password was set for this request. Set it, then submit again.")
-        kept = self.draft_password_info(draft_id) if draft_id is not None and password is None else None
-        stored = self.store.create(request, actor=request.requester)
+        kept = await self.draft_password_info(draft_id) if draft_id is not None and password is None else None
+        stored = await self.store.create(request, actor=request.requester)
         if request.login is LoginMethod.PASSWORD:
             expires = datetime.fromtimestamp(self._now().timestamp() + PASSWORD_TTL_MINUTES * 60, UTC)
-            self.store.put_secret(request_secret_key(stored.id), ciphertext, expires_at=expires)  # type: ignore[arg-type]
+            await self.store.put_secret(request_secret_key(stored.id), ciphertext, expires_at=expires)  # type: ignore[arg-type]
             who = kept.set_by if kept and kept.set_by else request.requester
-            self.store.record(stored.id, actor=who, action="password_set", detail=_password_audit(kept, who))
+            await self.store.record(stored.id, actor=who, action="password_set", detail=_password_audit(kept, who))
         if draft_id is not None:
-            self.close_draft(
+            await self.close_draft(
                 draft_id,
                 DraftEnd(
                     f"This form was already submitted: it became request {stored.id}, with the password set before "
@@ -244,7 +244,7 @@ class Workflow:
                 ),
             )
         if self_service:
-            approved = self.store.transition(
+            approved = await self.store.transition(
                 stored.id,
                 to=RequestState.APPROVED,
                 expected=RequestState.PENDING_APPROVAL,
@@ -257,23 +257,23 @@ class Workflow:
                 return approved
         return stored
 
-    def approve(self, request_id: str, user: str, groups: Iterable[str]) -> Outcome:
-        request = self.store.get(request_id)
+    async def approve(self, request_id: str, user: str, groups: Iterable[str]) -> Outcome:
+        request = await self.store.get(request_id)
         if request is None:
             return Outcome(None, f"There is no change request {request_id}.")
         if request.state is not RequestState.PENDING_APPROVAL:
             return Outcome(request, f"{request_id} is already {request.state.value.replace('_', ' ')}.")
         decision = self.policy.may_approve(user, set(groups), request)
         if not decision.allowed:
-            self.store.record(request_id, actor=user, action="approve_refused", detail=decision.reason)
+            await self.store.record(request_id, actor=user, action="approve_refused", detail=decision.reason)
             return Outcome(request, decision.reason)
-        counted = self.store.add_approval(request_id, user, actor=user)
+        counted = await self.store.add_approval(request_id, user, actor=user)
         if counted is None:
-            current = self.store.get(request_id)
+            current = await self.store.get(request_id)
             return Outcome(current, f"Your approval of {request_id} was not counted: it is no longer pending.")
         if len(counted.approvals) < counted.approvals_required:
             return Outcome(counted, None, changed=True)
-        approved = self.store.transition(
+        approved = await self.store.transition(
             request_id,
             to=RequestState.APPROVED,
             expected=RequestState.PENDING_APPROVAL,
@@ -282,20 +282,21 @@ class Workflow:
             decided_by=user,
         )
         if approved is None:
-            return Outcome(self.store.get(request_id), f"{request_id} changed while you clicked; nothing was done.")
+            current = await self.store.get(request_id)
+            return Outcome(current, f"{request_id} changed while you clicked; nothing was done.")
         self.wake()
         return Outcome(approved, None, changed=True)
 
-    def reject(self, request_id: str, user: str, groups: Iterable[str], note: str | None) -> Outcome:
-        request = self.store.get(request_id)
+    async def reject(self, request_id: str, user: str, groups: Iterable[str], note: str | None) -> Outcome:
+        request = await self.store.get(request_id)
         if request is None:
             return Outcome(None, f"There is no change request {request_id}.")
         decision = self.policy.may_approve(user, set(groups), request)
         if not decision.allowed:
-            self.store.record(request_id, actor=user, action="reject_refused", detail=decision.reason)
+            await self.store.record(request_id, actor=user, action="reject_refused", detail=decision.reason)
             hint = " To withdraw your own request, use Cancel." if user == request.requester else ""
             return Outcome(request, decision.reason + hint)
-        return self._close(
+        return await self._close(
             request_id,
             to=RequestState.REJECTED,
             expected=(RequestState.PENDING_APPROVAL,),
@@ -305,14 +306,14 @@ class Workflow:
             decision_note=note or None,
         )
 
-    def cancel(self, request_id: str, user: str) -> Outcome:
-        request = self.store.get(request_id)
+    async def cancel(self, request_id: str, user: str) -> Outcome:
+        request = await self.store.get(request_id)
         if request is None:
             return Outcome(None, f"There is no change request {request_id}. `/changeos list` shows the live ones.")
         if user != request.requester:
-            self.store.record(request_id, actor=user, action="cancel_refused", detail="not the requester")
+            await self.store.record(request_id, actor=user, action="cancel_refused", detail="not the requester")
             return Outcome(request, f"Only <@{request.requester}>, who asked for {request_id}, can cancel it.")
-        return self._close(
+        return await self._close(
             request_id,
             to=RequestState.CANCELLED,
             expected=CANCELLABLE,
@@ -321,7 +322,7 @@ class Workflow:
             too_late="it is too late to cancel it",
         )
 
-    def _close(
+    async def _close(
         self,
         request_id: str,
         *,
@@ -333,7 +334,7 @@ class Workflow:
         **fields: object,
     ) -> Outcome:
         """A person ends a request before it reached the cloud: one guarded move, and its password goes."""
-        closed = self.store.transition(
+        closed = await self.store.transition(
             request_id,
             to=to,
             expected=expected,
@@ -344,16 +345,16 @@ class Workflow:
             **fields,
         )
         if closed is None:
-            current = self.store.get(request_id)
+            current = await self.store.get(request_id)
             state = current.state.value.replace("_", " ") if current else "gone"
             return Outcome(current, f"{request_id} is {state}: {too_late}.")
-        self.forget_password(request_id)
+        await self.forget_password(request_id)
         return Outcome(closed, None, changed=True)
 
-    def expire_due(self) -> list[ChangeRequest]:
+    async def expire_due(self) -> list[ChangeRequest]:
         expired: list[ChangeRequest] = []
-        for request in self.store.due_for_expiry(self._now()):
-            moved = self.store.transition(
+        for request in await self.store.due_for_expiry(self._now()):
+            moved = await self.store.transition(
                 request.id,
                 to=RequestState.EXPIRED,
                 expected=RequestState.PENDING_APPROVAL,
@@ -362,7 +363,7 @@ class Workflow:
                 finished_at=self._now(),
             )
             if moved is not None:
-                self.forget_password(request.id)
+                await self.forget_password(request.id)
                 expired.append(moved)
         return expired
 

@@ -58,7 +58,7 @@ class Presenter:
         ts = await self._notifier.post(request.approvals_channel, text, blocks)
         if ts is None:
             return request
-        return self._store.update(request.id, approval_ts=ts)
+        return await self._store.update(request.id, approval_ts=ts)
 
     async def refresh_card(self, request: ChangeRequest) -> None:
         if request.approval_ts:
@@ -73,7 +73,7 @@ class Presenter:
         """
         lock = self._locks.setdefault(request_id, asyncio.Lock())
         async with lock:
-            current = self._store.get(request_id)
+            current = await self._store.get(request_id)
             if current is None:
                 return None
             current = await self._sync(current, moved or current)
@@ -96,7 +96,7 @@ class Presenter:
             if current.status_ts is None:
                 ts = await self._notifier.post(channel, text, blocks, thread_ts=thread)
                 if ts is not None:
-                    current = self._store.update(current.id, status_channel=channel, status_ts=ts)
+                    current = await self._store.update(current.id, status_channel=channel, status_ts=ts)
                     await self._announce_start(current)
             else:
                 edits.append(asyncio.ensure_future(self._notifier.update(channel, current.status_ts, text, blocks)))
@@ -108,7 +108,7 @@ class Presenter:
         await asyncio.gather(*edits)
         if not fresh:
             return current
-        return self._store.update(current.id, notified_state=moved.state)
+        return await self._store.update(current.id, notified_state=moved.state)
 
     async def _announce_start(self, request: ChangeRequest) -> None:
         link = await self._link(request)

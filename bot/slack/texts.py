@@ -51,12 +51,13 @@ def help_text(policy: Policy, user: str, groups: Iterable[str]) -> str:
     return "\n".join(lines)
 
 
-def status_text(store: Store, target: str | None) -> str:
+async def status_text(store: Store, target: str | None) -> str:
     if not target:
-        return views.list_text(store.live())
-    request = store.get(target.upper()) if ID_PATTERN.match(target.upper()) else None
+        return views.list_text(await store.live())
+    request = await store.get(target.upper()) if ID_PATTERN.match(target.upper()) else None
     if request is None:
-        candidates = [r for r in store.recent(200) if target.lower() in (r.server_name.lower(), r.server_id.lower())]
+        recent = await store.recent(200)
+        candidates = [r for r in recent if target.lower() in (r.server_name.lower(), r.server_id.lower())]
         live = [r for r in candidates if r.is_live]
         request = next(iter(live or candidates), None)
     if request is None:
@@ -72,7 +73,7 @@ def status_text(store: Store, target: str | None) -> str:
     if request.result:
         lines.append(views.escape(request.result))
     lines.append("*Audit trail*")
-    for event in store.audit(request.id)[-25:]:
+    for event in (await store.audit(request.id))[-25:]:
         who = f"<@{event.actor}>" if event.actor.startswith(("U", "W")) else event.actor
         move = f" {event.from_state or '·'} → {event.to_state}" if event.to_state else ""
         detail = f": {views.escape(event.detail)}" if event.detail else ""

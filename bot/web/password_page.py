@@ -199,10 +199,10 @@ class PasswordPages:
     def secure(self) -> bool:
         return URL(self.public_url).scheme == "https"
 
-    def link_for(self, *, draft_id: str, user_id: str, os_type: str) -> str:
-        return self.issue(draft_id=draft_id, user_id=user_id, os_type=os_type).url
+    async def link_for(self, *, draft_id: str, user_id: str, os_type: str) -> str:
+        return (await self.issue(draft_id=draft_id, user_id=user_id, os_type=os_type)).url
 
-    def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink:
+    async def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink:
         """The draft's one live link: the unused one if there is one, else a new one (the old ones die).
 
         `PermissionError` if the draft is another user's, `DraftClosed` if its form was submitted or closed.
@@ -219,35 +219,35 @@ class PasswordPages:
         if owner is not None and owner[0] != user_id:
             raise PermissionError("This form belongs to another Slack user; open your own /changeos form.")
         subject = f"{draft_id}|{os_type}"
-        reused = self._unused_link(draft_id, user_id, subject, now)
+        reused = await self._unused_link(draft_id, user_id, subject, now)
         if reused is not None:
             return reused
-        for digest in self.store.revoke_subject(PURPOSE, f"{draft_id}|"):  # at most one live link per draft
+        for digest in await self.store.revoke_subject(PURPOSE, f"{draft_id}|"):  # at most one live link per draft
             self._gone.setdefault(digest, (REPLACED, now + timedelta(hours=24)))
         token = secrets.token_urlsafe(32)
         expires_at = now + timedelta(seconds=self.ttl_seconds)
-        kept = self.workflow.draft_password_info(draft_id)
+        kept = await self.workflow.draft_password_info(draft_id)
         if kept is not None:
             expires_at = min(expires_at, kept.expires_at)  # never outlive the password it would replace
         digest = token_hash(token)
-        self.store.put_token(digest, purpose=PURPOSE, subject=subject, user_id=user_id, expires_at=expires_at)
+        await self.store.put_token(digest, purpose=PURPOSE, subject=subject, user_id=user_id, expires_at=expires_at)
         url = f"{self.public_url.rstrip('/')}/password#u={user_id}&t={token}"
         box = self.workflow.secretbox
         if box is not None:
-            self.store.put_secret(link_secret_key(draft_id), box.encrypt(token), expires_at=expires_at)
+            await self.store.put_secret(link_secret_key(draft_id), box.encrypt(token), expires_at=expires_at)
         self._owners[draft_id] = (user_id, now)
         return IssuedLink(url, expires_at, reused=False)
 
-    def _unused_link(self, draft_id: str, user_id: str, subject: str, now: datetime) -> IssuedLink | None:
+    async def _unused_link(self, draft_id: str, user_id: str, subject: str, now: datetime) -> IssuedLink | None:
         box = self.workflow.secretbox
-        blob = self.store.get_secret(link_secret_key(draft_id))
+        blob = await self.store.get_secret(link_secret_key(draft_id))
         if box is None or blob is None:
             return None
         try:
             token = box.decrypt(blob).get_secret_value()
         except SecretBoxError:
             return None
-        row = self.store.peek_token(token_hash(token), user_id=user_id, now=now)
+        row = await self.store.peek_token(token_hash(token), user_id=user_id, now=now)
         if row is None or row["purpose"] != PURPOSE or row["subject"] != subject:
             return None
         return IssuedLink(f"{self.public_url.rstrip('/')}/password#u={user_id}&t={token}", row["expires_at"], True)
@@ -348,23 +348,23 @@ class PasswordPages:
         now = self.now()
         self._prune(now)
         digest = token_hash(token)
-        row = self.store.peek_token(digest, user_id=user, now=now)
+        row = await self.store.peek_token(digest, user_id=user, now=now)
         if row is None or row["purpose"] != PURPOSE:
             return _error(410, self._why_gone(digest, GONE))
         draft_id, _, os_type = row["subject"].partition("|")
         owner = self._owners.get(draft_id)
         if (owner is not None and owner[0] != user) or self.workflow.draft_ended(draft_id) is not None:
             return _error(410, self._why_gone(digest, GONE))
-        if self.store.consume_token(digest, user_id=user, now=now) is None:
+        if await self.store.consume_token(digest, user_id=user, now=now) is None:
             return _error(410, self._why_gone(digest, GONE))
         self._tombstone(digest, OPENED, now)
-        self.store.delete_secret(link_secret_key(draft_id))
+        await self.store.delete_secret(link_secret_key(draft_id))
         expires_at = now + timedelta(seconds=self.ttl_seconds)
-        kept = self.workflow.draft_password_info(draft_id)
+        kept = await self.workflow.draft_password_info(draft_id)
         if kept is not None:
             expires_at = min(expires_at, kept.expires_at)
         sid = secrets.token_urlsafe(32)
-        self.store.put_session(
+        await self.store.put_session(
             token_hash(sid), draft_id=draft_id, os_type=os_type or "Linux", user_id=user, expires_at=expires_at
         )
         log.info("password page opened for draft %s", draft_id)
@@ -387,13 +387,13 @@ class PasswordPages:
             samesite=same_site,
         )
 
-    def _grant(self, request: web.Request, *, need_signin: bool = True) -> _Grant:
+    async def _grant(self, request: web.Request, *, need_signin: bool = True) -> _Grant:
         """The live page session of this browser; `_Refused` (410, or 401 to sign in) otherwise."""
         sid = request.cookies.get(COOKIE)
         if not sid or not _TOKEN_RE.fullmatch(sid):
             raise _Refused(_error(410, NO_SESSION))
         digest = token_hash(sid)
-        row = self.store.get_session(digest, now=self.now())
+        row = await self.store.get_session(digest, now=self.now())
         if row is None:
             raise _Refused(_error(410, self._why_gone(digest, SESSION_ENDED)))
         ended = self.workflow.draft_ended(row["draft_id"])
@@ -407,7 +407,7 @@ class PasswordPages:
 
     async def _api(self, request: web.Request) -> _Grant:
         await self._body(request)
-        return self._grant(request)
+        return await self._grant(request)
 
     async def _info(self, request: web.Request) -> web.Response:
         try:
@@ -416,7 +416,7 @@ class PasswordPages:
             return refused.response  # type: ignore[return-value]
         now = self.now()
         expires_in = max(0, int((grant.expires_at - now).total_seconds()))
-        kept = self.workflow.draft_password_info(grant.draft_id)
+        kept = await self.workflow.draft_password_info(grant.draft_id)
         current = None
         if kept is not None:
             current = {
@@ -440,7 +440,7 @@ class PasswordPages:
     async def _set(self, request: web.Request) -> web.Response:
         try:
             data = await self._body(request)
-            grant = self._grant(request)
+            grant = await self._grant(request)
             password, confirm = data.get("password"), data.get("confirm")
             if not (isinstance(password, str) and isinstance(confirm, str)):
                 return _error(400, "Send both the password and its confirmation.")
@@ -472,7 +472,7 @@ class PasswordPages:
         draft_id = grant.draft_id
         via = "slack-signin" if grant.signed_in else "link"
         try:
-            kept = self.workflow.keep_draft_password(
+            kept = await self.workflow.keep_draft_password(
                 draft_id, password, set_by=grant.user, set_via=via, session=grant.digest
             )
         except DraftClosed:
@@ -488,7 +488,7 @@ class PasswordPages:
         log.info("password set for draft %s (%s)", draft_id, via)
         if self.on_set is not None:
             await self._tell(self.on_set, draft_id, "set")
-        info = self.workflow.draft_password_info(draft_id)
+        info = await self.workflow.draft_password_info(draft_id)
         return web.json_response(
             {
                 "ok": True,
@@ -517,11 +517,11 @@ class PasswordPages:
         if self.signin is None:
             return self._back("off")
         try:
-            grant = self._grant(request, need_signin=False)
+            grant = await self._grant(request, need_signin=False)
         except _Refused:
             return self._back("nosession")
         state, binding, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(16)
-        if not self.store.start_signin(
+        if not await self.store.start_signin(
             grant.digest, state_hash=token_hash(state), binding_hash=token_hash(binding), nonce=nonce
         ):
             return self._back("nosession")
@@ -545,7 +545,7 @@ class PasswordPages:
         if not _TOKEN_RE.fullmatch(state):
             return self._back("failed")
         state_digest = token_hash(state)
-        row = self.store.session_by_state(state_digest, now=self.now())
+        row = await self.store.session_by_state(state_digest, now=self.now())
         if row is None:
             return self._back("expired")
         binding = request.cookies.get(SIGNIN_COOKIE, "")
@@ -561,7 +561,7 @@ class PasswordPages:
             return self._back("failed")
         team = await self.signin.team_id()
         if who.user_id != row["user_id"] or (team is not None and who.team_id != team):
-            self.store.finish_signin(row["sid_hash"], state_hash=state_digest, user_id=None)
+            await self.store.finish_signin(row["sid_hash"], state_hash=state_digest, user_id=None)
             self._tombstone(row["sid_hash"], "Signed in as someone else: this page was closed.", self.now())
             log.warning(
                 "sign-in for draft %s refused: signed in as %s of %s, the link was made for %s",
@@ -571,7 +571,7 @@ class PasswordPages:
                 row["user_id"],
             )
             return self._back("wrong_user" if who.user_id != row["user_id"] else "wrong_team")
-        if not self.store.finish_signin(row["sid_hash"], state_hash=state_digest, user_id=who.user_id):
+        if not await self.store.finish_signin(row["sid_hash"], state_hash=state_digest, user_id=who.user_id):
             return self._back("expired")
         log.info("signed in with Slack for draft %s", row["draft_id"])
         return self._back("ok")

@@ -37,7 +37,7 @@ def build_web_app(
         return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        live = store.count_live()
+        live = await store.count_live()
         return web.json_response(
             {
                 "ok": True,

@@ -8,6 +8,7 @@ in seconds, with nothing to configure and nothing left behind. CI runs it too an
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import sys
@@ -388,11 +389,14 @@ def _use_color(color: bool, out: TextIO) -> bool:
 
 
 async def _wait(fake: FakeSlack, condition: Callable[[], Any], *, within: float, what: str, tick: float = 0.1) -> Any:
-    """Wait for `condition`, woken by Slack traffic and re-checked every `tick` (store changes make no traffic)."""
+    """Wait for `condition` (a coroutine function when it reads the store), woken by Slack traffic and re-checked
+    every `tick` (store changes make no traffic)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         remaining = deadline - loop.time()
@@ -472,8 +476,8 @@ class _Demo:
         if reply.status_code != 200 or reply.text:
             raise DemoError(f"the modal did not close on submit: HTTP {reply.status_code} {reply.text[:300]}")
 
-        def carded() -> ChangeRequest | None:
-            live = [r for r in self.rt.store.live() if r.requester == REQUESTER]
+        async def carded() -> ChangeRequest | None:
+            live = [r for r in await self.rt.store.live() if r.requester == REQUESTER]
             return live[0] if live and live[0].approval_ts else None
 
         request = await _wait(fake, carded, within=10, what="the approval card")
@@ -495,9 +499,9 @@ class _Demo:
         """Print the bot's traffic as it happens until the request ended and its end post has landed."""
         fake, t = self.fake, self.t
 
-        def ended() -> ChangeRequest | None:
+        async def ended() -> ChangeRequest | None:
             t.flush(fake)
-            request = self.rt.store.get(request_id)
+            request = await self.rt.store.get(request_id)
             if request is not None and request.is_terminal and request.notified_state is request.state:
                 return request
             return None
@@ -559,7 +563,7 @@ def _banner(t: Transcript, *, password: bool, fail: bool) -> None:
     t.write()
 
 
-def _summary(t: Transcript, stack: LocalStack, request: ChangeRequest, wall_start: datetime) -> None:
+async def _summary(t: Transcript, stack: LocalStack, request: ChangeRequest, wall_start: datetime) -> None:
     s = t.style
     t.write()
     label = views.STATE_LABEL[request.state]
@@ -568,7 +572,7 @@ def _summary(t: Transcript, stack: LocalStack, request: ChangeRequest, wall_star
     t.write()
     t.write(s.bold(f"Audit trail of {request.id}") + s.dim(" (append-only, in the SQLite store)"))
     assert stack.rt is not None
-    for line in audit_lines(stack.rt.store.audit(request.id), wall_start, s):
+    for line in audit_lines(await stack.rt.store.audit(request.id), wall_start, s):
         t.write("  " + line)
 
 
@@ -608,7 +612,7 @@ async def run_demo(
                 final = await _Demo(stack, t, password=secret).run()
             finally:
                 t.flush(stack.slack)
-            _summary(t, stack, final, wall_start)
+            await _summary(t, stack, final, wall_start)
             problems = _verdict(stack, final, fail=fail)
     except (DemoError, TimeoutError) as exc:
         t.write(t.style.bad(f"✗ demo stopped: {exc}"))

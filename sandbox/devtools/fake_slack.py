@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import copy
 import functools
+import inspect
 import json
 import math
 import random
@@ -21,7 +22,7 @@ import re
 import string
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -546,16 +547,19 @@ class FakeSlack:
 
     async def wait_until(
         self,
-        condition: Callable[[], T | None],
+        condition: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
         timeout: float = 5.0,  # noqa: ASYNC109
         what: str = "",
     ) -> T:
-        """Wait until condition() is truthy (re-checked on every request the fake receives) and return it."""
+        """Wait until condition() is truthy (re-checked on every request the fake receives) and return it; a
+        coroutine function (one that reads the store) is awaited."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             changed = self._changed
             result = condition()
+            if inspect.isawaitable(result):
+                result = await result
             if result:
                 return result
             remaining = deadline - loop.time()

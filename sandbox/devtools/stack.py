@@ -208,7 +208,7 @@ class LocalStack:
 
     async def click(self, action_id: str, request_id: str, *, user: str, message: dict[str, Any] | None = None):
         assert self.sender is not None and self.rt is not None
-        request = self.rt.store.get(request_id)
+        request = await self.rt.store.get(request_id)
         assert request is not None and request.approval_ts is not None
         card = self.slack.message(request.approvals_channel, request.approval_ts)
         body = sr.block_actions(

@@ -18,11 +18,16 @@ async def stack():
 
 
 async def wait_state(stack: LocalStack, request_id: str, *states: RequestState, timeout: float = 20.0) -> ChangeRequest:
-    def done() -> ChangeRequest | None:
-        request = stack.rt.store.get(request_id)
+    async def done() -> ChangeRequest | None:
+        request = await stack.rt.store.get(request_id)
         return request if request is not None and request.state in states else None
 
     return await stack.slack.wait_until(done, timeout=timeout, what=f"{request_id} in {[s.value for s in states]}")
+
+
+async def carded(stack: LocalStack) -> ChangeRequest | None:
+    """The live request whose approval card is posted, once it is."""
+    return next((r for r in await stack.rt.store.live() if r.approval_ts), None)
 
 
 async def open_plan(stack: LocalStack, text: str, *, user: str = REQUESTER) -> dict[str, Any]:
@@ -37,7 +42,7 @@ async def submit_plan(stack: LocalStack, text: str) -> ChangeRequest:
     assert reply.status_code == 200
     assert reply.text == "", reply.text  # the modal closed: no errors
     return await stack.slack.wait_until(
-        lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+        lambda: carded(stack), what="the approval card"
     )
 
 

@@ -19,7 +19,7 @@ from sandbox.devtools.stack import (
     LocalStack,
     StackOptions,
 )
-from tests.e2e.conftest import modal_action, open_plan, wait_state
+from tests.e2e.conftest import carded, modal_action, open_plan, wait_state
 
 APP_ACTIVE, APP_SHUTOFF = "7a9f4d3b-0000-4f00-8000-000000000008", "7a9f4d3b-0000-4f00-8000-000000000009"
 WEB_01 = "7a9f4d3b-0000-4f00-8000-000000000001"
@@ -168,7 +168,7 @@ async def test_ambiguous_name_carries_every_typed_field_through_the_chooser(stac
 
     reply = await stack.submit(back)
     assert reply.status_code == 200 and reply.text == "", reply.text
-    request = await stack.slack.wait_until(lambda: next(iter(stack.rt.store.live()), None), what="the request")
+    [request] = await stack.slack.wait_until(stack.rt.store.live, what="the request")
     assert (request.server_id, request.keyname, request.stop_type) == (APP_ACTIVE, "ops-key", StopType.HARD)
     assert (request.target_image_name, request.reason, request.ticket) == ("ubuntu-22.04", "patch the kernel", "INC-42")
     assert INCIDENT_CHANNEL in request.notify_channels
@@ -245,7 +245,7 @@ async def test_server_names_and_reasons_cannot_ping_or_link_anywhere(stack: Loca
     reply = await stack.submit(view, {views.REASON_BLOCK: {"value": reason}})
     assert reply.status_code == 200 and reply.text == "", reply.text
     request = await stack.slack.wait_until(
-        lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+        lambda: carded(stack), what="the approval card"
     )
     assert request.reason == reason, "stored as typed; only what Slack displays is escaped"
     await stack.click(views.APPROVE_ACTION, request.id, user=OUTSIDER)  # refused, naming the server

@@ -126,7 +126,7 @@ async def test_an_option_picked_from_the_type_ahead_stays_chosen_and_is_submitte
     assert next(b for b in back["blocks"] if b.get("block_id") == views.IMAGE_BLOCK)["element"]["initial_option"]
     reply = await stack.submit(back)
     assert reply.status_code == 200 and reply.text == "", reply.text
-    request = await stack.slack.wait_until(lambda: next(iter(stack.rt.store.live()), None), what="the request")
+    [request] = await stack.slack.wait_until(stack.rt.store.live, what="the request")
     assert (request.target_image_id, request.target_image_name) == (value, "ubuntu-24.04-cloudinit")
 
 

@@ -26,9 +26,12 @@ async def running(stack: LocalStack) -> str:
     """Submit and approve through Slack; returns the request id once the job id is known."""
     request = await approve_through_slack(stack, COMMAND)
     assert stack.rt is not None
-    await stack.slack.wait_until(
-        lambda: (r := stack.rt.store.get(request.id)) is not None and r.job_id is not None, what="the job id"
-    )
+
+    async def job_known() -> bool:
+        current = await stack.rt.store.get(request.id)
+        return current is not None and current.job_id is not None
+
+    await stack.slack.wait_until(job_known, what="the job id")
     return request.id
 
 
@@ -40,7 +43,7 @@ async def test_an_expired_job_ends_by_following_the_server(stack: LocalStack) ->
     done = await wait_state(stack, request_id, RequestState.SUCCEEDED, RequestState.FAILED)
     assert done.state is RequestState.SUCCEEDED, done.result
     assert stack.rt is not None
-    assert any(e.action == "job_gone" for e in stack.rt.store.audit(request_id))
+    assert any(e.action == "job_gone" for e in await stack.rt.store.audit(request_id))
     thread = stack.slack.thread(done.approvals_channel, done.approval_ts or "")
     assert any("no longer knows job" in m.text for m in thread), [m.text for m in thread]
 
@@ -52,10 +55,11 @@ async def test_held_jobs_say_why_they_wait_then_finish(stack: LocalStack, status
     stack.sim.faults.add(FaultSpec(hold_jobs=HoldJobs(server_id=DB_01, status=status, seconds=240)))
     request_id = await running(stack)
     assert stack.rt is not None
-    await stack.slack.wait_until(
-        lambda: said in (getattr(stack.rt.store.get(request_id), "job_progress", None) or ""),
-        what=f"progress saying {said!r}",
-    )
+
+    async def saying() -> bool:
+        return said in (getattr(await stack.rt.store.get(request_id), "job_progress", None) or "")
+
+    await stack.slack.wait_until(saying, what=f"progress saying {said!r}")
     done = await wait_state(stack, request_id, RequestState.SUCCEEDED, RequestState.FAILED)
     assert done.state is RequestState.SUCCEEDED, done.result
 

@@ -17,7 +17,7 @@ from bot.domain.request import RequestState
 from bot.slack import views
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import APPROVER, REQUESTER, LocalStack, StackOptions
-from tests.e2e.conftest import modal_action, open_plan, wait_state
+from tests.e2e.conftest import carded, modal_action, open_plan, wait_state
 
 CANARY = "Canary-Pw-7391!x"
 
@@ -57,7 +57,7 @@ async def test_canary_password_reaches_the_cloud_and_nothing_else(stack: LocalSt
     ok = await stack.submit(stored_view, {new_first: sr.text_value(CANARY), new_second: sr.text_value(CANARY)})
     assert ok.status_code == 200 and ok.text == "", ok.text
     request = await stack.slack.wait_until(
-        lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+        lambda: carded(stack), what="the approval card"
     )
     assert request.has_password
     card = stack.slack.message(request.approvals_channel, request.approval_ts)
@@ -75,11 +75,11 @@ async def test_canary_password_reaches_the_cloud_and_nothing_else(stack: LocalSt
     # modal's own two submissions, which Slack sends to the bot, not the other way round), not in any reprs.
     assert CANARY not in caplog.text
     assert json_logs.entries() and CANARY not in json_logs.text, "the JSON log format, too"
-    assert stack.rt.workflow.password_for(final.id) is None, "deleted once submitted"
+    assert await stack.rt.workflow.password_for(final.id) is None, "deleted once submitted"
     assert CANARY.encode() not in database_bytes(stack)
     assert CANARY.encode() not in stack.slack.raw_traffic()
-    assert CANARY not in repr(stack.rt.store.get(final.id))
-    for event in stack.rt.store.audit(final.id):
+    assert CANARY not in repr(await stack.rt.store.get(final.id))
+    for event in await stack.rt.store.audit(final.id):
         assert CANARY not in event.detail
 
 
@@ -91,7 +91,7 @@ async def test_weak_password_is_refused_and_cleared(stack: LocalStack, weak: str
     reply = (await stack.submit(view, {first: sr.text_value(weak), second: sr.text_value(weak)})).json()
     assert reply["response_action"] == "update"
     assert weak not in str(reply)
-    assert not stack.rt.store.live()
+    assert not await stack.rt.store.live()
 
 
 async def test_without_secret_key_password_logins_are_refused_but_keys_work() -> None:
@@ -120,10 +120,11 @@ def page(stack: LocalStack) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=stack.url, headers={"X-Requested-With": "ecsbot"}, timeout=5.0)
 
 
-def row_counts(stack: LocalStack) -> dict[str, int]:
-    """Rows in every table of bot/store.py."""
-    db = stack.rt.store.db
-    return {t: db.execute(f"SELECT count(*) FROM [{t}]").fetchone()[0] for t in db.table_names()}
+async def row_counts(stack: LocalStack) -> dict[str, int]:
+    """Rows in every table of the store."""
+    query = stack.rt.store.query
+    tables = [r["name"] for r in await query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: (await query(f"SELECT count(*) AS n FROM [{t}]"))[0]["n"] for t in tables}
 
 
 async def set_on_page(http: httpx.AsyncClient, link: str, password: str = CANARY) -> httpx.Response:
@@ -164,7 +165,7 @@ async def test_secure_page_path_sets_the_password_outside_slack(caplog) -> None:
         reply = await stack.submit(shown)
         assert reply.text == "", reply.text
         request = await stack.slack.wait_until(
-            lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+            lambda: carded(stack), what="the approval card"
         )
         await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
         final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
@@ -191,7 +192,7 @@ async def test_a_page_left_open_after_submit_cannot_change_the_password_and_noth
             reply = await stack.submit(shown)
             assert reply.text == "", reply.text
             request = await stack.slack.wait_until(
-                lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+                lambda: carded(stack), what="the approval card"
             )
             after_submit = len(stack.slack.calls_to("views.update"))
             later = "Later-Pw#77zz"
@@ -199,18 +200,18 @@ async def test_a_page_left_open_after_submit_cannot_change_the_password_and_noth
             assert late.status_code == 410
             assert "already submitted" in late.json()["error"] and request.id in late.json()["error"]
             assert len(stack.slack.calls_to("views.update")) == after_submit  # the closed form is never refreshed
-        counts = row_counts(stack)
+        counts = await row_counts(stack)
         assert counts["tokens"] == 0 and counts["page_sessions"] == 0, counts
-        keys = [r["key"] for r in stack.rt.store.db.query("SELECT key FROM secrets")]
+        keys = [r["key"] for r in await stack.rt.store.query("SELECT key FROM secrets")]
         assert keys == [f"request:{request.id}"], keys
-        audit = [e for e in stack.rt.store.audit(request.id) if e.action == "password_set"]
+        audit = [e for e in await stack.rt.store.audit(request.id) if e.action == "password_set"]
         assert len(audit) == 1 and REQUESTER in audit[0].detail and "not verified" in audit[0].detail
         await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
         final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
         assert final.state is RequestState.SUCCEEDED, final.result
         server = stack.sim.state.servers[final.server_id]
         assert server.login_password_sha256 == hashlib.sha256(CANARY.encode()).hexdigest()  # the one it was set for
-        counts = row_counts(stack)
+        counts = await row_counts(stack)
         assert counts["tokens"] == counts["page_sessions"] == counts["secrets"] == 0, counts
         assert stack.rt.workflow.draft_ended(draft) is not None
 
@@ -225,7 +226,7 @@ async def test_closing_the_form_kills_its_link() -> None:
         async with page(stack) as http:
             refused = await http.post("/password/api/open", json=fragment(link))
         assert refused.status_code == 410 and "closed in Slack" in refused.json()["error"]
-        counts = row_counts(stack)
+        counts = await row_counts(stack)
         assert counts["tokens"] == counts["page_sessions"] == counts["secrets"] == 0, counts
 
 
@@ -234,7 +235,7 @@ async def test_a_refreshed_form_shows_the_same_unused_link() -> None:
         view = await password_view(stack, "db-01 ubuntu-22.04 --reason reuse")
         again = await modal_action(stack, view, views.LOGIN_ACTION, "password")
         assert link_of(again) == link_of(view)
-        assert row_counts(stack)["tokens"] == 1
+        assert (await row_counts(stack))["tokens"] == 1
 
 
 async def test_the_form_refreshes_when_the_password_expires_and_a_late_submit_leads_somewhere() -> None:
@@ -252,15 +253,14 @@ async def test_the_form_refreshes_when_the_password_expires_and_a_late_submit_le
         assert "Set password securely" in text and "Set it again" in text
         fresh = link_of(expired)
         assert fresh != link_of(shown)
-        assert row_counts(stack)["tokens"] == 1 and not stack.rt.store.db.execute(
-            "SELECT count(*) FROM secrets WHERE key LIKE 'draft:%'"
-        ).fetchone()[0]
+        drafts = await stack.rt.store.query("SELECT count(*) AS n FROM secrets WHERE key LIKE 'draft:%'")
+        assert (await row_counts(stack))["tokens"] == 1 and drafts == [{"n": 0}]
         reply = (await stack.submit(expired)).json()
         assert reply["response_action"] == "update"
         top = str(reply["view"]["blocks"][0])
         assert "expired at" in top and "Set password securely" in top
         assert link_of(reply["view"]) == fresh  # the same live link, not another one
-        assert not stack.rt.store.live()
+        assert not await stack.rt.store.live()
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -297,14 +297,14 @@ async def test_canary_through_sign_in_with_slack_and_the_browser(caplog, tmp_pat
         assert "by you" in str(shown["blocks"]) and "signed in with Slack" in str(shown["blocks"])
         assert (await stack.submit(shown)).text == ""
         request = await stack.slack.wait_until(
-            lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+            lambda: carded(stack), what="the approval card"
         )
         await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
         final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
         assert final.state is RequestState.SUCCEEDED, final.result
         server = stack.sim.state.servers[final.server_id]
         assert server.login_password_sha256 == hashlib.sha256(CANARY.encode()).hexdigest()
-        audit = [e for e in stack.rt.store.audit(final.id) if e.action == "password_set"]
+        audit = [e for e in await stack.rt.store.audit(final.id) if e.action == "password_set"]
         assert audit and audit[0].actor == REQUESTER and "signed in with Slack" in audit[0].detail
 
         needle = CANARY.encode()
@@ -318,5 +318,5 @@ async def test_canary_through_sign_in_with_slack_and_the_browser(caplog, tmp_pat
         print(f"canary occurrences: {figures}")
         assert figures == {"logs": 0, "database+wal": 0, "slack traffic": 0, "browser profile": 0}
         assert sum(1 for p in profile.rglob("*") if p.is_file()) > 10  # the profile was really written
-        counts = row_counts(stack)
+        counts = await row_counts(stack)
         assert counts["tokens"] == counts["page_sessions"] == counts["secrets"] == 0, counts

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import secrets
 import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +27,7 @@ import pytest
 from bot.config import Settings
 from bot.domain.request import ChangeRequest, RequestState
 from bot.slack import views
-from bot.store import Store
+from bot.store import Store, open_store
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
@@ -60,11 +61,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def until(condition: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.02) -> T:
-    """Poll `condition` until it is truthy; fail with `what` after `timeout` seconds."""
+async def until(
+    condition: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,
+    what: str,
+    every: float = 0.02,
+) -> T:
+    """Poll `condition` (awaited when it is a coroutine function) until it is truthy; fail with `what` after
+    `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:
@@ -161,22 +171,22 @@ class Rig:
         await self.bot.start()
         self.sender.events_url = self.bot.url + "/slack/events"
 
-    def request(self, request_id: str) -> ChangeRequest:
-        found = self.store.get(request_id)
+    async def request(self, request_id: str) -> ChangeRequest:
+        found = await self.store.get(request_id)
         assert found is not None
         return found
 
     async def wait_for(
         self, request_id: str, check: Callable[[ChangeRequest], bool], what: str, timeout: float = 20.0
     ) -> ChangeRequest:
-        def probe() -> ChangeRequest | None:
-            request = self.request(request_id)
+        async def probe() -> ChangeRequest | None:
+            request = await self.request(request_id)
             return request if check(request) else None
 
         try:
             return await until(probe, timeout=timeout, what=f"{request_id}: {what}")
         except AssertionError as exc:
-            state = self.request(request_id).state.value
+            state = (await self.request(request_id)).state.value
             raise AssertionError(f"{exc} (state {state})\n{self.bot.tail()}") from None
 
     def change_posts(self) -> list[dict[str, Any]]:
@@ -204,8 +214,12 @@ class Rig:
             timeout=10,
             what="the approval card",
         )
+
+        async def stored() -> ChangeRequest | None:
+            return next((r for r in await self.store.live() if r.approval_ts == card.ts), None)
+
         request = await until(
-            lambda: next((r for r in self.store.live() if r.approval_ts == card.ts), None),
+            stored,
             timeout=5,
             what="the card's ts stored",
         )
@@ -213,7 +227,7 @@ class Rig:
 
     async def approve(self, request_id: str) -> None:
         fake = self.stack.slack
-        request = self.request(request_id)
+        request = await self.request(request_id)
         assert request.approval_ts is not None
         card = fake.message(APPROVALS_CHANNEL, request.approval_ts)
         body = sr.block_actions(
@@ -271,7 +285,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     sender: sr.SlackSender | None = None
     try:
         await bot.start()
-        store = Store(tmp_path / "ecsbot.db")
+        store = open_store(tmp_path / "ecsbot.db")
         sender = sr.SlackSender(bot.url + "/slack/events", SIGNING_SECRET)
         yield Rig(stack, bot, store, sender)
     finally:
@@ -279,7 +293,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         if sender is not None:
             await sender.aclose()
         if store is not None:
-            store.close()
+            await store.aclose()
         await stack.slack.stop()
         await stack.sim.stop()
 
@@ -355,17 +369,17 @@ async def test_kill_once_the_change_post_reached_the_cloud(rig: Rig) -> None:
     await rig.approve(request_id)
     await until(rig.change_posts, timeout=15, what="the change-OS POST in the simulator's log")
     await rig.bot.kill()
-    killed = rig.request(request_id)
+    killed = await rig.request(request_id)
     assert killed.state is RequestState.SUBMITTING and killed.submit_sent_at is not None and killed.job_id is None
     rig.sim.faults.clear()
     await rig.restart()
     await rig.assert_finished_once(request_id)
-    assert any(e.to_state is RequestState.RECONCILING for e in rig.store.audit(request_id))
+    assert any(e.to_state is RequestState.RECONCILING for e in await rig.store.audit(request_id))
 
 
 async def test_kill_while_stopping(rig: Rig) -> None:
     request_id = await rig.request_change("web-01 ubuntu-22.04 --key ops-key --reason 'restart test (c)'")
-    assert rig.request(request_id).stop_first
+    assert (await rig.request(request_id)).stop_first
     await rig.approve(request_id)
     stopping = await rig.wait_for(
         request_id, lambda r: r.state is RequestState.STOPPING and r.stop_job_id is not None, "stopping"

@@ -84,7 +84,7 @@ async def test_missing_arguments_are_asked_for_in_the_modal(stack: LocalStack) -
     body = reply.json()
     assert body["response_action"] == "errors"
     assert views.IMAGE_BLOCK in body["errors"] and views.REASON_BLOCK in body["errors"]
-    assert not stack.rt.store.live()
+    assert not await stack.rt.store.live()
 
 
 async def test_blocking_check_refuses_submit_inline(stack: LocalStack) -> None:
@@ -94,7 +94,7 @@ async def test_blocking_check_refuses_submit_inline(stack: LocalStack) -> None:
     body = reply.json()
     assert body["response_action"] == "errors"
     assert "lock" in json.dumps(body["errors"]).lower()
-    assert not stack.rt.store.live()
+    assert not await stack.rt.store.live()
 
 
 async def test_usage_error_is_ephemeral_and_helpful(stack: LocalStack) -> None:
@@ -120,7 +120,7 @@ async def test_second_request_for_same_server_points_to_the_live_one(stack: Loca
     body = reply.json()
     assert body["response_action"] == "errors"
     assert first.id in json.dumps(body["errors"])
-    assert len(stack.rt.store.live()) == 1
+    assert len(await stack.rt.store.live()) == 1
 
 
 async def test_outsider_and_requester_cannot_approve_and_are_audited(stack: LocalStack) -> None:
@@ -135,8 +135,8 @@ async def test_outsider_and_requester_cannot_approve_and_are_audited(stack: Loca
         what="two refusals",
     )
     assert {c.body["user"] for c in refusals} == {OUTSIDER, REQUESTER}
-    assert stack.rt.store.get(request.id).state is RequestState.PENDING_APPROVAL
-    actions = [e.action for e in stack.rt.store.audit(request.id)]
+    assert (await stack.rt.store.get(request.id)).state is RequestState.PENDING_APPROVAL
+    actions = [e.action for e in await stack.rt.store.audit(request.id)]
     assert actions.count("approve_refused") == 2
     card = stack.slack.message(APPROVALS_CHANNEL, request.approval_ts)
     assert any(b["type"] == "actions" for b in card.blocks), "the buttons stay for the real approvers"
@@ -187,7 +187,7 @@ async def test_requester_cancels_from_the_card_and_with_the_command(stack: Local
     await stack.click(views.CANCEL_ACTION, request.id, user=REQUESTER)
     cancelled = await wait_state(stack, request.id, RequestState.CANCELLED)
     assert cancelled.decided_by == REQUESTER
-    assert "cancel_refused" in [e.action for e in stack.rt.store.audit(request.id)]
+    assert "cancel_refused" in [e.action for e in await stack.rt.store.audit(request.id)]
     again = await stack.command(f"cancel {request.id}")
     assert "too late" in again.text
 
@@ -234,7 +234,7 @@ async def test_key_pair_login_needs_the_iam_user_id() -> None:
         assert "HUAWEICLOUD_USER_ID" in blocks_text(view)
         reply = (await stack.submit(view)).json()
         assert reply["response_action"] == "errors" and "HUAWEICLOUD_USER_ID" in json.dumps(reply["errors"])
-        assert not stack.rt.store.live()
+        assert not await stack.rt.store.live()
 
 
 async def test_a_broken_submission_gets_a_message_not_a_stack_trace(stack: LocalStack) -> None:
@@ -246,4 +246,4 @@ async def test_a_broken_submission_gets_a_message_not_a_stack_trace(stack: Local
     body = reply.json()
     assert body["response_action"] == "errors"
     assert "nothing was changed" in json.dumps(body["errors"])
-    assert "Traceback" not in reply.text and not stack.rt.store.live()
+    assert "Traceback" not in reply.text and not await stack.rt.store.live()

@@ -127,7 +127,7 @@ async def test_the_tracker_runs_while_slack_is_unreachable(caplog: pytest.LogCap
     async with stack:
         assert stack.rt is not None and stack.served is not None and stack.served.socket is not None
         stack.served.socket._backoff = Backoff(first=0.05, cap=0.2)
-        request = stack.rt.store.create(approved_request(DB_01, "db-01"), actor="test")
+        request = await stack.rt.store.create(approved_request(DB_01, "db-01"), actor="test")
         stack.rt.tracker.wake()
         await wait_state(stack, request.id, RequestState.SUCCEEDED)
         assert stack.slack.socket_mode.open_calls >= 1 and not stack.served.socket.connected

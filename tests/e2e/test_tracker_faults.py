@@ -16,7 +16,7 @@ from sandbox.simulator.faults import FaultSpec
 from sandbox.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
 from sandbox.simulator.server import SimulatorServer
 
-from .conftest import wait_state
+from .conftest import carded, wait_state
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -72,7 +72,7 @@ async def approve_through_slack(stack: LocalStack, text: str) -> ChangeRequest:
     reply = await stack.submit(view)
     assert reply.status_code == 200 and reply.text == "", reply.text
     request = await stack.slack.wait_until(
-        lambda: next((r for r in stack.rt.store.live() if r.approval_ts), None), what="the approval card"
+        lambda: carded(stack), what="the approval card"
     )
     await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
     return request
@@ -98,16 +98,17 @@ async def test_overdue_job_tells_people_and_still_succeeds(slow_stack: LocalStac
     stack = slow_stack
     assert stack.rt is not None
     request = await approve_through_slack(stack, "db-01 ubuntu-22.04 --key ops-key --reason 'overdue test'")
-    overdue = await stack.slack.wait_until(
-        lambda: (r := stack.rt.store.get(request.id)) is not None and r.overdue and r,
-        timeout=10,
-        what="the request marked overdue",
-    )
-    assert overdue.state is RequestState.RUNNING  # overdue is a flag, not an end: the bot keeps checking
-    assert any(e.action == "overdue" for e in stack.rt.store.audit(request.id))
 
-    def told() -> bool:
-        r = stack.rt.store.get(request.id)
+    async def marked() -> ChangeRequest | None:
+        current = await stack.rt.store.get(request.id)
+        return current if current is not None and current.overdue else None
+
+    overdue = await stack.slack.wait_until(marked, timeout=10, what="the request marked overdue")
+    assert overdue.state is RequestState.RUNNING  # overdue is a flag, not an end: the bot keeps checking
+    assert any(e.action == "overdue" for e in await stack.rt.store.audit(request.id))
+
+    async def told() -> bool:
+        r = await stack.rt.store.get(request.id)
         if r is None or r.status_ts is None:
             return False
         message = stack.slack.message(APPROVALS_CHANNEL, r.status_ts)
@@ -173,7 +174,8 @@ async def test_ecs_budget_holds_across_many_jobs() -> None:
     try:
         assert stack.rt is not None
         for i in range(jobs):
-            stack.rt.store.create(approved_request(f"5e1a0000-0000-4000-8000-{i:012d}", f"bench-{i:04d}"), actor="t")
+            request = approved_request(f"5e1a0000-0000-4000-8000-{i:012d}", f"bench-{i:04d}")
+            await stack.rt.store.create(request, actor="t")
         stack.rt.tracker.wake()
         # Unthrottled, the first instant alone would carry 2 calls per job (read the server, post the change).
         await stack.slack.wait_until(lambda: len(stack.sim.requests) >= 4 * rate, timeout=10, what="load")

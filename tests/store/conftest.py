@@ -1,10 +1,11 @@
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from bot.domain.request import ChangeRequest
-from bot.store import Store
+from bot.domain.request import ChangeRequest, utcnow
+from bot.store import Store, open_store
 
 
 def make_request(**kw) -> ChangeRequest:
@@ -34,7 +35,26 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(db_path)
-    yield s
-    s.close()
+def database(db_path: Path) -> str:
+    """Where the stores of one test keep their data."""
+    return str(db_path)
+
+
+@pytest.fixture
+async def connect(database: str) -> AsyncIterator[Callable[..., Store]]:
+    """Opens a store on the test's database: each call is another connection, as another process would have."""
+    opened: list[Store] = []
+
+    def make(clock: Callable[[], datetime] = utcnow) -> Store:
+        store = open_store(database, clock=clock)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.aclose()
+
+
+@pytest.fixture
+def store(connect: Callable[..., Store]) -> Store:
+    return connect()

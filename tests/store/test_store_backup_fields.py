@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
 from bot.domain.request import RequestState as S
-from bot.store import ServerBusyError, Store
+from bot.store import ServerBusyError, open_store
 
 
-def test_backup_fields_round_trip_and_backing_up_is_live(store, new_request):
-    req = store.create(new_request(backup_wanted=True, rollback_of="CR-ABCDEF"), actor="u")
-    store.transition(req.id, to=S.APPROVED, expected=S.PENDING_APPROVAL, actor="a")
+async def test_backup_fields_round_trip_and_backing_up_is_live(store, new_request):
+    req = await store.create(new_request(backup_wanted=True, rollback_of="CR-ABCDEF"), actor="u")
+    await store.transition(req.id, to=S.APPROVED, expected=S.PENDING_APPROVAL, actor="a")
     sent = datetime(2026, 1, 1, 12, tzinfo=UTC)
-    moved = store.transition(
+    moved = await store.transition(
         req.id,
         to=S.BACKING_UP,
         expected=S.APPROVED,
@@ -24,25 +25,32 @@ def test_backup_fields_round_trip_and_backing_up_is_live(store, new_request):
         backup_job_id="ims-1",
     )
     assert moved is not None and moved.state is S.BACKING_UP
-    again = store.get(req.id)
+    again = await store.get(req.id)
     assert again.backup_wanted and again.backup_sent_at == sent and again.backup_job_id == "ims-1"
     assert again.rollback_of == "CR-ABCDEF" and again.backup_restart is True
     with pytest.raises(ServerBusyError):
-        store.create(new_request(), actor="u")
+        await store.create(new_request(), actor="u")
 
 
-def test_a_file_from_before_backups_gets_the_columns_and_the_new_live_index(db_path, new_request):
-    with Store(db_path) as old:
-        old.db.execute("DROP INDEX requests_one_live_per_server")
-        old.db.execute("ALTER TABLE requests DROP COLUMN backup_image_id")
-        old.db.execute(
+async def test_a_file_from_before_backups_gets_the_columns_and_the_new_live_index(db_path, new_request):
+    await open_store(db_path).aclose()  # a file with today's schema, then made to look like the one before backups
+    old = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        old.execute("DROP INDEX requests_one_live_per_server")
+        old.execute("ALTER TABLE requests DROP COLUMN backup_image_id")
+        old.execute(
             "CREATE UNIQUE INDEX requests_one_live_per_server ON requests(server_id) "
             "WHERE state IN ('approved', 'pending_approval', 'reconciling', 'running', 'stopping', 'submitting')"
         )
-    with Store(db_path) as new:
-        assert "backup_image_id" in new.db["requests"].columns_dict
-        req = new.create(new_request(backup_wanted=True), actor="u")
-        new.transition(req.id, to=S.APPROVED, expected=S.PENDING_APPROVAL, actor="a")
-        new.transition(req.id, to=S.BACKING_UP, expected=S.APPROVED, actor="bot")
+    finally:
+        old.close()
+    new = open_store(db_path)
+    try:
+        req = await new.create(new_request(backup_wanted=True), actor="u")
+        await new.transition(req.id, to=S.APPROVED, expected=S.PENDING_APPROVAL, actor="a")
+        moved = await new.transition(req.id, to=S.BACKING_UP, expected=S.APPROVED, actor="bot", backup_image_id="i")
+        assert moved is not None and moved.backup_image_id == "i"
         with pytest.raises(ServerBusyError):
-            new.create(new_request(), actor="u")
+            await new.create(new_request(), actor="u")
+    finally:
+        await new.aclose()

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from bot.domain.policy import Policy
 from bot.secretbox import SecretBox
 from bot.services.workflow import Workflow
-from bot.store import Store
+from bot.store import SQLiteStore
 from bot.web.password_page import PasswordPages
 from bot.web.slack_signin import SlackSignIn
 from sandbox.devtools.fake_slack import FakeSlack
@@ -48,7 +48,7 @@ class Clock:
 class PageServer:
     url: str
     pages: PasswordPages
-    store: Store
+    store: SQLiteStore
     workflow: Workflow
     box: SecretBox
     clock: Clock
@@ -58,8 +58,8 @@ class PageServer:
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path and query, headers) as received
     slack: FakeSlack | None = None  # the OpenID provider, when sign-in is on
 
-    def link(self, draft_id: str = "draft-1", user_id: str = OWNER, os_type: str = "Linux") -> str:
-        return self.pages.link_for(draft_id=draft_id, user_id=user_id, os_type=os_type)
+    async def link(self, draft_id: str = "draft-1", user_id: str = OWNER, os_type: str = "Linux") -> str:
+        return await self.pages.link_for(draft_id=draft_id, user_id=user_id, os_type=os_type)
 
     @staticmethod
     def parts(link: str) -> tuple[str, str]:
@@ -68,8 +68,8 @@ class PageServer:
         values = dict(p.split("=", 1) for p in fragment.split("&"))
         return values["u"], values["t"]
 
-    def stored_password(self, draft_id: str = "draft-1") -> str | None:
-        blob = self.store.get_secret(f"draft:{draft_id}")
+    async def stored_password(self, draft_id: str = "draft-1") -> str | None:
+        blob = await self.store.get_secret(f"draft:{draft_id}")
         return None if blob is None else self.box.decrypt(blob).get_secret_value()
 
 
@@ -100,7 +100,7 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
                 bot=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
             )
         db_path = tmp_path / "ecsbot.db"
-        store = Store(db_path, clock=clock)
+        store = SQLiteStore(db_path, clock=clock)
         box = SecretBox(SecretBox.generate_key())
         workflow = Workflow(store, Policy.parse(""), box, now=clock)
         pages = PasswordPages(
@@ -137,7 +137,7 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
             yield server
         finally:
             await runner.cleanup()
-            store.close()
+            await store.aclose()
             if slack is not None:
                 await slack.stop()
 

@@ -56,47 +56,47 @@ def assert_security_headers(response: httpx.Response) -> None:
 # --------------------------------------------------------------------------------------------------------- links
 
 
-def test_link_carries_a_256_bit_token_in_the_fragment_and_the_store_keeps_only_its_hash(srv: PageServer) -> None:
-    link = srv.link()
+async def test_link_carries_a_256_bit_token_in_the_fragment_and_the_store_keeps_only_its_hash(srv: PageServer) -> None:
+    link = await srv.link()
     assert link.startswith(srv.url + "/password#u=" + OWNER + "&t=")
     u, t = PageServer.parts(link)
     assert u == OWNER and len(t) >= 43  # token_urlsafe(32): 256 bits
-    rows = list(srv.store.db.query("SELECT * FROM tokens"))
+    rows = await srv.store.query("SELECT * FROM tokens")
     assert len(rows) == 1
     assert rows[0]["token_hash"] == token_hash(t) and t not in str(rows[0])
     assert rows[0]["subject"] == "draft-1|Linux" and rows[0]["user_id"] == OWNER and rows[0]["purpose"] == "password"
-    kept = list(srv.store.db.query("SELECT * FROM secrets WHERE key = 'link:draft-1'"))
+    kept = await srv.store.query("SELECT * FROM secrets WHERE key = 'link:draft-1'")
     assert len(kept) == 1 and t.encode() not in bytes(kept[0]["ciphertext"])  # the link itself only encrypted
 
 
-def test_a_refreshed_form_reuses_the_unused_link_and_never_mints_another(srv: PageServer) -> None:
-    link = srv.link()
-    assert srv.link() == link and srv.link() == link
-    assert srv.store.db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 1
-    windows = srv.link(os_type="Windows")  # another image: the old link dies, one live link per draft
+async def test_a_refreshed_form_reuses_the_unused_link_and_never_mints_another(srv: PageServer) -> None:
+    link = await srv.link()
+    assert await srv.link() == link and await srv.link() == link
+    assert await srv.store.query("SELECT count(*) AS n FROM tokens") == [{"n": 1}]
+    windows = await srv.link(os_type="Windows")  # another image: the old link dies, one live link per draft
     assert windows != link
-    rows = list(srv.store.db.query("SELECT subject FROM tokens"))
+    rows = await srv.store.query("SELECT subject FROM tokens")
     assert [r["subject"] for r in rows] == ["draft-1|Windows"]
 
 
 async def test_an_opened_link_is_replaced_by_a_fresh_one(srv: PageServer, http: httpx.AsyncClient) -> None:
-    link = srv.link()
+    link = await srv.link()
     await opened(http, link)
-    fresh = srv.link()
+    fresh = await srv.link()
     assert fresh != link
     again = await http.post("/password/api/open", json=body(link))
     assert again.status_code == 410 and again.json()["error"] == OPENED
 
 
-def test_link_for_another_users_draft_is_refused(srv: PageServer) -> None:
-    srv.link(draft_id="d-own", user_id=OWNER)
+async def test_link_for_another_users_draft_is_refused(srv: PageServer) -> None:
+    await srv.link(draft_id="d-own", user_id=OWNER)
     with pytest.raises(PermissionError, match="another Slack user"):
-        srv.link(draft_id="d-own", user_id=OTHER)
+        await srv.link(draft_id="d-own", user_id=OTHER)
 
 
-def test_public_url_is_reassignable_and_a_trailing_slash_is_tolerated(srv: PageServer) -> None:
+async def test_public_url_is_reassignable_and_a_trailing_slash_is_tolerated(srv: PageServer) -> None:
     srv.pages.public_url = "https://bot.example.com/"
-    assert srv.link(draft_id="d-x").startswith("https://bot.example.com/password#u=")
+    assert (await srv.link(draft_id="d-x")).startswith("https://bot.example.com/password#u=")
     assert srv.pages.origin == "https://bot.example.com"
     assert "placeholder" not in repr(srv.pages) and "example.com" in repr(srv.pages)
 
@@ -105,7 +105,7 @@ def test_public_url_is_reassignable_and_a_trailing_slash_is_tolerated(srv: PageS
 
 
 async def test_every_route_carries_the_security_headers(srv: PageServer, http: httpx.AsyncClient) -> None:
-    link = srv.link()
+    link = await srv.link()
     responses = [
         await http.get("/password"),
         await http.get("/password/static/password.js"),
@@ -132,13 +132,13 @@ async def test_every_route_carries_the_security_headers(srv: PageServer, http: h
 
 
 async def test_the_session_cookie_is_httponly_strict_and_scoped(srv: PageServer, http: httpx.AsyncClient) -> None:
-    response = await opened(http, srv.link())
+    response = await opened(http, await srv.link())
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(COOKIE + "=")
     lowered = cookie.lower()
     assert "httponly" in lowered and "samesite=strict" in lowered and "path=/password" in lowered
     assert "max-age=600" in lowered and "secure" not in lowered  # plain http on loopback here
-    _, token = PageServer.parts(srv.link())
+    _, token = PageServer.parts(await srv.link())
     assert token not in cookie
     srv.pages.public_url = srv.url.replace("http://", "https://")
     assert srv.pages.secure
@@ -171,21 +171,21 @@ async def test_unknown_static_names_and_traversal_are_not_served(http: httpx.Asy
 
 
 async def test_opening_uses_the_token_up_and_gives_a_session(srv: PageServer, http: httpx.AsyncClient) -> None:
-    link = srv.link(os_type="Linux")
+    link = await srv.link(os_type="Linux")
     first = await http.post("/password/api/open", json=body(link))
     assert first.status_code == 200 and first.json() == {"ok": True, "signin": False}
     assert srv.open_calls == ["draft-1"]
     second = await http.post("/password/api/open", json=body(link))
     assert second.status_code == 410 and second.json()["error"] == OPENED
-    rows = list(srv.store.db.query("SELECT used_at FROM tokens"))
+    rows = await srv.store.query("SELECT used_at FROM tokens")
     assert rows and rows[0]["used_at"] is not None
-    sessions = list(srv.store.db.query("SELECT * FROM page_sessions"))
+    sessions = await srv.store.query("SELECT * FROM page_sessions")
     assert len(sessions) == 1 and sessions[0]["draft_id"] == "draft-1" and sessions[0]["user_id"] == OWNER
     assert http.cookies.get(COOKIE) not in str(sessions[0])  # only its hash is stored
 
 
 async def test_info_gives_the_rules_and_the_session_time(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link(os_type="Linux"))
+    await opened(http, await srv.link(os_type="Linux"))
     first = await http.post("/password/api/info", json={})
     second = await http.post("/password/api/info", json={})
     assert first.status_code == second.status_code == 200
@@ -198,7 +198,7 @@ async def test_info_gives_the_rules_and_the_session_time(srv: PageServer, http: 
 
 
 async def test_info_for_windows_adds_the_username_rule(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link(os_type="Windows"))
+    await opened(http, await srv.link(os_type="Windows"))
     data = (await http.post("/password/api/info", json={})).json()
     assert data["os_type"] == "Windows" and data["username"] == "Administrator"
     assert [r["id"] for r in data["rules"]][-1] == "username"
@@ -220,14 +220,14 @@ async def test_set_keeps_the_password_encrypted_on_the_draft_and_tells_slack(
     srv: PageServer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    link = srv.link(draft_id="draft-7")
+    link = await srv.link(draft_id="draft-7")
     await opened(http, link)
     response = await set_password(http)
     assert response.status_code == 200 and response.json()["ok"] is True
     assert response.json()["expires_in"] == 15 * 60 and response.json()["verified"] is False
     assert CANARY not in response.text
-    assert srv.stored_password("draft-7") == CANARY
-    info = srv.workflow.draft_password_info("draft-7")
+    assert await srv.stored_password("draft-7") == CANARY
+    info = await srv.workflow.draft_password_info("draft-7")
     assert info is not None and info.set_by == OWNER and info.set_via == "link"
     assert srv.set_calls == ["draft-7"]
     assert "password set for draft draft-7" in caplog.text
@@ -236,13 +236,13 @@ async def test_set_keeps_the_password_encrypted_on_the_draft_and_tells_slack(
 
 
 async def test_a_session_sets_once(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     assert (await set_password(http)).status_code == 200
     again = await set_password(http, "Other-Pw#12345")
     assert again.status_code == 410
     assert (await http.post("/password/api/info", json={})).status_code == 410
     assert (await http.post("/password/api/generate", json={})).status_code == 410
-    assert srv.stored_password() == CANARY
+    assert await srv.stored_password() == CANARY
     assert srv.set_calls == ["draft-1"]
 
 
@@ -258,18 +258,18 @@ async def test_a_session_sets_once(srv: PageServer, http: httpx.AsyncClient) -> 
 async def test_weak_or_mismatched_is_422_and_the_session_stays_usable(
     srv: PageServer, http: httpx.AsyncClient, password: str, confirm: str, fragment: str
 ) -> None:
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     response = await set_password(http, password, confirm)
     assert response.status_code == 422
     data = response.json()
     assert any(fragment in p for p in data["problems"]), data
     assert password not in response.text
-    assert srv.stored_password() is None and srv.set_calls == []
+    assert await srv.stored_password() is None and srv.set_calls == []
     assert (await set_password(http)).status_code == 200
 
 
 async def test_windows_rules_are_checked_on_the_server(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link(os_type="Windows"))
+    await opened(http, await srv.link(os_type="Windows"))
     for bad in ("Xrotartsinimda9!", "My-Administrator1", "Q9!zzADMzzzz"):
         assert password_problems(bad, os_type="Linux") == []  # fine for Linux: only the Windows rule catches it
         response = await set_password(http, bad)
@@ -279,24 +279,24 @@ async def test_windows_rules_are_checked_on_the_server(srv: PageServer, http: ht
 
 
 async def test_expired_link_and_expired_session_are_410(srv: PageServer, http: httpx.AsyncClient) -> None:
-    link = srv.link()
+    link = await srv.link()
     srv.clock.advance(600)
     expired = await http.post("/password/api/open", json=body(link))
     assert expired.status_code == 410 and expired.json()["error"] == GONE
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     srv.clock.advance(599)
     assert (await http.post("/password/api/info", json={})).json()["expires_in"] == 1
     srv.clock.advance(1)
     for path, extra in (("info", {}), ("set", {"password": CANARY, "confirm": CANARY}), ("generate", {})):
         response = await http.post(f"/password/api/{path}", json=extra)
         assert response.status_code == 410 and "time is up" in response.json()["error"], path
-    assert srv.stored_password() is None
+    assert await srv.stored_password() is None
 
 
 async def test_another_users_u_is_refused_exactly_like_an_unknown_token(
     srv: PageServer, http: httpx.AsyncClient
 ) -> None:
-    link = srv.link(user_id=OWNER)
+    link = await srv.link(user_id=OWNER)
     _, token = PageServer.parts(link)
     wrong_user = await http.post("/password/api/open", json={"u": OTHER, "t": token})
     unknown = await http.post("/password/api/open", json={"u": OWNER, "t": "A" * 43})
@@ -309,9 +309,9 @@ async def test_another_users_u_is_refused_exactly_like_an_unknown_token(
 
 async def test_a_token_for_someone_elses_draft_is_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
     """Belt and braces: a token that names a draft owned by another user (minted behind issue's back)."""
-    srv.link(draft_id="d-a", user_id=OWNER)
+    await srv.link(draft_id="d-a", user_id=OWNER)
     token = "T" * 43
-    srv.store.put_token(
+    await srv.store.put_token(
         token_hash(token),
         purpose="password",
         subject="d-a|Linux",
@@ -325,7 +325,7 @@ async def test_a_token_for_someone_elses_draft_is_refused(srv: PageServer, http:
 
 async def test_a_token_of_another_purpose_is_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
     token = "P" * 43
-    srv.store.put_token(
+    await srv.store.put_token(
         token_hash(token),
         purpose="other",
         subject="d-p|Linux",
@@ -339,12 +339,12 @@ async def test_a_token_of_another_purpose_is_refused(srv: PageServer, http: http
 
 
 async def test_generate_stores_a_valid_password_and_returns_it_once(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link(draft_id="draft-g", os_type="Windows"))
+    await opened(http, await srv.link(draft_id="draft-g", os_type="Windows"))
     response = await http.post("/password/api/generate", json={})
     assert response.status_code == 200
     generated = response.json()["password"]
     assert password_problems(generated, os_type="Windows") == []
-    assert srv.stored_password("draft-g") == generated
+    assert await srv.stored_password("draft-g") == generated
     assert srv.set_calls == ["draft-g"]
     again = await http.post("/password/api/generate", json={})
     assert again.status_code == 410 and generated not in again.text
@@ -354,7 +354,7 @@ async def test_generate_stores_a_valid_password_and_returns_it_once(srv: PageSer
 
 
 async def test_cross_site_requests_are_refused(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     payload = {"password": CANARY, "confirm": CANARY}
     cases = [
         ({"X-Requested-With": ""}, 403),
@@ -377,13 +377,13 @@ async def test_cross_site_requests_are_refused(srv: PageServer, http: httpx.Asyn
     assert plain.status_code == 415
     preflight = await http.request("OPTIONS", "/password/api/set", headers={"Origin": "https://evil.example"})
     assert preflight.status_code == 405 and "access-control-allow-origin" not in preflight.headers
-    assert srv.stored_password() is None
+    assert await srv.stored_password() is None
     same_origin = await http.post("/password/api/set", json=payload, headers={"Origin": srv.url})
     assert same_origin.status_code == 200
 
 
 async def test_bad_bodies_get_clear_messages(srv: PageServer, http: httpx.AsyncClient) -> None:
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     not_json = await http.post("/password/api/set", content=b"{nope", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["error"]
     a_list = await http.post("/password/api/set", json=[1, 2])
@@ -401,12 +401,12 @@ async def test_bad_bodies_get_clear_messages(srv: PageServer, http: httpx.AsyncC
 async def test_the_database_file_never_holds_the_password_or_the_token(
     srv: PageServer, http: httpx.AsyncClient
 ) -> None:
-    link = srv.link()
+    link = await srv.link()
     _, token = PageServer.parts(link)
     await opened(http, link)
     sid = http.cookies.get(COOKIE)
     assert sid and (await set_password(http)).status_code == 200
-    srv.store.checkpoint()
+    await srv.store.checkpoint()
     files = [srv.db_path, srv.db_path.with_name(srv.db_path.name + "-wal")]
     raw = b"".join(p.read_bytes() for p in files if p.exists())
     assert token_hash(token).encode() in raw  # the check can see what is in the file
@@ -420,29 +420,29 @@ async def test_without_on_set_and_with_a_failing_on_set_the_password_is_still_ke
     srv: PageServer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     srv.pages.on_set = None
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     r = await set_password(http)
-    assert r.status_code == 200 and srv.stored_password() == CANARY
+    assert r.status_code == 200 and await srv.stored_password() == CANARY
 
     async def broken(draft_id: str) -> None:
         raise RuntimeError(f"slack is down for {draft_id} {CANARY}")
 
     srv.pages.on_set = broken
-    await opened(http, srv.link("draft-2"))
+    await opened(http, await srv.link("draft-2"))
     r = await set_password(http)
-    assert r.status_code == 200 and srv.stored_password("draft-2") == CANARY
+    assert r.status_code == 200 and await srv.stored_password("draft-2") == CANARY
     assert "the form was not refreshed" in caplog.text and CANARY not in caplog.text
 
 
 async def test_no_secret_key_means_503_and_the_session_is_kept(srv: PageServer, http: httpx.AsyncClient) -> None:
     srv.workflow.secretbox = None
-    await opened(http, srv.link())
+    await opened(http, await srv.link())
     r = await set_password(http)
     assert r.status_code == 503 and "ECSBOT_SECRET_KEY" in r.json()["error"]
     assert (await http.post("/password/api/info", json={})).status_code == 200
 
 
-def test_pages_is_built_the_way_runtime_builds_it(srv: PageServer) -> None:
+async def test_pages_is_built_the_way_runtime_builds_it(srv: PageServer) -> None:
     pages = PasswordPages(srv.store, srv.workflow, "https://bot.example.com")
     assert pages.ttl_seconds == 600 and pages.on_set is None and pages.signin is None
-    assert pages.link_for(draft_id="x", user_id=OWNER, os_type="Linux").startswith("https://bot.example.com/password#")
+    assert (await pages.link_for(draft_id="x", user_id=OWNER, os_type="Linux")).startswith("https://bot.example.com/password#")

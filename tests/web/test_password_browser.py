@@ -26,7 +26,7 @@ if Path(CHROMIUM).exists():
 
 async def test_typing_updates_the_checklist_and_the_fragment_is_wiped(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        link = srv.link()
+        link = await srv.link()
         _, token = PageServer.parts(link)
         await tab.open(link)
         page = tab.page
@@ -64,7 +64,7 @@ async def test_typing_updates_the_checklist_and_the_fragment_is_wiped(serve_page
 
 async def test_mismatch_keeps_submit_disabled(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         page = tab.page
         await page.get_by_label("New password").fill(CANARY)
         await page.get_by_label("Type it again").fill(CANARY + "x")
@@ -77,7 +77,7 @@ async def test_mismatch_keeps_submit_disabled(serve_pages: ServeFactory, tab: Ta
 
 async def test_weak_password_is_refused_live_and_by_the_server(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         page = tab.page
         await page.get_by_label("New password").fill("password")
         await page.get_by_label("Type it again").fill("password")
@@ -88,17 +88,17 @@ async def test_weak_password_is_refused_live_and_by_the_server(serve_pages: Serv
         await page.locator("#submit").click()
         await expect(page.locator("#problems")).to_be_visible()
         await expect(page.locator("#problems-list")).to_contain_text("at least three")
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
         await page.get_by_label("New password").fill(CANARY)
         await page.get_by_label("Type it again").fill(CANARY)
         await page.locator("#submit").click()
         await expect(page.locator("#done")).to_be_visible()
-        assert srv.stored_password() == CANARY
+        assert await srv.stored_password() == CANARY
 
 
 async def test_windows_rules_live_and_on_the_server(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link(os_type="Windows"))
+        await tab.open(await srv.link(os_type="Windows"))
         page = tab.page
         await expect(page.locator("#os-type")).to_have_text("Windows")
         await expect(tab.rule("username")).to_contain_text("Administrator")
@@ -112,7 +112,7 @@ async def test_windows_rules_live_and_on_the_server(serve_pages: ServeFactory, t
         await page.evaluate("document.getElementById('submit').disabled = false")
         await page.locator("#submit").click()
         await expect(page.locator("#problems-list")).to_contain_text("Administrator")
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
         await page.get_by_label("New password").fill(CANARY)
         await page.get_by_label("Type it again").fill(CANARY)
         await expect(tab.rule("username")).to_have_class("ok")
@@ -121,7 +121,7 @@ async def test_windows_rules_live_and_on_the_server(serve_pages: ServeFactory, t
 
 async def test_success_then_a_second_use_is_refused(serve_pages: ServeFactory, tab: Tab, tmp_path: Path) -> None:
     async with serve_pages() as srv:
-        link = srv.link(draft_id="draft-ok")
+        link = await srv.link(draft_id="draft-ok")
         await tab.open(link)
         page = tab.page
         await page.get_by_label("New password").fill(CANARY)
@@ -139,7 +139,7 @@ async def test_success_then_a_second_use_is_refused(serve_pages: ServeFactory, t
         )
         await expect(page.locator("#done-expiry")).to_contain_text("Kept encrypted until")
         await expect(page.locator("#form")).to_be_hidden()
-        assert srv.stored_password("draft-ok") == CANARY and srv.set_calls == ["draft-ok"]
+        assert await srv.stored_password("draft-ok") == CANARY and srv.set_calls == ["draft-ok"]
         assert await page.locator("body").inner_text() and CANARY not in await page.content()
         assert tab.errors == []
 
@@ -150,14 +150,14 @@ async def test_success_then_a_second_use_is_refused(serve_pages: ServeFactory, t
 
 async def test_generated_password_is_shown_once(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        link = srv.link(draft_id="draft-gen", os_type="Windows")
+        link = await srv.link(draft_id="draft-gen", os_type="Windows")
         await tab.open(link)
         page = tab.page
         await page.get_by_role("button", name="Generate a strong password").click()
         await expect(page.locator("#generated")).to_be_visible()
         value = await page.locator("#generated-value").input_value()
         assert password_problems(value, os_type="Windows") == []
-        assert srv.stored_password("draft-gen") == value and srv.set_calls == ["draft-gen"]
+        assert await srv.stored_password("draft-gen") == value and srv.set_calls == ["draft-gen"]
         await expect(page.locator("#generated")).to_contain_text("Shown once")
         await page.get_by_role("button", name="Copy").click()
         await expect(page.locator("#copied")).not_to_have_text("")
@@ -168,7 +168,7 @@ async def test_generated_password_is_shown_once(serve_pages: ServeFactory, tab: 
 
 async def test_expired_link_shows_the_expired_message(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        link = srv.link()
+        link = await srv.link()
         srv.clock.advance(601)
         await tab.open(link)
         await expect(tab.page.locator("#gone")).to_contain_text(GONE_TEXT)
@@ -179,7 +179,7 @@ async def test_expired_link_shows_the_expired_message(serve_pages: ServeFactory,
 
 async def test_link_expiring_while_the_page_is_open(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         page = tab.page
         await page.get_by_label("New password").fill(CANARY)
         await page.get_by_label("Type it again").fill(CANARY)
@@ -187,12 +187,12 @@ async def test_link_expiring_while_the_page_is_open(serve_pages: ServeFactory, t
         await page.locator("#submit").click()
         await expect(page.locator("#gone")).to_contain_text("This page's time is up")
         assert await page.get_by_label("New password").input_value() == ""
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
 
 
 async def test_another_users_link_is_refused(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        link = srv.link(user_id=OWNER)
+        link = await srv.link(user_id=OWNER)
         await tab.open(link.replace(f"u={OWNER}", f"u={OTHER}"))
         await expect(tab.page.locator("#gone")).to_contain_text(GONE_TEXT)
         await tab.open(link)  # the owner's own link still works: the refused attempt did not use it up

@@ -48,9 +48,9 @@ def a_request(**changes: object) -> ChangeRequest:
     return ChangeRequest(**fields)  # type: ignore[arg-type]
 
 
-def row_counts(srv: PageServer) -> dict[str, int]:
+async def row_counts(srv: PageServer) -> dict[str, int]:
     return {
-        table: srv.store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        table: (await srv.store.query(f"SELECT count(*) AS n FROM {table}"))[0]["n"]
         for table in ("tokens", "page_sessions", "secrets")
     }
 
@@ -67,40 +67,40 @@ async def test_1_a_page_still_open_after_the_form_was_submitted_cannot_set_a_pas
     serve_pages: ServeFactory, tab: Tab
 ) -> None:
     async with serve_pages() as srv:
-        first = srv.link()
+        first = await srv.link()
         await tab.open(first)
         await fill(tab)
         await tab.page.locator("#submit").click()
         await expect(tab.page.locator("#done")).to_be_visible()
-        second = srv.link()  # the refreshed form's "Change password" link, opened and left open
+        second = await srv.link()  # the refreshed form's "Change password" link, opened and left open
         assert second != first
         await tab.open(second)
         await expect(tab.page.locator("#form")).to_be_visible()
         await expect(tab.page.locator("#current")).to_contain_text("already set")
 
-        stored = srv.workflow.submit(a_request(), draft_id="draft-1")  # the form is submitted meanwhile
+        stored = await srv.workflow.submit(a_request(), draft_id="draft-1")  # the form is submitted meanwhile
 
         await fill(tab, "Later-Pw#77zz")
         await tab.page.locator("#submit").click()
         await expect(tab.page.locator("#gone")).to_contain_text("already submitted")
         await expect(tab.page.locator("#gone")).to_contain_text(stored.id)
         await expect(tab.page.locator("#done")).to_be_hidden()
-        assert srv.workflow.password_for(stored.id).get_secret_value() == CANARY  # the password it was set for
-        assert srv.stored_password("draft-1") is None
-        assert row_counts(srv) == {"tokens": 0, "page_sessions": 0, "secrets": 1}  # only the request's own
+        assert (await srv.workflow.password_for(stored.id)).get_secret_value() == CANARY  # the password it was set for
+        assert await srv.stored_password("draft-1") is None
+        assert await row_counts(srv) == {"tokens": 0, "page_sessions": 0, "secrets": 1}  # only the request's own
         with pytest.raises(Exception, match="draft"):
-            srv.link()  # no new link for a submitted form
+            await srv.link()  # no new link for a submitted form
         assert srv.workflow.draft_ended("draft-1") is not None
 
 
 async def test_1_closing_the_form_kills_its_open_page(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
-        srv.workflow.close_draft("draft-1", DraftEnd("This form was closed in Slack.", final=True))
+        await tab.open(await srv.link())
+        await srv.workflow.close_draft("draft-1", DraftEnd("This form was closed in Slack.", final=True))
         await fill(tab)
         await tab.page.locator("#submit").click()
         await expect(tab.page.locator("#gone")).to_contain_text("closed in Slack")
-        assert row_counts(srv) == {"tokens": 0, "page_sessions": 0, "secrets": 0}
+        assert await row_counts(srv) == {"tokens": 0, "page_sessions": 0, "secrets": 0}
 
 
 # --------------------------------------------------------------------------- 2. whoever holds the link
@@ -110,7 +110,7 @@ async def test_2_sign_in_with_slack_right_user_passes_and_is_recorded(serve_page
     async with serve_pages(signin=True) as srv:
         assert srv.slack is not None
         srv.slack.openid.signin_as = OWNER
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         await expect(tab.page.locator("#signin")).to_be_visible()
         await expect(tab.page.locator("#form")).to_be_hidden()  # the link alone shows no form
         await tab.page.get_by_role("link", name="Sign in with Slack").click()
@@ -124,10 +124,10 @@ async def test_2_sign_in_with_slack_right_user_passes_and_is_recorded(serve_page
         await fill(tab)
         await tab.page.locator("#submit").click()
         await expect(tab.page.locator("#done")).to_be_visible()
-        kept = srv.workflow.draft_password_info("draft-1")
+        kept = await srv.workflow.draft_password_info("draft-1")
         assert kept is not None and kept.set_by == OWNER and kept.set_via == "slack-signin"
-        stored = srv.workflow.submit(a_request(), draft_id="draft-1")
-        audit = [e for e in srv.store.audit(stored.id) if e.action == "password_set"]
+        stored = await srv.workflow.submit(a_request(), draft_id="draft-1")
+        audit = [e for e in await srv.store.audit(stored.id) if e.action == "password_set"]
         assert len(audit) == 1 and audit[0].actor == OWNER and "signed in with Slack" in audit[0].detail
         assert CANARY not in str(srv.slack.raw_traffic())
 
@@ -136,12 +136,12 @@ async def test_2_a_forwarded_link_opened_by_another_user_is_refused(serve_pages:
     async with serve_pages(signin=True) as srv:
         assert srv.slack is not None
         srv.slack.openid.signin_as = OTHER  # the colleague the link was forwarded to
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         await tab.page.get_by_role("link", name="Sign in with Slack").click()
         await expect(tab.page.locator("#gone")).to_contain_text("someone other than the person this link was made")
         await expect(tab.page.locator("#form")).to_be_hidden()
-        assert srv.stored_password() is None
-        assert row_counts(srv)["page_sessions"] == 0
+        assert await srv.stored_password() is None
+        assert (await row_counts(srv))["page_sessions"] == 0
         assert srv.open_calls == ["draft-1"]  # the owner's form was told: it now offers a fresh link
 
 
@@ -150,17 +150,17 @@ async def test_2_another_workspace_is_refused(serve_pages: ServeFactory, tab: Ta
         assert srv.slack is not None
         srv.slack.openid.signin_as = OWNER
         srv.slack.openid.signin_team = "T09OTHER99"
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         await tab.page.get_by_role("link", name="Sign in with Slack").click()
         await expect(tab.page.locator("#gone")).to_contain_text("another Slack workspace")
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
 
 
 async def test_2_the_link_alone_is_refused_by_the_api_too(serve_pages: ServeFactory) -> None:
     import httpx
 
     async with serve_pages(signin=True) as srv:
-        u, t = PageServer.parts(srv.link())
+        u, t = PageServer.parts(await srv.link())
         async with httpx.AsyncClient(base_url=srv.url, headers={"X-Requested-With": "ecsbot"}) as http:
             assert (await http.post("/password/api/open", json={"u": u, "t": t})).json()["signin"] is True
             for path in ("info", "set", "generate"):
@@ -175,12 +175,12 @@ async def test_2_the_link_alone_is_refused_by_the_api_too(serve_pages: ServeFact
             http.cookies.delete("ecsbot_pw_signin", path="/password/signin")
             no_binding = await http.get("/password/signin/callback", params={"code": "x", "state": state})
             assert no_binding.headers["location"].endswith("signin=failed")
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
 
 
 async def test_2_without_sign_in_the_form_warns_it_is_a_bearer_link(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         await expect(tab.page.locator("#bearer")).to_be_visible()
         await expect(tab.page.locator("#bearer")).to_contain_text("Sign in with Slack is off")
 
@@ -192,20 +192,20 @@ async def test_3_the_page_shows_when_the_stored_password_expires_and_it_does(
     serve_pages: ServeFactory, tab: Tab
 ) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         await fill(tab)
         await tab.page.locator("#submit").click()
         await expect(tab.page.locator("#done-expiry")).to_contain_text("Kept encrypted until")
         await expect(tab.page.locator("#done-expiry")).to_contain_text("about 15 minutes")
-        second = srv.link()
+        second = await srv.link()
         srv.clock.advance(15 * 60)
-        assert srv.stored_password() is None
-        assert srv.workflow.expire_draft_password("draft-1")
+        assert await srv.stored_password() is None
+        assert await srv.workflow.expire_draft_password("draft-1")
         await tab.open(second)
         await expect(tab.page.locator("#gone")).to_contain_text("expired")
         await expect(tab.page.locator("#gone")).to_contain_text("offers a fresh link")
-        assert row_counts(srv) == {"tokens": 0, "page_sessions": 0, "secrets": 0}
-        fresh = srv.link()  # the form's refresh: a fresh link that works
+        assert await row_counts(srv) == {"tokens": 0, "page_sessions": 0, "secrets": 0}
+        fresh = await srv.link()  # the form's refresh: a fresh link that works
         await tab.open(fresh)
         await expect(tab.page.locator("#form")).to_be_visible()
 
@@ -215,9 +215,9 @@ async def test_3_a_link_never_outlives_the_password_it_would_replace(serve_pages
         srv.workflow.draft_password_ttl = timedelta(minutes=5)
         from pydantic import SecretStr
 
-        srv.workflow.keep_draft_password("draft-1", SecretStr(CANARY), set_by=OWNER, set_via="link")
-        issued = srv.pages.issue(draft_id="draft-1", user_id=OWNER, os_type="Linux")
-        kept = srv.workflow.draft_password_info("draft-1")
+        await srv.workflow.keep_draft_password("draft-1", SecretStr(CANARY), set_by=OWNER, set_via="link")
+        issued = await srv.pages.issue(draft_id="draft-1", user_id=OWNER, os_type="Linux")
+        kept = await srv.workflow.draft_password_info("draft-1")
         assert kept is not None and issued.expires_at == kept.expires_at == srv.clock() + timedelta(minutes=5)
 
 
@@ -229,7 +229,7 @@ async def test_4_without_javascript_the_page_says_what_to_do(serve_pages: ServeF
         context = await browser.new_context(java_script_enabled=False)
         try:
             page = await context.new_page()
-            await page.goto(srv.link())
+            await page.goto(await srv.link())
             await expect(page.locator("noscript")).to_have_count(1)
             body = await page.locator("body").inner_text()
             assert "needs JavaScript" in body and "Key pair" in body
@@ -251,7 +251,7 @@ async def test_5_a_link_found_in_chromiums_history_opens_nothing(
                 str(profile), executable_path=CHROMIUM, headless=True, args=ARGS
             )
             page = context.pages[0] if context.pages else await context.new_page()
-            await page.goto(srv.link())  # opened, not used: the person walked away
+            await page.goto(await srv.link())  # opened, not used: the person walked away
             await expect(page.locator("#form")).to_be_visible(timeout=WAIT_MS)
             await context.close()
         history = profile / "Default" / "History"
@@ -270,7 +270,7 @@ async def test_5_a_link_found_in_chromiums_history_opens_nothing(
                 await expect(tab.page.locator("#gone")).to_contain_text("already opened")
             finally:
                 await context.close()
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
 
 
 # ------------------------------------------------------------------------------ 6. the link's lifetime
@@ -278,11 +278,11 @@ async def test_5_a_link_found_in_chromiums_history_opens_nothing(
 
 async def test_6_the_link_lifetime_comes_from_the_settings(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages(ttl_seconds=120) as srv:
-        link = srv.link()
+        link = await srv.link()
         srv.clock.advance(121)
         await tab.open(link)
         await expect(tab.page.locator("#gone")).to_be_visible()
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         await expect(tab.page.locator("#expiry")).to_contain_text("2:00")
 
 
@@ -291,7 +291,7 @@ async def test_6_the_link_lifetime_comes_from_the_settings(serve_pages: ServeFac
 
 async def test_7_enter_on_a_weak_password_is_explained_in_a_live_region(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         page = tab.page
         await fill(tab, "password")
         await expect(page.get_by_label("New password")).to_have_attribute("aria-invalid", "true")
@@ -306,12 +306,12 @@ async def test_7_enter_on_a_weak_password_is_explained_in_a_live_region(serve_pa
         await expect(page.get_by_label("New password")).to_have_attribute("aria-invalid", "false")
         await page.get_by_label("New password").press("Enter")
         await expect(live).to_contain_text("Type the same password again")
-        assert srv.stored_password() is None
+        assert await srv.stored_password() is None
 
 
 async def test_7_the_countdown_counts_down(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        await tab.open(srv.link())
+        await tab.open(await srv.link())
         expiry = tab.page.locator("#expiry")
         await expect(expiry).to_contain_text("This page works for")
         first = await expiry.inner_text()
@@ -320,7 +320,7 @@ async def test_7_the_countdown_counts_down(serve_pages: ServeFactory, tab: Tab) 
 
 async def test_7_the_gone_text_does_not_ask_to_choose_what_is_chosen(serve_pages: ServeFactory, tab: Tab) -> None:
     async with serve_pages() as srv:
-        link = srv.link()
+        link = await srv.link()
         srv.clock.advance(601)
         await tab.open(link)
         text = await tab.page.locator("#gone").inner_text()

@@ -47,7 +47,7 @@ def register(
 
     async def approve(body: dict[str, Any], _client: AsyncWebClient) -> None:
         user, request_id, channel = _click(body)
-        outcome = workflow.approve(request_id, user, await directory.groups_of(user))  # wakes the tracker
+        outcome = await workflow.approve(request_id, user, await directory.groups_of(user))  # wakes the tracker
         if outcome.refused:
             await refuse(channel, user, outcome.refused)
             return
@@ -58,13 +58,13 @@ def register(
 
     async def open_reject_form(body: dict[str, Any], client: AsyncWebClient) -> None:
         user, request_id, channel = _click(body)
-        request = store.get(request_id)
+        request = await store.get(request_id)
         if request is None:
             await refuse(channel, user, f"There is no change request {request_id}.")
             return
         decision = policy.may_approve(user, await directory.groups_of(user), request)
         if not decision.allowed:
-            outcome = workflow.reject(request_id, user, [], None)  # refuses and audits the attempt
+            outcome = await workflow.reject(request_id, user, [], None)  # refuses and audits the attempt
             await refuse(channel, user, outcome.refused or decision.reason)
             return
         try:
@@ -75,7 +75,7 @@ def register(
 
     async def cancel(body: dict[str, Any], _client: AsyncWebClient) -> None:
         user, request_id, channel = _click(body)
-        outcome = workflow.cancel(request_id, user)
+        outcome = await workflow.cancel(request_id, user)
         if outcome.refused:
             await refuse(channel, user, outcome.refused)
             return
@@ -91,7 +91,7 @@ def register(
         user = (body.get("user") or {}).get("id", "")
         values = (view.get("state") or {}).get("values") or {}
         note = ((values.get(views.REJECT_REASON_BLOCK) or {}).get(views.REJECT_REASON_ACTION) or {}).get("value")
-        outcome = workflow.reject(request_id, user, await directory.groups_of(user), (note or "").strip() or None)
+        outcome = await workflow.reject(request_id, user, await directory.groups_of(user), (note or "").strip() or None)
         if outcome.refused:
             await ack(response_action="errors", errors={views.REJECT_REASON_BLOCK: outcome.refused[:300]})
             return

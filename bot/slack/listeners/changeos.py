@@ -77,7 +77,7 @@ class PasswordLinks(Protocol):
     @property
     def signin(self) -> object | None: ...  # Sign in with Slack, when the page asks for it
 
-    def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink: ...
+    async def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink: ...
 
 
 def register(app: AsyncApp, card: PlanCard) -> None:
@@ -88,7 +88,7 @@ def register(app: AsyncApp, card: PlanCard) -> None:
 
     @app.view_closed(views.MODAL_CALLBACK)
     async def on_closed(ack: AsyncAck, body: dict[str, Any]) -> None:
-        card.password_closed(body)  # quick and local: its links are dead before Slack hears back
+        await card.password_closed(body)  # quick and local: its links are dead before Slack hears back
         await ack()
 
     async def answer_command(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -205,8 +205,8 @@ class PlanCard:
         the form is rebuilt to say so and offer a fresh link."""
         wf = self.workflow
         deadline = self._watch.password_deadline.get(draft_id)
-        if deadline is not None and wf.draft_password_info(draft_id) is None and wf.draft_ended(draft_id) is None:
-            wf.expire_draft_password(draft_id)
+        if deadline is not None and await wf.draft_password_info(draft_id) is None and wf.draft_ended(draft_id) is None:
+            await wf.expire_draft_password(draft_id)
             minutes = f"{wf.draft_password_ttl.total_seconds() / 60:g}"
             self._watch.notices[draft_id] = (
                 f"The password you set expired at {views.slack_date(deadline, '{time}')} and was deleted (a password "
@@ -222,13 +222,13 @@ class PlanCard:
             self._drafts.pop(draft_id, None)
             self._watch.forget(draft_id)
 
-    def password_closed(self, body: dict[str, Any]) -> None:
+    async def password_closed(self, body: dict[str, Any]) -> None:
         """view_closed: the person cancelled the form, so every link and password kept for it dies now."""
         meta = read_metadata(body.get("view") or {})
         user = (body.get("user") or {}).get("id", "")
         if not meta.get("d") or meta.get("u") != user:
             return
-        self.workflow.close_draft(
+        await self.workflow.close_draft(
             meta["d"],
             DraftEnd(
                 "This form was closed in Slack, so its password link no longer works and nothing set here could "
@@ -251,11 +251,11 @@ class PlanCard:
                 groups = await self._groups(user)
                 await ack(text=texts.help_text(self.policy, user, groups), response_type="ephemeral")
             case ListCommand():
-                await ack(text=views.list_text(self.store.live()), response_type="ephemeral")
+                await ack(text=views.list_text(await self.store.live()), response_type="ephemeral")
             case StatusCommand():
-                await ack(text=texts.status_text(self.store, parsed.target), response_type="ephemeral")
+                await ack(text=await texts.status_text(self.store, parsed.target), response_type="ephemeral")
             case CancelCommand():
-                outcome = self.workflow.cancel(parsed.request_id, user)
+                outcome = await self.workflow.cancel(parsed.request_id, user)
                 if outcome.refused:
                     await ack(text=f"⛔ {views.escape(outcome.refused)}", response_type="ephemeral")
                     return
@@ -376,7 +376,7 @@ class PlanCard:
             keypairs=facts.keypair_names,
         )
         assert inputs.login is not None  # the defaults always choose one
-        password = self._password_entry(meta, user, inputs.login, target.os_type if target else None)
+        password = await self._password_entry(meta, user, inputs.login, target.os_type if target else None)
         inputs = replace(
             inputs,
             password=PasswordInput(
@@ -453,7 +453,7 @@ class PlanCard:
             [(label, [options[n] for n in rows]) for label, rows in index.grouped_rows(body.get("value"))]
         )
 
-    def _password_entry(
+    async def _password_entry(
         self, meta: dict[str, Any], user: str, login: LoginMethod, os_type: str | None
     ) -> views.PasswordEntry:
         if login is not LoginMethod.PASSWORD:
@@ -470,13 +470,13 @@ class PlanCard:
         if pages is not None:
             draft_id = meta["d"]
             try:
-                link = pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
+                link = await pages.issue(draft_id=draft_id, user_id=user, os_type=os_type or "Linux")
             except DraftClosed:
                 closed = "This form was already submitted or closed: run /changeos again."
                 return views.PasswordEntry(mode="unavailable", why_unavailable=closed)
             except (PermissionError, ValueError):
                 return views.PasswordEntry(mode="unavailable", why_unavailable="This form belongs to someone else.")
-            kept = self.workflow.draft_password_info(draft_id)
+            kept = await self.workflow.draft_password_info(draft_id)
             wake = link.expires_at
             if kept is not None:
                 self._watch.password_deadline[draft_id] = kept.expires_at
@@ -575,7 +575,7 @@ class PlanCard:
             await refuse({Field.IMAGE: decision.reason[:300]})
             return None
         typed = chosen.password if password_login and chosen.password_block else None
-        kept = self.workflow.draft_password(meta["d"]) if password_login and typed is None else None
+        kept = await self.workflow.draft_password(meta["d"]) if password_login and typed is None else None
         password = PasswordInput(
             is_set=typed is not None or kept is not None, typed=typed, confirm=chosen.password_confirm, kept=kept
         )
@@ -593,7 +593,7 @@ class PlanCard:
             return None
         if password_login and not password.is_set and self.password_pages is not None:
             # Link mode: there is nothing to type below, so lead to the page.
-            why = self._why_no_password(meta["d"])
+            why = await self._why_no_password(meta["d"])
             text = f"{why}Use *Set password securely* below to set it on the bot's page, then submit again."
             await ack(response_action="update", view=await self._with_banner(meta, user, chosen, text))
             return None
@@ -608,11 +608,11 @@ class PlanCard:
             await refuse({Field.REASON: texts.validation_message(exc)})
             return None
         try:
-            stored = self.workflow.submit(
+            stored = await self.workflow.submit(
                 request, password=typed, draft_id=meta["d"], self_service=plan.self_service
             )
         except ServerBusyError as exc:
-            live = self.store.get(exc.live_request_id)
+            live = await self.store.get(exc.live_request_id)
             await refuse({Field.IMAGE: texts.server_busy(request.server_name, live)})
             return None
         except ValueError as exc:
@@ -630,10 +630,10 @@ class PlanCard:
         except (TimeoutError, CloudError):
             return await asyncio.wait_for(self.planner.facts(server_id), 0.5)
 
-    def _why_no_password(self, draft_id: str) -> str:
+    async def _why_no_password(self, draft_id: str) -> str:
         expired = self._watch.password_deadline.pop(draft_id, None)
         if expired is not None:  # before the timer did it: its links go with it
-            self.workflow.expire_draft_password(draft_id)
+            await self.workflow.expire_draft_password(draft_id)
             self._watch.expired[draft_id] = expired
         expired = expired or self._watch.expired.get(draft_id)
         if expired is None:

@@ -1,9 +1,12 @@
-"""SQLite persistence (sqlite-utils): requests, their audit trail, encrypted secrets, leases and one-time tokens.
+"""The SQLite engine: one file, one connection, one worker thread that owns it.
+
+Every call is a closure run on the store's own thread, so a slow disk or a busy timeout (another process holds the
+write lock) makes that one caller wait, never the event loop. The thread serialises the connection: no lock, no
+sharing, `check_same_thread` keeps it honest.
 
 Correctness lives in the database, not in the callers: every transition is one `BEGIN IMMEDIATE` transaction whose
 UPDATE is guarded by the expected state and writes exactly one audit row, and a unique partial index allows one live
-request per server. A caller that loses a race gets `None`, never an exception. Calls are short and synchronous;
-one `Store` may be shared by threads (a lock serialises its connection), and several processes may share the file.
+request per server. A caller that loses a race gets `None`, never an exception. Several processes may share the file.
 
 Datetimes are stored as ISO-8601 UTC text of fixed width (so text order is time order), lists as JSON. No plaintext
 password is ever written: only the ciphertext handed to `put_secret`, and `secure_delete` overwrites it on delete.
@@ -11,139 +14,67 @@ password is ever written: only the ciphertext handed to `put_secret`, and `secur
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import sqlite3
-import threading
-import types
-import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from enum import Enum
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
-from bot.domain.request import (
-    LIVE_STATES,
-    TERMINAL_STATES,
-    AuditEvent,
-    ChangeRequest,
-    InvalidTransition,
-    RequestState,
-    can_transition,
-    new_request_id,
-    utcnow,
-)
+from bot.domain.request import LIVE_STATES, AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
+from bot.store.codec import KINDS, applied, check_fields, encode_text, iso, plan_transition, request_from_row
+from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError, StoreUnavailable
 
-BUSY_TIMEOUT_S = 10.0
+__all__ = ["BUSY_TIMEOUT_S", "SQLiteStore"]
+
+BUSY_TIMEOUT_S = 10.0  # waited on the store's thread, never on the event loop
 _LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE_STATES))
 _LIVE_INDEX = "requests_one_live_per_server"
 _LIVE_INDEX_SQL = f"CREATE UNIQUE INDEX {_LIVE_INDEX} ON requests(server_id) WHERE state IN ({_LIVE_SQL})"
-_IMMUTABLE = frozenset({"id", "state", "created_at"})
-
-
-class StoreError(Exception):
-    pass
-
-
-class ServerBusyError(StoreError):
-    """The server already has a live request; at most one OS change may be in flight per server."""
-
-    def __init__(self, live_request_id: str, server_id: str = "") -> None:
-        self.live_request_id = live_request_id
-        self.server_id = server_id
-        super().__init__(
-            f"Server {server_id or ''} already has a live change request, {live_request_id}. "
-            f"Wait for it to end or cancel it (/changeos cancel {live_request_id})."
-        )
-
-
-class RequestNotFound(StoreError, LookupError):
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
-        super().__init__(f"No change request {request_id}.")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Column mapping, derived from the model so a new field gets a column by itself.
-
-
-def _iso(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: give the store aware UTC datetimes")
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _kind(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _kind(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _kind(args[0])
-    if origin in (list, tuple, set, frozenset):
-        return "json"
-    if isinstance(annotation, type):
-        if issubclass(annotation, datetime):
-            return "datetime"
-        if issubclass(annotation, bool):
-            return "bool"
-        if issubclass(annotation, int) and not issubclass(annotation, Enum):
-            return "int"
-        if issubclass(annotation, float):
-            return "float"
-    return "text"
-
-
-_KINDS: dict[str, str] = {name: _kind(f.annotation) for name, f in ChangeRequest.model_fields.items()}
 _SQL_TYPES = {"json": str, "datetime": str, "bool": int, "int": int, "float": float, "text": str}
 
-
-def _encode(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    kind = _KINDS[name]
-    if kind == "json":
-        return json.dumps(list(value))
-    if kind == "datetime":
-        return _iso(value)
-    if kind == "bool":
-        return int(bool(value))
-    if isinstance(value, Enum):
-        return value.value
-    return value
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _request_from_row(row: dict[str, Any]) -> ChangeRequest:
-    data = {k: v for k, v in row.items() if k in _KINDS}
-    for name, kind in _KINDS.items():
-        if kind == "json" and isinstance(data.get(name), str):
-            data[name] = json.loads(data[name])
-        elif kind == "json" and data.get(name) is None:
-            data[name] = []
-    return ChangeRequest.model_validate(data)
+def _offloaded(
+    fn: Callable[Concatenate[SQLiteStore, P], R],
+) -> Callable[Concatenate[SQLiteStore, P], Coroutine[Any, Any, R]]:
+    """Run the method's body on the store's thread; the event loop only awaits its result."""
+
+    @functools.wraps(fn)
+    async def run(self: SQLiteStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(functools.partial(fn, self, *args, **kwargs))
+
+    return run
 
 
-def _states(expected: RequestState | str | Iterable[RequestState | str]) -> frozenset[RequestState]:
-    if isinstance(expected, str):
-        return frozenset({RequestState(expected)})
-    return frozenset(RequestState(e) for e in expected)
+class SQLiteStore:
+    engine = "sqlite"
 
-
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-class Store:
     def __init__(self, path: Path | str, *, clock: Callable[[], datetime] = utcnow) -> None:
+        """Opens the file and its schema on the store's thread, and waits for it: a start-up cost, paid once."""
         self.path = Path(path)
         self._clock = clock
-        self._lock = threading.RLock()
+        self._closed = False
         if not self.path.parent.exists():
             raise StoreError(f"Cannot open the database {self.path}: the folder {self.path.parent} does not exist.")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecsbot-store")
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+            self._pool.submit(self._open).result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+
+    def _open(self) -> None:
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open the database {self.path}: {exc}.") from None
         self.db = Database(conn, execute_plugins=False)
@@ -156,30 +87,41 @@ class Store:
 
     # --- plumbing ----------------------------------------------------------------------------------------------------
 
+    async def _run(self, call: Callable[[], R]) -> R:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, call)
+        except RuntimeError:  # the pool was shut down
+            raise StoreError(f"The database {self.path} is closed.") from None
+        try:
+            return await future
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
+            raise StoreUnavailable(
+                f"The database {self.path} could not do the work: {exc}. Nothing was changed; try again."
+            ) from None
+
     @contextmanager
     def _tx(self) -> Iterator[Database]:
         """One write transaction that takes the write lock up front, so read-then-write never deadlocks."""
-        with self._lock:
-            self.db.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.rollback()
-                raise
-            else:
-                self.db.conn.execute("COMMIT")
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.db.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.db.query(sql, list(params)))
+        return list(self.db.query(sql, list(params)))
 
     def _create_schema(self) -> None:
-        columns = {name: _SQL_TYPES[kind] for name, kind in _KINDS.items()}
+        columns = {name: _SQL_TYPES[kind] for name, kind in KINDS.items()}
         with self._tx() as db:
             requests = db.table("requests")
             requests.create(columns, pk="id", not_null={"state", "server_id", "created_at"}, if_not_exists=True)
             existing = requests.columns_dict
-            for name, kind in _KINDS.items():  # fields added after the file was created
+            for name, kind in KINDS.items():  # fields added after the file was created
                 if name not in existing:
                     requests.add_column(name, _SQL_TYPES[kind])
             db.execute("CREATE INDEX IF NOT EXISTS requests_state ON requests(state)")
@@ -222,20 +164,30 @@ class Store:
                     user_id TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)"""
             )
 
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._run(self.db.close)
+            self._pool.shutdown(wait=False)
 
-    def __enter__(self) -> Store:
+    async def __aenter__(self) -> SQLiteStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
+    @_offloaded
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it (old page images go with it)."""
-        with self._lock:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @_offloaded
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Raw SQL for diagnostics and tests (SQLite only; not part of the `Store` interface)."""
+        return self._rows(sql, params)
 
     def _audit_row(
         self,
@@ -253,7 +205,7 @@ class Store:
             "INSERT INTO audit (request_id, at, actor, action, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)",
             [
                 request_id,
-                _iso(at),
+                iso(at),
                 actor,
                 action,
                 from_state.value if from_state else None,
@@ -262,28 +214,23 @@ class Store:
             ],
         )
 
-    @staticmethod
-    def _check_fields(fields: dict[str, Any]) -> None:
-        unknown = sorted(set(fields) - set(_KINDS))
-        if unknown:
-            raise ValueError(f"not fields of a change request: {', '.join(unknown)}")
-        fixed = sorted(set(fields) & _IMMUTABLE)
-        if fixed:
-            raise ValueError(f"these fields cannot be set this way: {', '.join(fixed)}")
-
     def _select(self, db: Database, request_id: str) -> dict[str, Any] | None:
         rows = list(db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
         return rows[0] if rows else None
 
     # --- requests ----------------------------------------------------------------------------------------------------
 
+    @_offloaded
     def create(self, req: ChangeRequest, *, actor: str) -> ChangeRequest:
         """Store a new request; `ServerBusyError` if its server already has a live one."""
         for _attempt in range(5):
-            row = {name: _encode(name, getattr(req, name)) for name in _KINDS}
+            row = {name: encode_text(name, getattr(req, name)) for name in KINDS}
             with self._tx() as db:
                 try:
-                    db.table("requests").insert(row)
+                    db.execute(
+                        f"INSERT INTO requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",  # noqa: S608 - column names from the model
+                        list(row.values()),
+                    )
                 except sqlite3.IntegrityError:
                     live = list(
                         db.query(
@@ -309,25 +256,33 @@ class Store:
                 return req
         raise StoreError("could not draw a free request id")  # pragma: no cover - 31**6 ids
 
+    @_offloaded
     def get(self, request_id: str) -> ChangeRequest | None:
         rows = self._rows("SELECT * FROM requests WHERE id = ?", [request_id])
-        return _request_from_row(rows[0]) if rows else None
+        return request_from_row(rows[0]) if rows else None
 
+    @_offloaded
     def live_for_server(self, server_id: str) -> ChangeRequest | None:
         rows = self._rows(f"SELECT * FROM requests WHERE server_id = ? AND state IN ({_LIVE_SQL})", [server_id])  # noqa: S608 - fixed state names / placeholders only
-        return _request_from_row(rows[0]) if rows else None
+        return request_from_row(rows[0]) if rows else None
 
+    @_offloaded
     def in_states(self, *states: RequestState | str) -> list[ChangeRequest]:
+        return self._in_states(*states)
+
+    def _in_states(self, *states: RequestState | str) -> list[ChangeRequest]:
         wanted = [RequestState(s).value for s in states]
         if not wanted:
             return []
         marks = ",".join("?" * len(wanted))
         rows = self._rows(f"SELECT * FROM requests WHERE state IN ({marks}) ORDER BY created_at, id", wanted)  # noqa: S608 - fixed state names / placeholders only
-        return [_request_from_row(r) for r in rows]
+        return [request_from_row(r) for r in rows]
 
+    @_offloaded
     def live(self) -> list[ChangeRequest]:
-        return self.in_states(*LIVE_STATES)
+        return self._in_states(*LIVE_STATES)
 
+    @_offloaded
     def count_live(self) -> int:
         """How many requests are live, without reading them (for /healthz, which is polled)."""
         wanted = [s.value for s in LIVE_STATES]
@@ -335,38 +290,41 @@ class Store:
         rows = self._rows(f"SELECT COUNT(*) AS n FROM requests WHERE state IN ({marks})", wanted)  # noqa: S608 - placeholders only
         return int(rows[0]["n"])
 
+    @_offloaded
     def needs_sync(self) -> list[ChangeRequest]:
         """Requests whose latest state people have not been told about (the presenter's to-do list)."""
         rows = self._rows(
             "SELECT * FROM requests WHERE notified_state IS NULL OR notified_state != state ORDER BY updated_at, id"
         )
-        return [_request_from_row(r) for r in rows]
+        return [request_from_row(r) for r in rows]
 
+    @_offloaded
     def recent(self, limit: int = 20) -> list[ChangeRequest]:
         rows = self._rows("SELECT * FROM requests ORDER BY created_at DESC, id DESC LIMIT ?", [int(limit)])
-        return [_request_from_row(r) for r in rows]
+        return [request_from_row(r) for r in rows]
 
+    @_offloaded
     def due_for_expiry(self, now: datetime | None = None) -> list[ChangeRequest]:
         rows = self._rows(
             "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at",
-            [RequestState.PENDING_APPROVAL.value, _iso(now or self._clock())],
+            [RequestState.PENDING_APPROVAL.value, iso(now or self._clock())],
         )
-        return [_request_from_row(r) for r in rows]
+        return [request_from_row(r) for r in rows]
 
     def _write(
         self, db: Database, row: dict[str, Any], updates: dict[str, Any], guard: frozenset[RequestState] | None
     ) -> ChangeRequest | None:
-        current = _request_from_row(row)
-        new = ChangeRequest.model_validate({**current.model_dump(), **updates})  # validates the new values
+        new = applied(row, updates)
         sets = ", ".join(f"[{k}] = ?" for k in updates)
-        params = [_encode(k, getattr(new, k)) for k in updates]
+        params = [encode_text(k, getattr(new, k)) for k in updates]
         sql = f"UPDATE requests SET {sets} WHERE id = ?"  # noqa: S608 - fixed state names / placeholders only
-        params.append(current.id)
+        params.append(new.id)
         if guard is not None:
             sql += f" AND state IN ({','.join('?' * len(guard))})"
             params += [s.value for s in sorted(guard)]
         return new if db.execute(sql, params).rowcount == 1 else None
 
+    @_offloaded
     def transition(
         self,
         request_id: str,
@@ -382,18 +340,8 @@ class Store:
         `fields` are set in the same UPDATE. Entering a terminal state stamps `finished_at` unless given.
         `InvalidTransition` only for a move the state machine never allows, which is a bug in the caller.
         """
-        target = RequestState(to)
-        guard = _states(expected)
-        if not guard:
-            raise ValueError("expected must name at least one state")
-        for state in guard:
-            if not can_transition(state, target):
-                raise InvalidTransition(state, target)
-        self._check_fields(fields)
         now = self._clock()
-        updates = {**fields, "state": target, "updated_at": fields.get("updated_at", now)}
-        if target in TERMINAL_STATES and "finished_at" not in fields:
-            updates["finished_at"] = now
+        target, guard, updates = plan_transition(to, expected, fields, now)
         with self._tx() as db:
             row = self._select(db, request_id)
             if row is None or row["state"] not in guard:
@@ -413,9 +361,10 @@ class Store:
             )
             return new
 
+    @_offloaded
     def update(self, request_id: str, **fields: Any) -> ChangeRequest:
         """Set non-state fields (message ts, poll schedule, job progress). Not audited: nothing a person decided."""
-        self._check_fields(fields)
+        check_fields(fields)
         updates = {**fields, "updated_at": fields.get("updated_at", self._clock())}
         with self._tx() as db:
             row = self._select(db, request_id)
@@ -425,6 +374,7 @@ class Store:
             assert new is not None
             return new
 
+    @_offloaded
     def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:
         """Append `user` to the approvals while pending; None if not pending or `user` already approved."""
         now = self._clock()
@@ -451,6 +401,7 @@ class Store:
             )
             return new
 
+    @_offloaded
     def record(self, request_id: str, *, actor: str, action: str, detail: str = "") -> None:
         """An audit event that is not a transition, e.g. a refused click."""
         try:
@@ -459,6 +410,7 @@ class Store:
         except sqlite3.IntegrityError:
             raise RequestNotFound(request_id) from None
 
+    @_offloaded
     def audit(self, request_id: str) -> list[AuditEvent]:
         rows = self._rows("SELECT * FROM audit WHERE request_id = ? ORDER BY seq", [request_id])
         return [
@@ -476,6 +428,7 @@ class Store:
 
     # --- secrets -----------------------------------------------------------------------------------------------------
 
+    @_offloaded
     def put_secret(
         self,
         key: str,
@@ -502,15 +455,16 @@ class Store:
         db.execute(
             "INSERT OR REPLACE INTO secrets (key, ciphertext, created_at, expires_at, set_by, set_via) "
             "VALUES (?,?,?,?,?,?)",
-            [key, bytes(ciphertext), _iso(self._clock()), _iso(expires_at) if expires_at else None, set_by, set_via],
+            [key, bytes(ciphertext), iso(self._clock()), iso(expires_at) if expires_at else None, set_by, set_via],
         )
 
+    @_offloaded
     def secret_info(self, key: str) -> dict[str, Any] | None:
         """When and by whom a live secret was stored, and when it expires; never the ciphertext."""
         rows = self._rows(
             "SELECT created_at, expires_at, set_by, set_via FROM secrets WHERE key = ? "
             "AND (expires_at IS NULL OR expires_at > ?)",
-            [key, _iso(self._clock())],
+            [key, iso(self._clock())],
         )
         if not rows:
             return None
@@ -522,44 +476,39 @@ class Store:
             "set_via": row["set_via"],
         }
 
+    @_offloaded
     def get_secret(self, key: str) -> bytes | None:
         """The ciphertext, or None when missing or expired."""
         rows = self._rows(
             "SELECT ciphertext FROM secrets WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-            [key, _iso(self._clock())],
+            [key, iso(self._clock())],
         )
         return bytes(rows[0]["ciphertext"]) if rows else None
 
-    def move_secret(self, old_key: str, new_key: str) -> bool:
-        """Rebind a secret (e.g. from a form token to the request id it now belongs to)."""
-        with self._tx() as db:
-            if not list(db.query("SELECT 1 FROM secrets WHERE key = ?", [old_key])):
-                return False
-            db.execute("DELETE FROM secrets WHERE key = ?", [new_key])
-            db.execute("UPDATE secrets SET key = ? WHERE key = ?", [new_key, old_key])
-            return True
-
+    @_offloaded
     def delete_secret(self, key: str) -> bool:
         """Delete and overwrite (secure_delete), then checkpoint so the WAL's old copy goes too."""
         with self._tx() as db:
             deleted = db.execute("DELETE FROM secrets WHERE key = ?", [key]).rowcount > 0
         if deleted:
-            self.checkpoint()
+            self._checkpoint()
         return deleted
 
+    @_offloaded
     def purge_expired(self, now: datetime | None = None) -> int:
         """Housekeeping: drop expired secrets and tokens. Returns how many rows went."""
-        stamp = _iso(now or self._clock())
+        stamp = iso(now or self._clock())
         with self._tx() as db:
             n = db.execute("DELETE FROM secrets WHERE expires_at IS NOT NULL AND expires_at <= ?", [stamp]).rowcount
             n += db.execute("DELETE FROM tokens WHERE expires_at <= ?", [stamp]).rowcount
             n += db.execute("DELETE FROM page_sessions WHERE expires_at <= ?", [stamp]).rowcount
         if n:
-            self.checkpoint()
+            self._checkpoint()
         return n
 
     # --- leases ------------------------------------------------------------------------------------------------------
 
+    @_offloaded
     def acquire_lease(self, name: str, owner: str, ttl_s: float, now: float) -> bool:
         """Take or renew the lease; True if it was free, expired, or already `owner`'s."""
         with self._tx() as db:
@@ -575,23 +524,26 @@ class Store:
             )
             return True
 
+    @_offloaded
     def release_lease(self, name: str, owner: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
 
+    @_offloaded
     def lease_owner(self, name: str, now: float) -> str | None:
         rows = self._rows("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", [name, now])
         return rows[0]["owner"] if rows else None
 
     # --- one-time tokens ---------------------------------------------------------------------------------------------
 
+    @_offloaded
     def put_token(self, token_hash: str, *, purpose: str, subject: str, user_id: str, expires_at: datetime) -> None:
         """Store a token by its hash only; the raw token lives in the link and nowhere else."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO tokens (token_hash, purpose, subject, user_id, created_at, expires_at) "
                 "VALUES (?,?,?,?,?,?)",
-                [token_hash, purpose, subject, user_id, _iso(self._clock()), _iso(expires_at)],
+                [token_hash, purpose, subject, user_id, iso(self._clock()), iso(expires_at)],
             )
 
     @staticmethod
@@ -605,17 +557,19 @@ class Store:
             "used_at": datetime.fromisoformat(row["used_at"]) if row["used_at"] else None,
         }
 
+    @_offloaded
     def peek_token(self, token_hash: str, *, user_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """The token if it could be consumed now by `user_id`, without using it up."""
         rows = self._rows(
             "SELECT * FROM tokens WHERE token_hash = ? AND user_id = ? AND used_at IS NULL AND expires_at > ?",
-            [token_hash, user_id, _iso(now or self._clock())],
+            [token_hash, user_id, iso(now or self._clock())],
         )
         return self._token_dict(rows[0]) if rows else None
 
+    @_offloaded
     def consume_token(self, token_hash: str, *, user_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """Use the token up, atomically; None if unknown, used, expired or another user's."""
-        stamp = _iso(now or self._clock())
+        stamp = iso(now or self._clock())
         with self._tx() as db:
             cursor = db.execute(
                 "UPDATE tokens SET used_at = ? WHERE token_hash = ? AND user_id = ? AND used_at IS NULL "
@@ -627,6 +581,7 @@ class Store:
             rows = list(db.query("SELECT * FROM tokens WHERE token_hash = ?", [token_hash]))
             return self._token_dict(rows[0])
 
+    @_offloaded
     def revoke_subject(self, purpose: str, subject_prefix: str) -> list[str]:
         """Delete every token of `purpose` whose subject starts with `subject_prefix`; their hashes, for tombstones."""
         with self._tx() as db:
@@ -645,33 +600,35 @@ class Store:
     # --- password page sessions ---------------------------------------------------------------------------------------
     # A link's token is exchanged for one of these on first open: the cookie holds the raw id, the row only its hash.
 
-    def put_session(
-        self, sid_hash: str, *, draft_id: str, os_type: str, user_id: str, expires_at: datetime
-    ) -> None:
+    @_offloaded
+    def put_session(self, sid_hash: str, *, draft_id: str, os_type: str, user_id: str, expires_at: datetime) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO page_sessions (sid_hash, draft_id, os_type, user_id, created_at, expires_at) "
                 "VALUES (?,?,?,?,?,?)",
-                [sid_hash, draft_id, os_type, user_id, _iso(self._clock()), _iso(expires_at)],
+                [sid_hash, draft_id, os_type, user_id, iso(self._clock()), iso(expires_at)],
             )
 
     @staticmethod
     def _session_dict(row: dict[str, Any]) -> dict[str, Any]:
         return {**row, "expires_at": datetime.fromisoformat(row["expires_at"])}
 
+    @_offloaded
     def get_session(self, sid_hash: str, now: datetime | None = None) -> dict[str, Any] | None:
         rows = self._rows(
-            "SELECT * FROM page_sessions WHERE sid_hash = ? AND expires_at > ?", [sid_hash, _iso(now or self._clock())]
+            "SELECT * FROM page_sessions WHERE sid_hash = ? AND expires_at > ?", [sid_hash, iso(now or self._clock())]
         )
         return self._session_dict(rows[0]) if rows else None
 
+    @_offloaded
     def session_by_state(self, state_hash: str, now: datetime | None = None) -> dict[str, Any] | None:
         rows = self._rows(
             "SELECT * FROM page_sessions WHERE state_hash = ? AND expires_at > ?",
-            [state_hash, _iso(now or self._clock())],
+            [state_hash, iso(now or self._clock())],
         )
         return self._session_dict(rows[0]) if rows else None
 
+    @_offloaded
     def start_signin(self, sid_hash: str, *, state_hash: str, binding_hash: str, nonce: str) -> bool:
         with self._tx() as db:
             cursor = db.execute(
@@ -681,6 +638,7 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    @_offloaded
     def finish_signin(self, sid_hash: str, *, state_hash: str, user_id: str | None) -> bool:
         """Use the state up (once) and record who signed in; None as user ends the session instead."""
         with self._tx() as db:
@@ -693,16 +651,14 @@ class Store:
             )
             return cursor.rowcount == 1
 
-    def delete_session(self, sid_hash: str) -> bool:
-        with self._tx() as db:
-            return db.execute("DELETE FROM page_sessions WHERE sid_hash = ?", [sid_hash]).rowcount == 1
-
+    @_offloaded
     def revoke_sessions(self, draft_id: str) -> list[str]:
         with self._tx() as db:
             rows = list(db.query("SELECT sid_hash FROM page_sessions WHERE draft_id = ?", [draft_id]))
             db.execute("DELETE FROM page_sessions WHERE draft_id = ?", [draft_id])
         return [r["sid_hash"] for r in rows]
 
+    @_offloaded
     def put_secret_for_session(
         self,
         sid_hash: str,
@@ -721,7 +677,7 @@ class Store:
         with self._tx() as db:
             gone = db.execute(
                 "DELETE FROM page_sessions WHERE sid_hash = ? AND expires_at > ?",
-                [sid_hash, _iso(now or self._clock())],
+                [sid_hash, iso(now or self._clock())],
             )
             if gone.rowcount != 1:
                 return False
