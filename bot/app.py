@@ -27,6 +27,7 @@ from bot.services.planner import Planner
 from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
 from bot.slack.app import build_bolt_app
+from bot.slack.client import web_client
 from bot.slack.directory import Directory
 from bot.slack.edge import SlackEdge
 from bot.slack.listeners import approval, changeos
@@ -85,7 +86,7 @@ def build(
     policy = load_policy(settings.policy_path)
     store = Store(settings.db_path)
     cloud = cloud_client(settings)
-    slack = AsyncWebClient(token=_secret(settings.slack_bot_token), base_url=_api_url(settings))
+    slack = web_client(_secret(settings.slack_bot_token), _api_url(settings))
     notifier = Notifier(slack, **dict(notifier_options or {}))
     presenter = Presenter(notifier, store)
     box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
@@ -168,7 +169,7 @@ def password_pages(settings: Settings, store: Store, workflow: Workflow, bot: As
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret,
             authorize_url=settings.slack_oidc_authorize_url,
-            api=AsyncWebClient(base_url=_api_url(settings)),
+            api=web_client(None, _api_url(settings)),
             bot=bot,
         )
     return PasswordPages(

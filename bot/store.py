@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bot import metrics
 from bot.domain.request import (
     LIVE_STATES,
     TERMINAL_STATES,
@@ -306,6 +307,7 @@ class Store:
                     to_state=req.state,
                     detail=req.summary(),
                 )
+                metrics.request_stored()
                 return req
         raise StoreError("could not draw a free request id")  # pragma: no cover - 31**6 ids
 
@@ -411,6 +413,7 @@ class Store:
                 to_state=target,
                 detail=detail,
             )
+            metrics.request_moved(target, self_service=actor == new.requester)
             return new
 
     def update(self, request_id: str, **fields: Any) -> ChangeRequest:
