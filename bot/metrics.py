@@ -9,7 +9,6 @@ become labels. docs/operations.md lists every metric.
 from __future__ import annotations
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -20,6 +19,8 @@ from prometheus_client import (
 
 from bot.domain.request import TERMINAL_STATES, RequestState
 
+# The classic text format, which every Prometheus reads; our names need nothing newer (UTF-8 names are 1.0.0's).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # memory, CPU, open files: the usual process_* series
 
@@ -137,7 +138,7 @@ for _api in ("v1", "v2"):
 
 def exposition() -> tuple[bytes, str]:
     """The text a Prometheus scrape gets, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE
 
 
 def ack(kind: object, seconds: float) -> None:
