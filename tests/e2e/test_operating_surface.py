@@ -144,7 +144,8 @@ async def test_readyz_names_the_cloud_when_the_simulator_stops() -> None:
         await stack.sim.stop()
         _, body = await wait_ready(stack.url, lambda s, b: s == 503, "not ready")
         assert body["failed"] == ["cloud"], body
-        assert body["checks"]["cloud"].startswith("the cloud cannot be reached"), body
+        reason = body["checks"]["cloud"]  # refused at once, or (on a loaded machine) still retrying at the probe's end
+        assert reason.startswith("the cloud cannot be reached") or reason == "no answer within 3 s", body
 
 
 async def test_a_second_process_is_a_standby_and_says_so(stack: LocalStack, caplog) -> None:
