@@ -27,6 +27,7 @@ from bot.services.planner import Planner
 from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
 from bot.slack.app import build_bolt_app
+from bot.slack.client import web_client
 from bot.slack.directory import Directory
 from bot.slack.edge import SlackEdge
 from bot.slack.listeners import approval, changeos
@@ -35,7 +36,8 @@ from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
 from bot.store import Store, open_store
 from bot.web.password_page import PasswordPages
-from bot.web.server import build_web_app
+from bot.web.readiness import Cached, Readiness, cloud_probe, slack_probe, store_probe
+from bot.web.server import build_metrics_app, build_web_app
 from bot.web.slack_signin import SlackSignIn
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ def build(
     policy = load_policy(settings.policy_path)
     store = open_store(settings.db_path)
     cloud = cloud_client(settings)
-    slack = AsyncWebClient(token=_secret(settings.slack_bot_token), base_url=_api_url(settings))
+    slack = web_client(_secret(settings.slack_bot_token), _api_url(settings))
     notifier = Notifier(slack, **dict(notifier_options or {}))
     presenter = Presenter(notifier, store)
     box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
@@ -168,7 +170,7 @@ def password_pages(settings: Settings, store: Store, workflow: Workflow, bot: As
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret,
             authorize_url=settings.slack_oidc_authorize_url,
-            api=AsyncWebClient(base_url=_api_url(settings)),
+            api=web_client(None, _api_url(settings)),
             bot=bot,
         )
     return PasswordPages(
@@ -225,19 +227,38 @@ class Served:
     runner: web.AppRunner
     socket: SocketModeClient | None = None
     socket_task: asyncio.Task[None] | None = None
+    metrics_runner: web.AppRunner | None = None  # /metrics on ECSBOT_METRICS_PORT
 
     async def aclose(self) -> None:
         if self.socket is not None and self.socket_task is not None:
             await self.socket.aclose()
             await asyncio.gather(self.socket_task, return_exceptions=True)
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
         await self.runner.cleanup()
+
+
+def readiness(bot: Bot) -> Readiness:
+    """/readyz: the store asked each time (cheap); the cloud keys and the Slack token trusted for a while."""
+    ttl = bot.settings.ready_cache_seconds
+    cloud = bot.cloud
+    return Readiness(
+        {
+            "store": store_probe(bot.store),
+            "cloud": Cached(cloud_probe(cloud), ttl=ttl, fresh=lambda: cloud.last_accepted),
+            "slack": Cached(slack_probe(bot.slack), ttl=ttl),
+        },
+        role=lambda: bot.tracker.role,
+    )
 
 
 async def serve(bot: Bot, *, host: str, port: int) -> Served:
     """Start the background parts first, then the HTTP server, then (with an app token) Socket Mode beside them.
 
     The tracker never waits for Slack: with Slack unreachable, approved and running jobs are still followed. An
-    `OSError` from binding the port leaves nothing of the server behind (the caller closes the bot).
+    `OSError` from binding the port leaves nothing of the server behind (the caller closes the bot); so does a
+    `ConfigurationError` for ECSBOT_METRICS_PORT. /metrics goes to that port when set, else to the bot's port in
+    HTTP mode (Socket Mode: nowhere).
     """
     await bot.start()
     bolt = build_bolt_app(
@@ -263,6 +284,8 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
         edge=None if socket else edge,
         socket=socket,
         password_pages=bot.password_pages,
+        readiness=readiness(bot),
+        serve_metrics=socket is None and settings.metrics_port is None,
     )
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
@@ -271,7 +294,17 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
     except OSError:
         await runner.cleanup()
         raise
-    served = Served(runner, socket)
+    metrics_runner = None
+    if settings.metrics_port is not None:
+        metrics_runner = web.AppRunner(build_metrics_app(), access_log=None)
+        await metrics_runner.setup()
+        try:
+            await web.TCPSite(metrics_runner, host, settings.metrics_port).start()
+        except OSError as exc:
+            await metrics_runner.cleanup()
+            await runner.cleanup()
+            raise ConfigurationError(_bind_problem(exc, host, settings.metrics_port, "ECSBOT_METRICS_PORT")) from None
+    served = Served(runner, socket, metrics_runner=metrics_runner)
     if socket is not None:
         served.socket_task = asyncio.create_task(socket.run(), name="slack-socket-mode")
     return served
@@ -293,12 +326,13 @@ def missing_settings(settings: Settings) -> list[str]:
     return missing
 
 
-def _bind_problem(exc: OSError, host: str, port: int) -> str:
+def _bind_problem(exc: OSError, host: str, port: int, setting: str = "PORT (or --port)") -> str:
     if exc.errno == errno.EADDRINUSE:
-        return f"port {port} is in use: stop the other process or set PORT (or --port) to a free one."
+        return f"port {port} is in use: stop the other process or set {setting} to a free one."
     if exc.errno == errno.EACCES:
-        return f"port {port} needs privileges this process lacks: set PORT (or --port) to 1024 or above."
-    return f"cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__}): check --host and PORT."
+        return f"port {port} needs privileges this process lacks: set {setting} to 1024 or above."
+    setting = "PORT" if setting.startswith("PORT") else setting
+    return f"cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__}): check --host and {setting}."
 
 
 async def run_bot(*, host: str, port: int) -> int:
@@ -320,11 +354,14 @@ async def run_bot(*, host: str, port: int) -> int:
     log.info(describe(settings))
     try:
         served = await serve(bot, host=host, port=port)
-    except OSError as exc:
-        log.error("cannot start: %s", _bind_problem(exc, host, port))
+    except (OSError, ConfigurationError) as exc:
+        problem = str(exc) if isinstance(exc, ConfigurationError) else _bind_problem(exc, host, port)
+        log.error("cannot start: %s", problem)
         await bot.aclose()
         return 2
     log.info("listening on %s:%d", host, port)
+    if served.metrics_runner is not None:
+        log.info("metrics on %s:%d/metrics", host, settings.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

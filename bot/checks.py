@@ -214,9 +214,9 @@ def slack_findings(s: Settings) -> list[Finding]:
             section,
             Level.OK,
             "Channels: invite the bot (/invite @ChangeOS) to the approvals channels and private notify channels. "
-            "Its private answers in the channel where /changeos is typed use chat.postEphemeral, which works in "
-            "public channels (chat:write.public) and in private channels the bot is a member of, not in direct "
-            "messages.",
+            "Its private answers to whoever types /changeos go to the command's response_url and need no "
+            "membership; only the start and end notes it posts in a private channel where /changeos was typed "
+            "need the bot there.",
         )
     )
     api = s.slack_api_url.strip()

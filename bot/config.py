@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=10.0, gt=0, validation_alias=AliasChoices("ECSBOT_POLL_INTERVAL"))
     job_deadline: float = Field(default=1800.0, gt=0, validation_alias=AliasChoices("ECSBOT_JOB_DEADLINE"))
     ecs_rate: float = Field(default=20.0, gt=0, validation_alias=AliasChoices("ECSBOT_ECS_RATE"))
+    # /metrics on a port of its own. Unset: on the bot's port in HTTP mode, not served in Socket Mode.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="ECSBOT_METRICS_PORT")
+    # How long /readyz trusts a passed cloud-credentials or Slack-token check before asking again.
+    ready_cache_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("ECSBOT_READY_CACHE_SECONDS"))
     log_level: str = Field(default="INFO", validation_alias="ECSBOT_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="ECSBOT_LOG_FORMAT")
     # Key rotation: ECSBOT_SECRET_KEY encrypts; these earlier keys (comma- or newline-separated) still decrypt.

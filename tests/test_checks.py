@@ -400,9 +400,9 @@ async def test_the_key_hint_is_an_ecsbot_command(good_env: dict[str, str]) -> No
     assert "a key from `ecsbot gen-key`" in text and "python -c" not in text
 
 
-async def test_check_says_where_private_answers_need_the_bot(good_env: dict[str, str]) -> None:
+async def test_check_says_private_answers_need_no_membership(good_env: dict[str, str]) -> None:
     _, text = await check(good_env)
-    assert "chat.postEphemeral, which works in public channels (chat:write.public)" in text
+    assert "private answers to whoever types /changeos go to the command's response_url" in text
     assert "Logs: level INFO (ECSBOT_LOG_LEVEL), format text (ECSBOT_LOG_FORMAT)" in text
 
 

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from bot import metrics
 from bot.cloud import signer
 from bot.cloud.credentials import Credentials, CredentialSource, MetadataCredentials
 from bot.cloud.errors import (
@@ -152,6 +153,7 @@ class CloudClient:
         self._endpoints = endpoints
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
+        self.last_accepted: float | None = None  # time.monotonic() of the last answer that was not 401/403
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0),
@@ -399,7 +401,19 @@ class CloudClient:
             server_id=server_id,
             secrets=(secret,) if secret else (),
         )
-        return await self._write_job(call)
+        try:
+            job_id = await self._write_job(call)
+        except OutcomeUnknownError:
+            metrics.change_os(cloud_init, "unknown")
+            raise
+        except CloudUnreachableError:
+            metrics.change_os(cloud_init, "unreachable")
+            raise
+        except CloudAPIError:
+            metrics.change_os(cloud_init, "refused")
+            raise
+        metrics.change_os(cloud_init, "accepted")
+        return job_id
 
     # ------------------------------------------------------------------------------------------------ plumbing
 
@@ -432,6 +446,7 @@ class CloudClient:
             if time.monotonic() + delay >= deadline:
                 break
             log.debug("cloud %s retry %d in %.2fs (%s)", call.operation, attempt + 1, delay, last_reason)
+            metrics.cloud_retry(call.operation)
             await asyncio.sleep(delay)
         if last_error is not None:
             raise _scrub(last_error, call)
@@ -452,6 +467,7 @@ class CloudClient:
                 delay = policy.backoff(attempt - 1)
                 if attempt >= policy.max_attempts or time.monotonic() + delay >= deadline:
                     raise CloudUnreachableError(call.operation, _describe(exc)) from None
+                metrics.cloud_retry(call.operation)
                 await asyncio.sleep(delay)
             except httpx.TransportError as exc:
                 # Read timeout, dropped connection, protocol error: the cloud may have acted on it.
@@ -516,6 +532,7 @@ class CloudClient:
             response = await self._http.send(request)
             await response.aread()
         except httpx.TransportError as exc:
+            metrics.cloud_call(call.operation, None)
             log.debug(
                 "cloud %s %s failed after %.3fs: %s",
                 call.method,
@@ -524,6 +541,9 @@ class CloudClient:
                 type(exc).__name__,
             )
             raise
+        metrics.cloud_call(call.operation, response.status_code)
+        if response.status_code not in (401, 403):
+            self.last_accepted = time.monotonic()  # the gateway took the signature: the keys work (readiness)
         log.debug(
             "cloud %s %s -> %d in %.3fs request_id=%s",
             call.method,

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from bot import metrics
 from bot.cloud import (
     ChangeOsOption,
     CloudAPIError,
@@ -163,15 +164,19 @@ class Tracker:
             await self.store.release_lease(LEASE, self._owner)
 
     async def _run(self) -> None:
-        resumed = False
+        resumed = started = False
         last_reload = last_renew = 0.0
         while not self._stopping:
             now = self.clock.seconds()
             # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of times
             # a second, and each renewal is a write transaction.
             if not self.has_lease or now - last_renew >= self.config.lease_ttl / 3:
+                was_leader = self.has_lease
                 self.has_lease = await self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
                 last_renew = now
+                if self.has_lease != was_leader or not started:
+                    await self._role_changed(started)
+                    started = True
             if not self.has_lease:
                 if await self._take_over_dead_lease(now):
                     continue
@@ -193,6 +198,20 @@ class Tracker:
             self._dispatch_due(now)
             next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
             await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
+
+    @property
+    def role(self) -> str:
+        """"leader" while this process holds the tracker lease, else "standby" (it serves Slack, tracks nothing)."""
+        return "leader" if self.has_lease else "standby"
+
+    async def _role_changed(self, started: bool) -> None:
+        metrics.TRACKER_LEADER.set(1 if self.has_lease else 0)
+        if self.has_lease:
+            log.info("tracker: leader (this process holds the lease and follows the jobs)")
+            return
+        holder = await self.store.lease_owner(LEASE, self.clock.seconds()) or "another process"
+        verb = "standby" if not started else "standby again (the lease was lost)"
+        log.warning("tracker: %s; %s holds the lease and follows the jobs", verb, holder)
 
     async def _take_over_dead_lease(self, now: float) -> bool:
         """A restart after a crash (SIGKILL, OOM) need not wait out the old lease: its holder provably is gone."""
@@ -218,14 +237,16 @@ class Tracker:
         for request in driven:
             if request.id not in scheduled:
                 heapq.heappush(self._heap, (request.next_poll_at or 0.0, request.id))
+                scheduled.add(request.id)
+        metrics.LIVE_JOBS.set(len(scheduled))
 
     def _dispatch_due(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
-            _, request_id = heapq.heappop(self._heap)
+            due, request_id = heapq.heappop(self._heap)
             if request_id in self._inflight:
                 continue
             self._inflight.add(request_id)
-            self._spawn(self._step_guarded(request_id))
+            self._spawn(self._step_guarded(request_id, due))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -234,9 +255,11 @@ class Tracker:
 
     # ------------------------------------------------------------------ one step of one request
 
-    async def _step_guarded(self, request_id: str) -> None:
+    async def _step_guarded(self, request_id: str, due: float) -> None:
         try:
             async with self._sem:
+                if due:  # 0: never scheduled yet (just approved), nothing to be late for
+                    metrics.TRACKER_LAG.observe(max(0.0, self.clock.seconds() - due))
                 request = await self.store.get(request_id)
                 if request is None or request.state not in DRIVEN:
                     return
@@ -366,6 +389,9 @@ class Tracker:
             return request
         if moved.is_terminal:
             await self.workflow.forget_password(moved.id)
+            began = moved.stop_sent_at or moved.submit_sent_at  # the first POST: the cloud's work began
+            if began is not None:
+                metrics.job_ended(moved.state, ((moved.finished_at or self.clock.now()) - began).total_seconds())
         self._spawn(self.presenter.sync(moved.id, moved))
         return moved
 

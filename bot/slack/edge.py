@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot import metrics
 from bot.slack.texts import INTERNAL_ERROR
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,7 @@ class SlackEdge:
 
     async def http(self, raw: bytes, headers: Mapping[str, str], *, peer: str = "?") -> Answer:
         """One POST to /slack/events: verify, parse, check, dispatch."""
+        started = time.perf_counter()
         if self._secret is None:
             return Answer(404, {"error": "this bot takes Slack requests over Socket Mode"})
         problem = verify(raw, headers, self._secret)
@@ -297,10 +299,20 @@ class SlackEdge:
                 return Answer(200)
         except MalformedRequest as exc:
             return await self.refuse(exc)
-        return await self.dispatch(body, retry_num=headers.get("X-Slack-Retry-Num"))
+        return await self.dispatch(body, retry_num=headers.get("X-Slack-Retry-Num"), started=started)
 
-    async def dispatch(self, body: dict[str, Any], *, retry_num: str | None = None) -> Answer:
-        """A parsed body (from HTTP, or a Socket Mode envelope's payload) through Bolt."""
+    async def dispatch(
+        self, body: dict[str, Any], *, retry_num: str | None = None, started: float | None = None
+    ) -> Answer:
+        """A parsed body (from HTTP, or a Socket Mode envelope's payload) through Bolt; the time to the answer, from
+        `started` (the request's arrival, by `time.perf_counter()`), goes to `ecsbot_ack_seconds`."""
+        began = time.perf_counter() if started is None else started
+        try:
+            return await self._dispatch(body, retry_num)
+        finally:
+            metrics.ack("command" if "command" in body else body.get("type"), time.perf_counter() - began)
+
+    async def _dispatch(self, body: dict[str, Any], retry_num: str | None) -> Answer:
         try:
             check_shape(body)
         except MalformedRequest as exc:

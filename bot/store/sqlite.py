@@ -27,6 +27,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlite_utils import Database
 
+from bot import metrics
 from bot.domain.request import LIVE_STATES, AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
 from bot.store.codec import KINDS, applied, check_fields, encode_text, iso, plan_transition, request_from_row
 from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError, StoreUnavailable
@@ -253,6 +254,7 @@ class SQLiteStore:
                     to_state=req.state,
                     detail=req.summary(),
                 )
+                metrics.request_stored()
                 return req
         raise StoreError("could not draw a free request id")  # pragma: no cover - 31**6 ids
 
@@ -359,6 +361,7 @@ class SQLiteStore:
                 to_state=target,
                 detail=detail,
             )
+            metrics.request_moved(target, self_service=actor == new.requester)
             return new
 
     @_offloaded

@@ -1,4 +1,5 @@
-"""The one aiohttp server: Slack's events endpoint, health, and (when configured) the secure password page."""
+"""The one aiohttp server: Slack's events endpoint, liveness, readiness, metrics, and (when configured) the secure
+password page. `/metrics` may instead get a port of its own (`build_metrics_app`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import gc
 
 from aiohttp import web
 
+from bot import metrics
 from bot.services.tracker import Tracker
 from bot.slack.edge import MAX_BODY, SlackEdge
 from bot.slack.socket_mode import SocketModeClient
 from bot.store import Store
 from bot.web.password_page import PasswordPages
+from bot.web.readiness import Readiness
 
 
 def build_web_app(
@@ -20,8 +23,11 @@ def build_web_app(
     edge: SlackEdge | None,
     socket: SocketModeClient | None = None,
     password_pages: PasswordPages | None = None,
+    readiness: Readiness | None = None,
+    serve_metrics: bool = False,
 ) -> web.Application:
-    """`edge` serves /slack/events (HTTP mode); with `socket`, /healthz says whether Socket Mode is connected."""
+    """`edge` serves /slack/events (HTTP mode); with `socket`, /healthz says whether Socket Mode is connected.
+    /healthz is liveness (the process answers); /readyz (with `readiness`) says whether it can work now."""
     app = web.Application(client_max_size=MAX_BODY)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
@@ -43,19 +49,41 @@ def build_web_app(
                 "ok": True,
                 "live_requests": live,
                 "tracker_lease": tracker.has_lease,
+                "role": tracker.role,
                 "ecs_calls": tracker.ecs_calls,
                 "slack": "http" if socket is None else ("connected" if socket.connected else "reconnecting"),
             }
         )
 
+    async def readyz(_: web.Request) -> web.StreamResponse:
+        assert readiness is not None
+        ready, body = await readiness.report()
+        return web.json_response(body, status=200 if ready else 503)
+
     if edge is not None:
         app.router.add_post("/slack/events", slack_events)
+    if readiness is not None:
+        app.router.add_get("/readyz", readyz)
+    if serve_metrics:
+        app.router.add_get("/metrics", metrics_endpoint)
     app.on_startup.append(_freeze_startup_heap)
     app.on_cleanup.append(_unfreeze)
     app.router.add_get("/healthz", healthz)
     if password_pages is not None:
         password_pages.register(app)
     return app
+
+
+def build_metrics_app() -> web.Application:
+    """/metrics alone, for a port of its own (Socket Mode, or to keep it off the port Slack reaches)."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+async def metrics_endpoint(_: web.Request) -> web.StreamResponse:
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _freeze_startup_heap(_: web.Application) -> None:

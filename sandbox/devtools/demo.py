@@ -304,7 +304,11 @@ class Transcript:
         text = str(post.body.get("text") or "")
         blocks = post.body.get("blocks") or []
         lines = render_blocks(blocks, self.style) if blocks else mrkdwn(text, self.style).split("\n")
-        self.event(post.time, f"reply to {user_name(self.modal_user)} (only they see it)", lines)
+        if post.channel and post.user:
+            where = f"{channel_name(post.channel)} (only {user_name(post.user)} sees this)"
+        else:
+            where = f"reply to {user_name(self.modal_user)} (only they see it)"
+        self.event(post.time, where, lines)
 
     def _call(self, call: Call) -> None:
         if call.method in QUIET_METHODS:
@@ -481,7 +485,7 @@ class _Demo:
             return live[0] if live and live[0].approval_ts else None
 
         request = await _wait(fake, carded, within=10, what="the approval card")
-        await _wait(fake, lambda: fake.calls_to("chat.postEphemeral"), within=5, what="the note to the requester")
+        await _wait(fake, lambda: fake.told(REQUESTER), within=5, what="the note to the requester")
         t.flush(fake)
         return request
 

@@ -53,6 +53,7 @@ MAX_PRIVATE_METADATA = 3000
 MAX_VIEW_STACK = 3
 MAX_MESSAGE_TEXT = 40000
 RESPONSE_URL_MAX_USES = 5
+RESPONSE_URL_SECONDS = 30 * 60  # "up to 5 times within 30 minutes of the user's invocation"
 
 TRIGGER_ID_RE = re.compile(r"^\d+\.\d+\.[0-9a-fA-F]+$")
 USER_ID_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
@@ -164,6 +165,8 @@ class ResponsePost:
     time: float
     status: int = 200
     error: str | None = None
+    channel: str | None = None  # where the command was typed, and who typed it, when the URL is bound
+    user: str | None = None
 
 
 @dataclass
@@ -178,6 +181,7 @@ class _ResponseBinding:
     channel: str | None
     message_ts: str | None
     user_id: str | None
+    issued_at: float = 0.0
     uses: int = 0
 
 
@@ -475,7 +479,7 @@ class FakeSlack:
         in_channel posts become messages, replace_original edits and delete_original deletes `message_ts`."""
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", key):
             raise ValueError(f"response_url key {key!r} must be letters, digits, '.', '_' or '-'")
-        self._bindings[key] = _ResponseBinding(channel, message_ts, user_id)
+        self._bindings[key] = _ResponseBinding(channel, message_ts, user_id, issued_at=self._clock())
         return f"{self.url}/response/{key}"
 
     def set_usergroup(self, usergroup_id: str, users: list[str]) -> None:
@@ -534,6 +538,10 @@ class FakeSlack:
 
     def ephemerals(self, channel: str | None = None) -> list[Message]:
         return [m for m in self._ephemerals if channel is None or m.channel == channel]
+
+    def told(self, user: str) -> list[Message]:
+        """What only `user` was shown: chat.postEphemeral, and ephemeral posts to a response_url bound to them."""
+        return [m for m in self._ephemerals if m.ephemeral_user == user]
 
     def raw_traffic(self) -> bytes:
         """Every query string and request body received, concatenated: grep it for canaries."""
@@ -698,7 +706,18 @@ class FakeSlack:
         def reply(status: int, text: str, body: dict[str, Any]) -> web.Response:
             error = None if status == 200 else text
             call.body, call.status, call.error = body, status, error
-            self.responses.append(ResponsePost(key=key, body=body, time=now, status=status, error=error))
+            bound = self._bindings.get(key)
+            self.responses.append(
+                ResponsePost(
+                    key=key,
+                    body=body,
+                    time=now,
+                    status=status,
+                    error=error,
+                    channel=bound.channel if bound else None,
+                    user=bound.user_id if bound else None,
+                )
+            )
             self._record(call)
             return web.Response(status=status, text=text)
 
@@ -712,7 +731,9 @@ class FakeSlack:
         if fault is not None:
             call.injected = True
             return reply(fault.status, fault.error or "expired_url", body)
-        binding = self._bindings.setdefault(key, _ResponseBinding(None, None, None))
+        binding = self._bindings.setdefault(key, _ResponseBinding(None, None, None, issued_at=now))
+        if now - binding.issued_at > RESPONSE_URL_SECONDS:
+            return reply(404, "expired_url", body)
         if self.response_url_max_uses is not None and binding.uses >= self.response_url_max_uses:
             return reply(404, "used_url", body)
         if "blocks" in body:

@@ -191,9 +191,8 @@ class LocalStack:
 
     async def command(self, text: str, *, user: str = REQUESTER, channel: str = COMMAND_CHANNEL):
         assert self.sender is not None
-        body = sr.slash_command(
-            text, user_id=user, channel_id=channel, response_url=self.slack.response_url(secrets.token_hex(6))
-        )
+        url = self.slack.response_url(secrets.token_hex(6), channel=channel, user_id=user)
+        body = sr.slash_command(text, user_id=user, channel_id=channel, response_url=url)
         return await self.sender.send(body)
 
     async def plan_view(self, *, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109

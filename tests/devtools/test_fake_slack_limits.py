@@ -133,6 +133,19 @@ async def test_response_url_refuses_bad_payloads_and_overuse(fake: FakeSlack) ->
     assert (sixth.status_code, sixth.body) == (404, "used_url")
 
 
+async def test_response_url_expires_thirty_minutes_after_the_command() -> None:
+    clock = ManualClock()
+    async with FakeSlack(clock=clock) as fake:
+        webhook = AsyncWebhookClient(fake.response_url("cmd-3", channel="C01CHAN001", user_id="U01REQ0001"))
+        clock.now += 30 * 60 - 1
+        assert (await webhook.send(text="still in time")).status_code == 200
+        clock.now += 2
+        late = await webhook.send(text="too late")
+        assert (late.status_code, late.body) == (404, "expired_url")
+        assert [m.text for m in fake.ephemerals("C01CHAN001")] == ["still in time"]
+        assert [(r.key, r.status) for r in fake.responses] == [("cmd-3", 200), ("cmd-3", 404)]
+
+
 async def test_bound_response_url_replaces_the_original_message(client: AsyncWebClient, fake: FakeSlack) -> None:
     card = await client.chat_postMessage(channel="C01CHAN001", text="CR-17 waiting for approval")
     webhook = AsyncWebhookClient(fake.response_url("act-1", channel="C01CHAN001", message_ts=card["ts"]))

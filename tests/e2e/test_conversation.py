@@ -74,15 +74,15 @@ def server_routes(stack: LocalStack) -> list[str]:
 
 async def test_outsider_is_refused_before_any_cloud_lookup(stack: LocalStack) -> None:
     for text in ("--reason x", "db", "db-01 ubuntu-22.04 --reason x"):
-        before = len(stack.slack.calls_to("chat.postEphemeral"))
+        before = len(stack.slack.told(OUTSIDER))
         response = await stack.command(text, user=OUTSIDER)
         assert response.status_code == 200
         refusal = await stack.slack.wait_until(
-            lambda before=before: stack.slack.calls_to("chat.postEphemeral")[before:] or None, what="the refusal"
+            lambda before=before: stack.slack.told(OUTSIDER)[before:] or None, what="the refusal"
         )
-        body = refusal[0].body
-        assert body["user"] == OUTSIDER and "not named in the bot's policy" in body["text"]
-        assert "admin" in body["text"]
+        assert "not named in the bot's policy" in refusal[0].text and "admin" in refusal[0].text
+    assert len(stack.slack.responses) == 3, "each refusal went to its command's response_url"
+    assert not stack.slack.calls_to("chat.postEphemeral"), "which needs no membership of the channel"
     assert not stack.slack.calls_to("views.open"), "no modal, so no server list and no 'Did you mean'"
     assert server_routes(stack) == [], "nothing was looked up in the cloud"
     seen = everything_slack_saw(stack)
@@ -110,7 +110,7 @@ async def test_suggestions_and_the_chooser_only_name_servers_the_user_may_change
         view = await stack.plan_view()
         assert "Server not found" in json.dumps(view["title"])
         assert "db-01" not in blocks_text(view), "db-01 exists, but is not this user's to change"
-        assert not stack.slack.calls_to("chat.postEphemeral"), "not found is said once, in the modal"
+        assert not stack.slack.ephemerals(), "not found is said once, in the modal"
 
         stack.slack.clear_calls()
         await stack.command("wbe-01")
@@ -208,12 +208,12 @@ async def test_an_image_name_matching_several_images_names_them_once(stack: Loca
     checks = blocks_text(block_only(view, views.CHECKS_BLOCK))
     assert "Several images match" in checks and "matches 3 images" in checks
     assert "Image not found" not in checks
-    said = await stack.slack.wait_for("chat.postEphemeral", lambda c: c.body.get("user") == REQUESTER)
+    said = await stack.slack.wait_until(lambda: stack.slack.told(REQUESTER) or None, what="the matches")
     for name in ("ubuntu-22.04", "ubuntu-24.04-cloudinit", "ubuntu-20.04"):
-        assert name in said.body["text"] and name not in checks, "named once, in the channel, not in the form too"
+        assert name in said[0].text and name not in checks, "named once, in the channel, not in the form too"
     rebuilt = await modal_action(stack, view, views.LOGIN_ACTION, "password")
     assert "Several images match" in blocks_text(rebuilt)
-    assert len(stack.slack.calls_to("chat.postEphemeral")) == 1, "a rebuild of the form does not say it again"
+    assert len(stack.slack.told(REQUESTER)) == 1, "a rebuild of the form does not say it again"
 
 
 async def test_an_omitted_image_is_said_to_be_missing_not_unknown(stack: LocalStack) -> None:

@@ -147,14 +147,14 @@ async def test_the_command_takes_an_id_an_exact_name_or_a_unique_prefix(stack: L
     view = await open_plan(stack, f"web-01 {typed} --key ops-key --reason r")
     assert chosen(view) == UBUNTU_22
     assert "⛔" not in checks_of(view)
-    assert not stack.slack.calls_to("chat.postEphemeral"), "nothing to explain"
+    assert not stack.slack.told(REQUESTER), "nothing to explain"
 
 
 async def test_an_unknown_image_gets_the_closest_names_once(stack: LocalStack) -> None:
     view = await open_plan(stack, "web-01 ubuntu-22.4 --key ops-key --reason r")
     assert chosen(view) is None
-    said = await stack.slack.wait_for("chat.postEphemeral", lambda c: c.body.get("user") == REQUESTER)
-    assert "Closest names" in said.body["text"] and "ubuntu-22.04" in said.body["text"]
+    said = (await stack.slack.wait_until(lambda: stack.slack.told(REQUESTER) or None, what="the closest names"))[0]
+    assert "Closest names" in said.text and "ubuntu-22.04" in said.text
     assert "Image not found" in checks_of(view)
 
 
@@ -167,8 +167,7 @@ async def test_several_matches_are_listed_with_a_count_never_guessed(stack: Loca
     assert len(matching) > 10, "the generated catalogue has many x86 images that start alike"
     view = await open_plan(stack, f"web-01 {letter.upper()} --key ops-key --reason r")
     assert chosen(view) is None
-    said = await stack.slack.wait_for("chat.postEphemeral", lambda c: c.body.get("user") == REQUESTER)
-    text = said.body["text"]
+    text = (await stack.slack.wait_until(lambda: stack.slack.told(REQUESTER) or None, what="the matches"))[0].text
     assert text.count("•") == 10 and f"and {len(matching) - 10} more" in text, text
     assert f"matches {len(matching)} images" in checks_of(view)
     assert "(ARM)" not in text, "an x86 server: ARM images are not candidates"

@@ -62,7 +62,7 @@ async def test_unknown_server_names_the_closest_matches(stack: LocalStack) -> No
     assert "Server not found" in json.dumps(view["title"])
     assert "No server named `web-1`" in blocks_text(view) and "web-01" in blocks_text(view)
     assert not view.get("submit")
-    assert not stack.slack.calls_to("chat.postEphemeral"), "said once, in the modal already open on the trigger"
+    assert not stack.slack.ephemerals(), "said once, in the modal already open on the trigger"
 
 
 async def test_ambiguous_name_lets_the_person_choose(stack: LocalStack) -> None:
@@ -223,7 +223,10 @@ async def test_self_service_rule_skips_approval(tmp_path) -> None:
         final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
         assert final.state is RequestState.SUCCEEDED, final.result
         assert final.decided_by == REQUESTER
-        assert any(c.body.get("channel") == COMMAND_CHANNEL for c in stack.slack.calls_to("chat.postEphemeral"))
+        told = await stack.slack.wait_until(
+            lambda: [m for m in stack.slack.told(REQUESTER) if "self-service" in m.text] or None, what="the start"
+        )
+        assert told[0].channel == COMMAND_CHANNEL
 
 
 async def test_key_pair_login_needs_the_iam_user_id() -> None:

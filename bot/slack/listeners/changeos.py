@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -54,6 +54,7 @@ from bot.slack.modal_state import ModalInput, read_input, read_metadata
 from bot.slack.notifier import Notifier
 from bot.slack.password_watch import PasswordWatch
 from bot.slack.presenter import Presenter
+from bot.slack.replies import Replies, ReplyTo
 from bot.store import ServerBusyError, Store
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,10 @@ def register(app: AsyncApp, card: PlanCard) -> None:
             if ack.response is None:
                 await ack(text=texts.INTERNAL_ERROR, response_type="ephemeral")
             else:
-                await card.tell(body.get("channel_id", ""), body.get("user_id", ""), texts.INTERNAL_ERROR)
+                await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
 
     async def sorry(body: dict[str, Any]) -> None:
-        await card.tell(body.get("channel_id", ""), body.get("user_id", ""), texts.INTERNAL_ERROR)
+        await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
 
     app.command("/changeos")(
         ack=answer_command, lazy=[after_ack(card.open, on_failure=sorry), tell_moved(card.presenter)]
@@ -168,13 +169,21 @@ class PlanCard:
         self.slack = slack
         self.password_pages = password_pages
         self.keypair_login = keypair_login
+        self.replies = Replies(notifier)
         self._drafts: dict[str, _Draft] = {}
+        # A form's command, to answer through its response_url: by draft until submitted, then by request id.
+        self._reply_to: OrderedDict[str, ReplyTo] = OrderedDict()
         self._watch = PasswordWatch(self._password_deadline)
         workflow.revoke_hooks.append(self.draft_revoked)
 
-    @property
-    def tell(self) -> Callable[[str, str, str], Awaitable[bool]]:
-        return self.notifier.ephemeral
+    def _keep_reply(self, key: str, to: ReplyTo) -> None:
+        self._reply_to[key] = to
+        while len(self._reply_to) > 10_000:  # commands whose forms were abandoned; the oldest go first
+            self._reply_to.popitem(last=False)
+
+    async def _answer(self, key: str, channel: str, user: str, text: str) -> None:
+        """A follow-up to the command behind `key` (a draft or a request id): its response_url while it lasts."""
+        await self.replies.send(self._reply_to.get(key) or ReplyTo(channel, user), text)
 
     def _remember(self, view_id: str, meta: dict[str, Any], user: str, chosen: ModalInput | None = None) -> None:
         if len(self._drafts) > 10_000:  # modals people abandoned; the oldest go first
@@ -278,12 +287,14 @@ class PlanCard:
             return  # answered in the ack
         user = body.get("user_id", "")
         channel = body.get("channel_id", "")
+        reply = ReplyTo.of_command(body)
         # Deny before looking anything up: someone the policy does not name learns nothing about the account.
         groups = await self._groups(user)
         if not self.policy.can_request_anything(user, groups):
-            await self.tell(channel, user, texts.NOT_IN_POLICY)
+            await self.replies.send(reply, texts.NOT_IN_POLICY)
             return
         meta: dict[str, Any] = {"d": secrets.token_urlsafe(12), "c": channel, "u": user, "n": 0}
+        self._keep_reply(meta["d"], reply)
         if cmd.notify:
             meta["nc"] = cmd.notify[:20]
         typed = _typed_meta(cmd)
@@ -293,8 +304,8 @@ class PlanCard:
             opened = await client.views_open(trigger_id=body["trigger_id"], view=views.loading_modal(meta, cmd.server))
         except SlackApiError as exc:
             log.warning("views.open failed: %s", exc.response.get("error"))
-            await self.tell(
-                channel, user, "I could not open the form (Slack said the trigger expired). Run the command again."
+            await self.replies.send(
+                reply, "I could not open the form (Slack said the trigger expired). Run the command again."
             )
             return
         view = opened["view"]
@@ -415,7 +426,7 @@ class PlanCard:
         if text is None or meta.get("ie"):
             return
         meta["ie"] = 1  # travels in private_metadata: a rebuild of the form does not say it again
-        await self.tell(meta.get("c") or user, user, views.escape(text))
+        await self._answer(str(meta.get("d") or ""), meta.get("c") or user, user, views.escape(text))
 
     async def image_options(self, body: dict[str, Any]) -> dict[str, Any]:
         """The image type-ahead (block_suggestion): only for the form's owner, and only if the policy names them
@@ -618,6 +629,9 @@ class PlanCard:
         except ValueError as exc:
             await refuse({Field.LOGIN: str(exc)[:300]})
             return None
+        reply = self._reply_to.pop(meta["d"], None)
+        if reply is not None:
+            self._keep_reply(stored.id, reply)  # `announce` answers the command with the request
         await ack()
         return stored
 
@@ -648,14 +662,16 @@ class PlanCard:
     async def announce(self, stored: ChangeRequest) -> None:
         """After the form closed: the approval card, a word to the requester, the request's own messages."""
         user = stored.requester
-        stored = await self.presenter.post_approval_card(stored)
+        self_service = stored.state.value == "approved"  # the workflow approved it and woke the tracker
+        stored = await self.presenter.post_approval_card(stored)  # by now the tracker may have moved it on
         if stored.approval_ts is None:
-            await self.tell(stored.origin_channel, user, texts.card_not_posted(stored))
-        elif stored.state.value == "approved":  # self-service: the workflow woke the tracker
-            await self.tell(stored.origin_channel, user, f"▶️ {stored.id} starts now (self-service).")
+            text = texts.card_not_posted(stored)
+        elif self_service:
+            text = f"▶️ {stored.id} starts now (self-service)."
         else:
-            where = f"<#{stored.approvals_channel}>"
-            await self.tell(stored.origin_channel, user, f"📨 {stored.id} is waiting for approval in {where}.")
+            text = f"📨 {stored.id} is waiting for approval in <#{stored.approvals_channel}>."
+        await self._answer(stored.id, stored.origin_channel, user, text)
+        self._reply_to.pop(stored.id, None)
         await self.presenter.sync(stored.id, stored)
 
 
