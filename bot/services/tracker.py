@@ -29,6 +29,7 @@ from bot.cloud import (
     CloudClient,
     CloudError,
     CloudUnreachableError,
+    ImageJob,
     Job,
     OutcomeUnknownError,
     Server,
@@ -40,6 +41,10 @@ from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.domain.tracking import (
     DRIVEN,
     Audit,
+    BackupJobSeen,
+    BackupJobView,
+    BackupsFound,
+    BackupView,
     BuildChange,
     ChangeInvalid,
     ChangeReady,
@@ -48,6 +53,7 @@ from bot.domain.tracking import (
     Effect,
     Fail,
     Fault,
+    FindBackup,
     ForgetPassword,
     JobSeen,
     JobView,
@@ -57,10 +63,13 @@ from bot.domain.tracking import (
     Observation,
     OutcomeUnknown,
     PasswordGone,
+    PostBackup,
     PostChange,
     Posted,
+    PostStart,
     PostStop,
     Presenter,
+    ReadBackupJob,
     ReadJob,
     ReadServer,
     Schedule,
@@ -316,8 +325,19 @@ class Tracker:
                     server_id, body, cloud_init = request.server_id, option, request.cloud_init
                     job_id = await self._ecs(lambda: self.cloud.change_os(server_id, body, cloud_init=cloud_init))
                     return Posted(job_id)
+                case PostBackup(name=name, description=text, tags=tags):
+                    server_id = request.server_id
+                    create = self.cloud.create_image
+                    return Posted(await self._ecs(lambda: create(server_id, name, description=text, tags=tags)))
+                case ReadBackupJob(job_id=job_id):
+                    return BackupJobSeen(backup_job_view(await self._ecs(lambda: self.cloud.get_image_job(job_id))))
+                case FindBackup(name=name):
+                    images = await self._ecs(lambda: self.cloud.find_images(name=name))
+                    return BackupsFound(tuple(BackupView(i.id, i.name, i.status) for i in images))
+                case PostStart():
+                    return Posted(await self._ecs(lambda: self.cloud.start_server(request.server_id)))
         except OutcomeUnknownError as exc:
-            if isinstance(call, PostStop | PostChange):
+            if isinstance(call, PostStop | PostChange | PostBackup | PostStart):
                 return OutcomeUnknown()
             return fault_of(exc, call)
         except CloudError as exc:
@@ -382,6 +402,18 @@ def job_view(job: Job) -> JobView:
         fail_reason=job.fail_reason,
         failure_messages=tuple(job.failure_messages()),
         sub_job_statuses=tuple(s.status for s in job.sub_jobs),
+        hint=hint_for(job.error_code) if job.error_code else "",
+    )
+
+
+def backup_job_view(job: ImageJob) -> BackupJobView:
+    return BackupJobView(
+        job_id=job.job_id,
+        status=job.status,
+        image_id=job.image_id,
+        percent=job.entities.process_percent,
+        error_code=job.error_code,
+        fail_reason=job.fail_reason,
         hint=hint_for(job.error_code) if job.error_code else "",
     )
 
