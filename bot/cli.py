@@ -57,6 +57,11 @@ def _build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the environment and the policy file")
     check.add_argument("--online", action="store_true", help="also make one cheap call to the cloud and to Slack")
 
+    backups = sub.add_parser("backups", help="the bot's backups of system disks (IMS images)")
+    backups_sub = backups.add_subparsers(dest="backups_command", required=True)
+    prune = backups_sub.add_parser("prune", help="delete the bot's backups past the policy's retention, now")
+    prune.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
+
     sub.add_parser("gen-key", help="print a new random key for ECSBOT_SECRET_KEY (Fernet, 44 characters)")
     return parser
 
@@ -108,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
             from bot.checks import run_checks
 
             return asyncio.run(run_checks(online=args.online))
+        if args.command == "backups":
+            from bot.app import run_prune
+
+            try:
+                return asyncio.run(run_prune(dry_run=args.dry_run))
+            except ValidationError as exc:
+                return _fail(settings_problem(exc))
         if args.command == "gen-key":
             from bot.secretbox import SecretBox
 

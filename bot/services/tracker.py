@@ -83,6 +83,7 @@ from bot.domain.tracking import (
     fault_kind,
     step,
 )
+from bot.services.backups import Pruner
 from bot.services.ratelimit import TokenBucket
 from bot.services.workflow import Workflow
 from bot.store import Store
@@ -127,6 +128,7 @@ class Tracker:
         user_id: str | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        pruner: Pruner | None = None,
     ) -> None:
         self.store = store
         self.cloud = cloud
@@ -136,6 +138,8 @@ class Tracker:
         self.user_id = user_id
         self.clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        self.pruner = pruner
+        self._pruning = False
         self._budget = TokenBucket(config.ecs_rate, max(1, int(config.ecs_rate)))
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._wake = asyncio.Event()
@@ -174,6 +178,7 @@ class Tracker:
     async def _run(self) -> None:
         resumed = False
         last_reload = last_renew = 0.0
+        last_prune = self.clock.seconds()
         while not self._stopping:
             now = self.clock.seconds()
             # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of times
@@ -199,9 +204,26 @@ class Tracker:
                 for request in await self.workflow.expire_due():
                     self._spawn(self.presenter.sync(request.id, request))
                 last_reload = now
+            if self.pruner is not None and now - last_prune >= self.config.prune_interval and not self._pruning:
+                last_prune = now
+                self._spawn(self._prune())
             self._dispatch_due(now)
             next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
             await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
+
+    async def _prune(self) -> None:
+        """Retention, in the background of the lease holder: one run at a time, never in the way of a step."""
+        assert self.pruner is not None
+        self._pruning = True
+        try:
+            for deletion in await self.pruner.prune(self.clock.now()):
+                outcome = f"not deleted: {deletion.error}" if deletion.error else "deleted"
+                d = deletion
+                log.info("retention: backup %s of %s (%s) %s", d.name, d.request_id, d.why, outcome)
+        except Exception:
+            log.exception("retention run failed; the next one tries again")
+        finally:
+            self._pruning = False
 
     async def _take_over_dead_lease(self, now: float) -> bool:
         """A restart after a crash (SIGKILL, OOM) need not wait out the old lease: its holder provably is gone."""
