@@ -6,6 +6,8 @@ still be allowed, because the image was made from that very server (its tags and
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +29,8 @@ from sandbox.devtools.stack import (
     LocalStack,
     StackOptions,
 )
-from tests.e2e.conftest import carded, open_plan, submit_plan, wait_state
+from tests.e2e.conftest import carded, modal_action, open_plan, submit_plan, wait_state
+from tests.e2e.test_password_canary import CANARY, database_bytes, password_blocks
 from tests.e2e.test_restart import until
 
 UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"  # what db-01 and web-01 run in the fixtures
@@ -293,3 +296,41 @@ async def test_retention_deletes_only_its_own_images_and_never_the_last_good_one
 
 def _server(stack: LocalStack, name: str) -> str:
     return next(s.id for s in stack.sim.state.servers.values() if s.name == name)
+
+
+async def test_rollback_with_a_canary_password_reaches_the_cloud_and_nothing_else(
+    stack: LocalStack, caplog, json_logs
+) -> None:
+    """The rollback asks the login again; a password typed for it travels like any other, and is kept nowhere."""
+    caplog.set_level(logging.DEBUG)
+    request = await submit_plan(stack, "db-01 ubuntu-22.04 --key ops-key --reason 'before a rollback'")
+    first = await approve(stack, request)
+    assert first.state is RequestState.SUCCEEDED, first.result
+
+    before = len(stack.slack.calls_to("views.update"))
+    await stack.command(f"rollback {first.id}")
+    call = await stack.slack.wait_until(
+        lambda: stack.slack.calls_to("views.update")[before:] or None, what="the rollback form"
+    )
+    view = stack.slack.views[call[0].body["view_id"]]
+    assert f"Rollback of {first.id}" in str(view["blocks"])
+    view = await modal_action(stack, view, views.LOGIN_ACTION, "password")
+    one, two = password_blocks(view)
+    reply = await stack.submit(view, {one: sr.text_value(CANARY), two: sr.text_value(CANARY)})
+    assert reply.status_code == 200 and reply.text == "", reply.text
+
+    async def rollback() -> ChangeRequest | None:
+        return next((r for r in await stack.rt.store.live() if r.rollback_of == first.id and r.approval_ts), None)
+
+    second = await stack.slack.wait_until(rollback, what="the rollback's approval card")
+    assert second.has_password and second.keyname is None
+    final = await approve(stack, second)
+    assert final.state is RequestState.SUCCEEDED, final.result
+    server = stack.sim.state.servers[final.server_id]
+    assert server.login_password_sha256 == hashlib.sha256(CANARY.encode()).hexdigest()
+    assert server.os_image_id == UBUNTU_20
+
+    assert CANARY not in caplog.text and CANARY not in json_logs.text
+    assert await stack.rt.workflow.password_for(final.id) is None
+    assert CANARY.encode() not in database_bytes(stack)
+    assert CANARY.encode() not in stack.slack.raw_traffic()
