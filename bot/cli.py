@@ -45,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole flow offline and print what people in Slack would see")
     demo.add_argument("--password", action="store_true", help="use an admin password instead of a key pair")
     demo.add_argument("--fail", action="store_true", help="let the cloud fail the job and show the explanation")
+    demo.add_argument("--rollback", action="store_true", help="take a backup first, then roll back to it")
     demo.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
 
     play = sub.add_parser("playground", help="a local web page that plays Slack for the bot, offline, in a browser")
@@ -102,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from sandbox.devtools.demo import run_demo
 
-            return asyncio.run(run_demo(password=args.password, fail=args.fail, color=not args.no_color))
+            return asyncio.run(
+                run_demo(password=args.password, fail=args.fail, color=not args.no_color, rollback=args.rollback)
+            )
         if args.command == "playground":
             from sandbox.playground.server import run_playground
 
