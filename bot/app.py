@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from bot.cloud import CloudClient, Credentials, CredentialSource, Endpoints, Met
 from bot.config import Settings
 from bot.domain.policy import Policy, PolicyError
 from bot.secretbox import SecretBox
+from bot.services.backups import Pruner
 from bot.services.planner import Planner
 from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
@@ -95,7 +96,10 @@ def build(
     config = tracker_config or TrackerConfig(
         poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
     )
-    tracker = Tracker(store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id)
+    pruner = Pruner(store, cloud, policy, on_deleted=presenter.backup_gone)
+    tracker = Tracker(
+        store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id, pruner=pruner
+    )
     workflow.wake = tracker.wake
     return Bot(
         settings=settings,
@@ -308,6 +312,34 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
     if socket is not None:
         served.socket_task = asyncio.create_task(socket.run(), name="slack-socket-mode")
     return served
+
+
+async def run_prune(*, dry_run: bool) -> int:
+    """`ecsbot backups prune`: retention once, from this machine, with the bot's settings, policy and database.
+    Prints each backup deleted (or, with `dry_run`, that would be); 1 when a deletion failed."""
+    logs.configure()
+    settings = Settings()
+    for secret in settings.secret_values():
+        logs.register_secret(secret)
+    try:
+        policy = load_policy(settings.policy_path)
+        cloud = cloud_client(settings)
+    except (ConfigurationError, ValueError) as exc:
+        print(f"ecsbot: cannot prune: {exc}")
+        return 2
+    store = open_store(settings.db_path)
+    try:
+        deletions = await Pruner(store, cloud, policy).prune(datetime.now(UTC), dry_run=dry_run)
+    finally:
+        await cloud.aclose()
+        await store.aclose()
+    verb = "would delete" if dry_run else "deleted"
+    for d in deletions:
+        state = f"NOT deleted: {d.error}" if d.error else (verb if dry_run or d.confirmed else f"{verb} (still listed)")
+        print(f"{d.name} ({d.image_id}) of {d.request_id}: {state} · {d.why}")
+    if not deletions:
+        print("No backup is past its retention.")
+    return 1 if any(d.error for d in deletions) else 0
 
 
 def missing_settings(settings: Settings) -> list[str]:

@@ -45,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the whole flow offline and print what people in Slack would see")
     demo.add_argument("--password", action="store_true", help="use an admin password instead of a key pair")
     demo.add_argument("--fail", action="store_true", help="let the cloud fail the job and show the explanation")
+    demo.add_argument("--rollback", action="store_true", help="take a backup first, then roll back to it")
     demo.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
 
     play = sub.add_parser("playground", help="a local web page that plays Slack for the bot, offline, in a browser")
@@ -56,6 +57,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the environment and the policy file")
     check.add_argument("--online", action="store_true", help="also make one cheap call to the cloud and to Slack")
+
+    backups = sub.add_parser("backups", help="the bot's backups of system disks (IMS images)")
+    backups_sub = backups.add_subparsers(dest="backups_command", required=True)
+    prune = backups_sub.add_parser("prune", help="delete the bot's backups past the policy's retention, now")
+    prune.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
 
     sub.add_parser("gen-key", help="print a new random key for ECSBOT_SECRET_KEY (Fernet, 44 characters)")
     return parser
@@ -97,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from sandbox.devtools.demo import run_demo
 
-            return asyncio.run(run_demo(password=args.password, fail=args.fail, color=not args.no_color))
+            return asyncio.run(
+                run_demo(password=args.password, fail=args.fail, color=not args.no_color, rollback=args.rollback)
+            )
         if args.command == "playground":
             from sandbox.playground.server import run_playground
 
@@ -108,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             from bot.checks import run_checks
 
             return asyncio.run(run_checks(online=args.online))
+        if args.command == "backups":
+            from bot.app import run_prune
+
+            try:
+                return asyncio.run(run_prune(dry_run=args.dry_run))
+            except ValidationError as exc:
+                return _fail(settings_problem(exc))
         if args.command == "gen-key":
             from bot.secretbox import SecretBox
 

@@ -155,3 +155,11 @@ def test_the_next_hint_suggests_only_what_was_not_just_run(password: bool, fail:
 
     hint = next_hint(password=password, fail=fail)
     assert hint.startswith("Next: " + " and ".join(f"`{c}`" for c in suggested) + ".")
+
+
+async def test_rollback_demo_takes_a_backup_and_rolls_back_to_it() -> None:
+    code, text = await _run(rollback=True)
+    assert code == 0, text
+    assert "💾 Backing up the system disk" in text
+    assert "[ Roll back to ecsbot-web-01-" in text
+    assert "rollback_of  rolls back" in text

@@ -16,7 +16,7 @@ from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
 USAGE = (
     "/changeos SERVER [IMAGE] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
     "[--notify #channel …]  ·  /changeos status [CR-… | SERVER]  ·  /changeos list  ·  /changeos cancel CR-…  ·  "
-    "/changeos help"
+    "/changeos rollback CR-…  ·  /changeos backups SERVER  ·  /changeos help"
 )
 
 # What Slack and the cloud accept; a longer value is refused with a message, never cut (we never change what was
@@ -49,6 +49,18 @@ class CancelCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class RollbackCommand:
+    """A new request back to the backup taken before `request_id` (the final message's Roll back button)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackupsCommand:
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeCommand:
     server: str | None = None
     image: str | None = None
@@ -67,7 +79,16 @@ class UsageError:
     usage: str = USAGE
 
 
-Command = HelpCommand | StatusCommand | ListCommand | CancelCommand | ChangeCommand | UsageError
+Command = (
+    HelpCommand
+    | StatusCommand
+    | ListCommand
+    | CancelCommand
+    | RollbackCommand
+    | BackupsCommand
+    | ChangeCommand
+    | UsageError
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -435,18 +456,29 @@ def _parse(text: str) -> Command:
                 f"/changeos status takes a request ID or a server name (at most {MAX_LENGTHS['server']} characters)."
             )
         return StatusCommand(_request_id(target) or target or None)
-    if verb == "cancel":
-        if not args:
-            raise _Usage("/changeos cancel needs the request ID, e.g. /changeos cancel CR-7KQ2MX (see /changeos list).")
-        if len(args) > 1:
-            raise _Usage("/changeos cancel takes one request ID, e.g. /changeos cancel CR-7KQ2MX.")
-        request_id = _request_id(args[0].text)
-        if request_id is None:
-            raise _Usage(
-                f"{_show(args[0].text)} is not a request ID. IDs look like CR-7KQ2MX; /changeos list shows yours."
-            )
-        return CancelCommand(request_id)
+    if verb in ("cancel", "rollback"):
+        request_id = _one_request_id(verb, args)
+        return CancelCommand(request_id) if verb == "cancel" else RollbackCommand(request_id)
+    if verb == "backups":
+        if len(args) != 1:
+            raise _Usage("/changeos backups takes one server name or ID, e.g. /changeos backups web-01.")
+        server = args[0].text.strip()
+        if not server or len(server) > MAX_LENGTHS["server"]:
+            raise _Usage(f"/changeos backups takes a server name or ID (at most {MAX_LENGTHS['server']} characters).")
+        return BackupsCommand(server)
     return _parse_change(tokens)
+
+
+def _one_request_id(verb: str, args: list[_Token]) -> str:
+    example = f"/changeos {verb} CR-7KQ2MX"
+    if not args:
+        raise _Usage(f"/changeos {verb} needs the request ID, e.g. {example} (see /changeos list).")
+    if len(args) > 1:
+        raise _Usage(f"/changeos {verb} takes one request ID, e.g. {example}.")
+    request_id = _request_id(args[0].text)
+    if request_id is None:
+        raise _Usage(f"{_show(args[0].text)} is not a request ID. IDs look like CR-7KQ2MX; /changeos list shows yours.")
+    return request_id
 
 
 def parse_command(text: str) -> Command:

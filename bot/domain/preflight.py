@@ -30,6 +30,7 @@ class Field(StrEnum):
     LOGIN = "login"
     KEY = "key"
     REASON = "reason"
+    BACKUP = "backup"  # the "image of the system disk first" checkbox (rules with backup = "offered")
 
 
 @dataclass(frozen=True, slots=True)

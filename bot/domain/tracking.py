@@ -54,6 +54,7 @@ class TrackerConfig:
     lease_ttl: float = 30.0
     concurrency: int = 32
     backup_deadline: float = 1800.0  # IMS took ≈4 min in the doc's example; Terraform waits 20 min
+    prune_interval: float = 3600.0  # how often retention deletes the bot's old backups (the first after one interval)
     """Steps at once; kept below the cloud client's connection pool (100) so requests never queue inside httpcore,
     whose queue handling grows with its length squared (measured by bench/tracker.py: 200 made 1,000 jobs lag 50 s)."""
 

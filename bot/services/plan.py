@@ -13,7 +13,8 @@ from datetime import datetime
 
 from pydantic import SecretStr
 
-from bot.cloud.models import Image, Server
+from bot.cloud.models import Image, ImageQuota, Server
+from bot.domain.backup import backup_minutes, is_own_backup, quota_check
 from bot.domain.passwords import password_problems
 from bot.domain.policy import Policy, Rule
 from bot.domain.preflight import Check, CheckLevel, Field, PlanFacts, preflight
@@ -58,6 +59,8 @@ class PlanInputs:
     notify: tuple[str, ...] = ()
     password: PasswordInput = PasswordInput()
     image_query: Resolution | None = None  # the image the command named, when it selected none: the check says why
+    backup: bool | None = None  # the form's backup checkbox (rules with backup = "offered"); None: not shown, on
+    rollback_of: str | None = None  # the request whose backup this change restores (checked by the caller)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class Plan:
     checks: tuple[Check, ...]
     cloud_init: bool  # the v2 (Cloud-Init) change-OS API carries it
     password_problem: str | None = None  # a typed password the cloud would refuse: the form clears and says why
+    backup: bool = False  # an image of the system disk is taken before the change
 
     @property
     def blocking(self) -> list[Check]:
@@ -92,8 +96,14 @@ class Plan:
         return {where: " ".join(lines)[:ERROR_LIMIT] for where, lines in grouped.items()}
 
     @property
+    def approvals_needed(self) -> int:
+        """A rollback to a backup may need fewer approvals (the rule's `rollback_approvals_required`)."""
+        policy, rule = self.policy.policy, self.policy.rule
+        return policy.rollback_approvals_needed(rule) if self.inputs.rollback_of else policy.approvals_needed(rule)
+
+    @property
     def self_service(self) -> bool:
-        return self.policy.policy.approvals_needed(self.policy.rule) == 0
+        return self.approvals_needed == 0
 
 
 def _line(check: Check) -> str:
@@ -141,13 +151,23 @@ def default_inputs(
         notify=chosen.notify or typed.notify,
         password=chosen.password,
         image_query=chosen.image_query,
+        backup=chosen.backup,
+        rollback_of=chosen.rollback_of,
     )
 
 
 def evaluate_plan(
-    inputs: PlanInputs, server: ServerFacts, image: Image | None, keypairs: Sequence[str], policy: PlanPolicy
+    inputs: PlanInputs,
+    server: ServerFacts,
+    image: Image | None,
+    keypairs: Sequence[str],
+    policy: PlanPolicy,
+    *,
+    quota: ImageQuota | None = None,
 ) -> Plan:
-    """Every check the plan card shows, in its order (server, image, login), each under its field."""
+    """Every check the plan card shows, in its order (server, image, login, backup), each under its field.
+
+    `quota` is IMS's private-image quota as read by the caller (None: not known); it matters only with a backup."""
     rule = policy.rule
     api, api_reason = policy.policy.changeos_api(rule, image.name, image.id, image.cloud_init) if image else (None, "")
     login = inputs.login
@@ -168,7 +188,7 @@ def evaluate_plan(
             image_min_disk=image.min_disk if image else None,
             image_os_type=image.os_type if image else None,
             image_cloud_init=image.cloud_init if image else False,
-            image_allowed=bool(image and rule and policy.policy.image_allowed(rule, image.name, image.id)),
+            image_allowed=bool(image and rule and _image_allowed(policy, image, server.server.id)),
             image_kind=image.kind if image else None,
             image_architecture=image.architecture if image else None,
             image_firmware=image.boot_firmware if image else None,
@@ -192,6 +212,9 @@ def evaluate_plan(
         missing = no_image_check(inputs.image_query)
         checks = [missing if c.title == "Image not found" else c for c in checks]
     checks.extend(_unavailable_logins(inputs, policy))
+    backup = backup_wanted(policy, inputs)
+    if backup:
+        checks.extend(_backup_checks(policy, server, quota))
     return Plan(
         inputs=inputs,
         server=server,
@@ -200,7 +223,35 @@ def evaluate_plan(
         checks=tuple(checks),
         cloud_init=api == "v2",
         password_problem=_typed_password_problem(inputs, image),
+        backup=backup,
     )
+
+
+def _image_allowed(policy: PlanPolicy, image: Image, server_id: str) -> bool:
+    """The rule's `images` patterns, or the server's own backup (a rollback must not need `ecsbot-*` in them)."""
+    if policy.policy.image_allowed(policy.rule, image.name, image.id):
+        return True
+    return image.visibility != "public" and is_own_backup(image.tags, image.data_origin, server_id)
+
+
+def backup_wanted(policy: PlanPolicy, inputs: PlanInputs) -> bool:
+    """`required`: always; `offered`: the form's checkbox, on unless unticked; `off`: never."""
+    mode = policy.policy.backup_mode(policy.rule)
+    return mode == "required" or (mode == "offered" and inputs.backup is not False)
+
+
+def _backup_checks(policy: PlanPolicy, server: ServerFacts, quota: ImageQuota | None) -> list[Check]:
+    """What the backup will do, and whether it fits the private-image quota (a ⛔ before approval if not)."""
+    rule = policy.rule
+    where = Field.BACKUP if policy.policy.backup_mode(rule) == "offered" else Field.FORM
+    days = rule.backup_keep_days if rule else 7
+    line = f"image of the system disk first (≈ {backup_minutes(server.system_disk_gb)} minutes), kept {days} days"
+    if quota is None:
+        return [Check(CheckLevel.WARN, "Backup first", f"{line}; the image quota could not be read", where)]
+    fits = quota_check(quota.used, quota.quota)
+    if not fits.fits:
+        return [Check(CheckLevel.BLOCK, "Backup does not fit the image quota", fits.text, where)]
+    return [Check(CheckLevel.OK, "Backup first", f"{line}; {fits.text}", where)]
 
 
 def _unavailable_logins(inputs: PlanInputs, policy: PlanPolicy) -> list[Check]:
@@ -269,8 +320,11 @@ def build_change_request(plan: Plan, *, requester: str, origin_channel: str, now
         notify_channels=list(dict.fromkeys([*policy.notify_channels_for(rule), *inputs.notify])),
         checklist=[check.encode() for check in plan.checks],
         approvals_channel=policy.approvals_channel_for(rule, origin_channel),
-        approvals_required=max(1, policy.approvals_needed(rule)),
+        approvals_required=max(1, plan.approvals_needed),
         expires_at=now + policy.expiry,
+        backup_wanted=plan.backup,
+        backup_restart=rule.backup_restart_on_failure if rule else True,
+        rollback_of=inputs.rollback_of,
     )
 
 
@@ -318,3 +372,18 @@ def image_reply(found: Resolution) -> str | None:
         f"No image that can serve this server is named {found.query}, and no name is close. Type part of a name in "
         "the form's image field to search the catalogue."
     )
+
+
+def rollback_refusal(original: ChangeRequest | None, request_id: str) -> str | None:
+    """Why `request_id` cannot be rolled back (None: it can): it must have ended, with a backup taken."""
+    if original is None:
+        return f"There is no change request {request_id}. `/changeos status SERVER` lists a server's requests."
+    if original.is_live:
+        return (
+            f"{original.id} is still {original.state.value.replace('_', ' ')}: wait for it to end (or cancel it), then "
+            "roll back."
+        )
+    if original.backup_image_id is None:
+        why = original.backup_failure or "it took no backup (its rule has backup off, or it ended before one)"
+        return f"{original.id} has no backup to roll back to: {why}"
+    return None

@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bot.cloud import CloudAPIError, CloudClient, CloudError, Image, KeyPair, Server
+from bot.cloud import CloudAPIError, CloudClient, CloudError, Image, ImageQuota, KeyPair, Server
 from bot.cloud.client import ImageQuery
+from bot.domain.backup import TAG_SERVER, is_own_backup
 from bot.domain.policy import Decision, Policy, Rule
 from bot.services.catalogue import CachedCatalogue, CatalogueCache
 from bot.services.imagematch import Resolution, SearchIndex, resolve
 from bot.services.plan import ServerFacts
 
+QUOTA_TTL = 30.0  # the plan card's quota line; a submit reads it afresh
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -99,6 +101,7 @@ class Planner:
         self._cache: dict[str, tuple[float, CloudFacts]] = {}
         self._flavors: dict[str, FlavorFacts] = {}  # flavor id -> what the changeos checks need; flavors never change
         self.catalogue = catalogue or CatalogueCache(cloud, ttl=ttl, clock=clock)
+        self._quota: tuple[float, ImageQuota] | None = None
 
     async def lookup(self, query: str, may_change: Callable[[Server], bool]) -> ServerLookup:
         """Exact matches (by name or ID), else close names; suggestions only name servers `may_change` allows."""
@@ -134,6 +137,24 @@ class Planner:
         if image_id and image_id != "none":
             facts = replace(facts, selected=await self._cloud.get_image(image_id))
         return facts
+
+    async def image_quota(self, *, fresh: bool = False) -> ImageQuota | None:
+        """The private-image quota (a backup must fit it), cached briefly; None when IMS cannot say: the plan then
+        warns instead of blocking, and a full quota still stops the backup safely (IMG.0015) before any change."""
+        if self._quota and not fresh and self._clock() - self._quota[0] < QUOTA_TTL:
+            return self._quota[1]
+        try:
+            quota = await self._cloud.image_quota()
+        except CloudError:
+            return None
+        self._quota = (self._clock(), quota)
+        return quota
+
+    async def backups_of(self, server_id: str) -> list[Image]:
+        """The bot's backups of this server (its tags and IMS's `__data_origin` agree), newest first."""
+        images = await self._cloud.find_images(tag=(TAG_SERVER, server_id))
+        mine = [i for i in images if is_own_backup(i.tags, i.data_origin, server_id)]
+        return sorted(mine, key=lambda i: (i.created_at is not None, i.created_at), reverse=True)
 
     async def _server_facts(self, server_id: str) -> CloudFacts:
         server, keypairs = await asyncio.gather(self._cloud.get_server(server_id), self._cloud.list_keypairs())

@@ -30,6 +30,7 @@ from bot.cloud import (
     CloudClient,
     CloudError,
     CloudUnreachableError,
+    ImageJob,
     Job,
     OutcomeUnknownError,
     Server,
@@ -41,6 +42,10 @@ from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.domain.tracking import (
     DRIVEN,
     Audit,
+    BackupJobSeen,
+    BackupJobView,
+    BackupsFound,
+    BackupView,
     BuildChange,
     ChangeInvalid,
     ChangeReady,
@@ -49,6 +54,7 @@ from bot.domain.tracking import (
     Effect,
     Fail,
     Fault,
+    FindBackup,
     ForgetPassword,
     JobSeen,
     JobView,
@@ -58,10 +64,13 @@ from bot.domain.tracking import (
     Observation,
     OutcomeUnknown,
     PasswordGone,
+    PostBackup,
     PostChange,
     Posted,
+    PostStart,
     PostStop,
     Presenter,
+    ReadBackupJob,
     ReadJob,
     ReadServer,
     Schedule,
@@ -75,6 +84,7 @@ from bot.domain.tracking import (
     fault_kind,
     step,
 )
+from bot.services.backups import Pruner
 from bot.services.ratelimit import TokenBucket
 from bot.services.workflow import Workflow
 from bot.store import Store
@@ -119,6 +129,7 @@ class Tracker:
         user_id: str | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        pruner: Pruner | None = None,
     ) -> None:
         self.store = store
         self.cloud = cloud
@@ -128,6 +139,8 @@ class Tracker:
         self.user_id = user_id
         self.clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        self.pruner = pruner
+        self._pruning = False
         self._budget = TokenBucket(config.ecs_rate, max(1, int(config.ecs_rate)))
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._wake = asyncio.Event()
@@ -166,6 +179,7 @@ class Tracker:
     async def _run(self) -> None:
         resumed = started = False
         last_reload = last_renew = 0.0
+        last_prune = self.clock.seconds()
         while not self._stopping:
             now = self.clock.seconds()
             # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of times
@@ -195,6 +209,9 @@ class Tracker:
                 for request in await self.workflow.expire_due():
                     self._spawn(self.presenter.sync(request.id, request))
                 last_reload = now
+            if self.pruner is not None and now - last_prune >= self.config.prune_interval and not self._pruning:
+                last_prune = now
+                self._spawn(self._prune())
             self._dispatch_due(now)
             next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
             await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
@@ -212,6 +229,20 @@ class Tracker:
         holder = await self.store.lease_owner(LEASE, self.clock.seconds()) or "another process"
         verb = "standby" if not started else "standby again (the lease was lost)"
         log.warning("tracker: %s; %s holds the lease and follows the jobs", verb, holder)
+
+    async def _prune(self) -> None:
+        """Retention, in the background of the lease holder: one run at a time, never in the way of a step."""
+        assert self.pruner is not None
+        self._pruning = True
+        try:
+            for deletion in await self.pruner.prune(self.clock.now()):
+                outcome = f"not deleted: {deletion.error}" if deletion.error else "deleted"
+                d = deletion
+                log.info("retention: backup %s of %s (%s) %s", d.name, d.request_id, d.why, outcome)
+        except Exception:
+            log.exception("retention run failed; the next one tries again")
+        finally:
+            self._pruning = False
 
     async def _take_over_dead_lease(self, now: float) -> bool:
         """A restart after a crash (SIGKILL, OOM) need not wait out the old lease: its holder provably is gone."""
@@ -339,8 +370,19 @@ class Tracker:
                     server_id, body, cloud_init = request.server_id, option, request.cloud_init
                     job_id = await self._ecs(lambda: self.cloud.change_os(server_id, body, cloud_init=cloud_init))
                     return Posted(job_id)
+                case PostBackup(name=name, description=text, tags=tags):
+                    server_id = request.server_id
+                    create = self.cloud.create_image
+                    return Posted(await self._ecs(lambda: create(server_id, name, description=text, tags=tags)))
+                case ReadBackupJob(job_id=job_id):
+                    return BackupJobSeen(backup_job_view(await self._ecs(lambda: self.cloud.get_image_job(job_id))))
+                case FindBackup(name=name):
+                    images = await self._ecs(lambda: self.cloud.find_images(name=name))
+                    return BackupsFound(tuple(BackupView(i.id, i.name, i.status) for i in images))
+                case PostStart():
+                    return Posted(await self._ecs(lambda: self.cloud.start_server(request.server_id)))
         except OutcomeUnknownError as exc:
-            if isinstance(call, PostStop | PostChange):
+            if isinstance(call, PostStop | PostChange | PostBackup | PostStart):
                 return OutcomeUnknown()
             return fault_of(exc, call)
         except CloudError as exc:
@@ -408,6 +450,18 @@ def job_view(job: Job) -> JobView:
         fail_reason=job.fail_reason,
         failure_messages=tuple(job.failure_messages()),
         sub_job_statuses=tuple(s.status for s in job.sub_jobs),
+        hint=hint_for(job.error_code) if job.error_code else "",
+    )
+
+
+def backup_job_view(job: ImageJob) -> BackupJobView:
+    return BackupJobView(
+        job_id=job.job_id,
+        status=job.status,
+        image_id=job.image_id,
+        percent=job.entities.process_percent,
+        error_code=job.error_code,
+        fail_reason=job.fail_reason,
         hint=hint_for(job.error_code) if job.error_code else "",
     )
 

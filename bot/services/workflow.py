@@ -228,6 +228,8 @@ class Workflow:
                 raise ValueError("No password was set for this request. Set it, then submit again.")
         kept = await self.draft_password_info(draft_id) if draft_id is not None and password is None else None
         stored = await self.store.create(request, actor=request.requester)
+        if request.rollback_of:
+            await self._link_rollback(stored, request.rollback_of)
         if request.login is LoginMethod.PASSWORD:
             expires = datetime.fromtimestamp(self._now().timestamp() + PASSWORD_TTL_MINUTES * 60, UTC)
             await self.store.put_secret(request_secret_key(stored.id), ciphertext, expires_at=expires)  # type: ignore[arg-type]
@@ -256,6 +258,15 @@ class Workflow:
                 self.wake()
                 return approved
         return stored
+
+    async def _link_rollback(self, rollback: ChangeRequest, original_id: str) -> None:
+        """Both audit trails name the other request."""
+        image = rollback.target_image_name or rollback.target_image_id
+        await self.store.record(
+            rollback.id, actor=rollback.requester, action="rollback_of", detail=f"rolls back {original_id} to {image}"
+        )
+        detail = f"{rollback.id} rolls back to {image}"
+        await self.store.record(original_id, actor=rollback.requester, action="rollback_requested", detail=detail)
 
     async def approve(self, request_id: str, user: str, groups: Iterable[str]) -> Outcome:
         request = await self.store.get(request_id)

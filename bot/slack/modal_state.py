@@ -25,6 +25,7 @@ class ModalInput:
     reason: str | None = None
     ticket: str | None = None
     notify: list[str] = field(default_factory=list)
+    backup: bool | None = None  # the backup checkbox; None when the form has none
 
 
 def _action(values: dict[str, Any], block: str, action: str) -> dict[str, Any]:
@@ -76,7 +77,16 @@ def read_input(view: dict[str, Any]) -> ModalInput:
         reason=_text(values, views.REASON_BLOCK, views.REASON_ACTION),
         ticket=_text(values, views.TICKET_BLOCK, views.TICKET_ACTION),
         notify=[c for c in notify if isinstance(c, str)],
+        backup=_checked(values, views.BACKUP_BLOCK, views.BACKUP_ACTION, views.BACKUP_ON),
     )
+
+
+def _checked(values: dict[str, Any], block: str, action: str, value: str) -> bool | None:
+    """A checkbox: None when the form does not have it, else whether `value` is ticked."""
+    if block not in values:
+        return None
+    chosen = _action(values, block, action).get("selected_options") or []
+    return any(isinstance(o, dict) and o.get("value") == value for o in chosen)
 
 
 def read_metadata(view: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ EXECUTION_STATES = frozenset(
     {
         RequestState.APPROVED,
         RequestState.STOPPING,
+        RequestState.BACKING_UP,
         RequestState.SUBMITTING,
         RequestState.RUNNING,
         RequestState.RECONCILING,
@@ -35,6 +36,7 @@ _ORDER = (
     RequestState.PENDING_APPROVAL,
     RequestState.APPROVED,
     RequestState.STOPPING,
+    RequestState.BACKING_UP,
     RequestState.SUBMITTING,
     RequestState.RECONCILING,
     RequestState.RUNNING,
@@ -105,6 +107,8 @@ class Presenter:
                 await self._notifier.post(channel, views.transition_reply(moved), thread_ts=thread)
             if moved.state in ENDED:
                 await self._announce_end(current)
+                if current.rollback_of:
+                    await self._tell_rolled_back(current)
         await asyncio.gather(*edits)
         if not fresh:
             return current
@@ -131,6 +135,32 @@ class Presenter:
         if not request.approval_ts:
             return None
         return await self._notifier.permalink(request.approvals_channel, request.approval_ts)
+
+    async def link_rollback(self, rollback: ChangeRequest) -> None:
+        """A rollback was requested: both threads say so, each naming the other request."""
+        original = await self._store.get(rollback.rollback_of) if rollback.rollback_of else None
+        if original is None:
+            return
+        image = rollback.target_image_name or rollback.target_image_id
+        await self._thread_note(original, f"↩️ Rollback requested by <@{rollback.requester}>: {rollback.id} takes "
+                                f"{views.escape(original.server_name)} back to {views.escape(image)}.")
+        await self._thread_note(rollback, f"↩️ This rolls back {original.id} (the change to "
+                                f"{views.escape(original.target_image_name)}) to its backup {views.escape(image)}.")
+
+    async def _tell_rolled_back(self, rollback: ChangeRequest) -> None:
+        original = await self._store.get(rollback.rollback_of) if rollback.rollback_of else None
+        if original is not None:
+            await self._thread_note(original, f"↩️ Rollback {rollback.id}: {views.transition_reply(rollback)}")
+
+    async def _thread_note(self, request: ChangeRequest, mrkdwn: str) -> None:
+        if request.approval_ts:
+            await self._notifier.post(request.approvals_channel, mrkdwn, None, thread_ts=request.approval_ts)
+
+    async def backup_gone(self, request: ChangeRequest) -> None:
+        """Retention deleted the request's backup: its final message loses the Roll back button."""
+        if request.status_ts and request.status_channel:
+            text, blocks = views.status_message(request, self._now(), backup_exists=False)
+            await self._notifier.update(request.status_channel, request.status_ts, text, blocks)
 
     async def note(self, request: ChangeRequest, text: str) -> None:
         """A thread reply that is not a transition (e.g. the job record expired and the server is followed)."""

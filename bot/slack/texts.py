@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from pydantic import ValidationError
 
-from bot.cloud import CloudAPIError, CloudError, CloudUnreachableError
+from bot.cloud import CloudAPIError, CloudError, CloudUnreachableError, Image
 from bot.domain.policy import Policy
 from bot.domain.request import ID_PATTERN, ChangeRequest
 from bot.slack import views
@@ -36,6 +37,8 @@ def help_text(policy: Policy, user: str, groups: Iterable[str]) -> str:
         lines += [
             f"• {USAGE}: opens the plan card; anything you leave out is asked for there.",
             "• `/changeos cancel REQUEST-ID`: cancel your request before it is submitted to the cloud.",
+            "• `/changeos rollback REQUEST-ID`: a new request back to the backup taken before that change.",
+            "• `/changeos backups SERVER`: the bot's backups of a server, with their age and size.",
         ]
     if may_approve:
         lines.append("• You may approve requests: use the *Approve* / *Reject* buttons on the approval card.")
@@ -139,3 +142,23 @@ def card_not_posted(request: ChangeRequest) -> str:
         "Invite me to that channel (`/invite @changeos`), then ask an approver to look at "
         f"`/changeos status {request.id}`."
     )
+
+
+def backups_server_unknown(ref: str, found: int, suggestions: Sequence[str]) -> str:
+    if found > 1:
+        return f"Several servers you may change are named {views.escape(ref)}: give its ID instead."
+    close = f" Closest: {', '.join(views.escape(s) for s in suggestions[:3])}." if suggestions else ""
+    return f"No server you may change is named {views.escape(ref)}.{close}"
+
+
+def backups_list(server_name: str, images: Sequence[Image], now: datetime) -> str:
+    """The bot's backups of one server: name, status, age, size and the request that made each."""
+    if not images:
+        return f"No backups of *{views.escape(server_name)}* made by the bot."
+    lines = [f"*Backups of {views.escape(server_name)}* (newest first)"]
+    for image in images[:30]:
+        age = views.elapsed(image.created_at, now) if image.created_at else "age unknown"
+        size = f"{image.size / 1024**3:.1f} GB" if image.size else "size unknown"
+        request = next((t.split("=", 1)[1] for t in image.tags if t.startswith("ecsbot-request=")), "?")
+        lines.append(f"• `{views.escape(image.name)}` · {image.status} · {age} old · {size} · before {request}")
+    return "\n".join(lines)

@@ -29,6 +29,8 @@ STOP_BLOCK, STOP_ACTION = "stop_b", "stop"
 REASON_BLOCK, REASON_ACTION = "reason_b", "reason"
 TICKET_BLOCK, TICKET_ACTION = "ticket_b", "ticket"
 NOTIFY_BLOCK, NOTIFY_ACTION = "notify_b", "notify"
+BACKUP_BLOCK, BACKUP_ACTION = "backup_b", "backup"
+BACKUP_ON = "on"
 CHECKS_BLOCK = "checks_b"
 REJECT_REASON_BLOCK, REJECT_REASON_ACTION = "reject_reason_b", "reject_reason"
 
@@ -38,10 +40,13 @@ FIELD_BLOCKS: dict[Field, str] = {
     Field.LOGIN: LOGIN_BLOCK,
     Field.KEY: KEY_BLOCK,
     Field.REASON: REASON_BLOCK,
+    Field.BACKUP: BACKUP_BLOCK,
 }
 
 # Approval card buttons.
 APPROVE_ACTION, REJECT_ACTION, CANCEL_ACTION = "cr_approve", "cr_reject", "cr_cancel"
+# The final status message: a new request back to the backup image (opens the plan modal, pre-filled).
+ROLLBACK_ACTION = "cr_rollback"
 
 LEVEL_ICON = {CheckLevel.OK: "✅", CheckLevel.WARN: "⚠️", CheckLevel.BLOCK: "⛔"}
 STATE_LABEL: dict[RequestState, str] = {
@@ -162,6 +167,9 @@ class ModalPlan:
     notify: Sequence[str] = ()
     notify_unknown: Sequence[str] = ()  # "#name" typed as plain text: Slack did not recognise it as a channel
     checks: Sequence[Check] = ()
+    backup_mode: str = "off"  # the rule's: "offered" shows the checkbox
+    backup_on: bool = True
+    rollback_of: str | None = None
 
 
 def _modal(title: str, blocks: list[dict], metadata: dict, *, submit: str | None = None) -> dict:
@@ -196,6 +204,9 @@ def message_modal(metadata: dict, title: str, text: str) -> dict:
 def plan_modal(plan: ModalPlan) -> dict:
     blocks: list[dict] = []
     server = plan.server
+    if plan.rollback_of:
+        what = f"↩️ *Rollback of {escape(plan.rollback_of)}*: back to the image taken before that change."
+        blocks.append({"type": "context", "elements": [_md(what + " Choose the login again.")]})
     if plan.candidates:
         blocks.append(
             {
@@ -248,6 +259,8 @@ def plan_modal(plan: ModalPlan) -> dict:
         blocks.extend(_password_blocks(plan.password))
     if server is not None and server.status == "ACTIVE":
         blocks.append(_stop_input(plan.stop_type))
+    if server is not None and plan.backup_mode == "offered":
+        blocks.append(_backup_input(plan.backup_on))
     blocks.append(
         {
             "type": "input",
@@ -455,6 +468,23 @@ def _stop_input(stop_type: str) -> dict:
     }
 
 
+def _backup_input(on: bool) -> dict:
+    option = _option("Image the system disk first (a way back)", BACKUP_ON)
+    return {
+        "type": "input",
+        "block_id": BACKUP_BLOCK,
+        "optional": True,
+        "dispatch_action": True,
+        "label": _text("Backup"),
+        "element": {
+            "type": "checkboxes",
+            "action_id": BACKUP_ACTION,
+            "options": [option],
+            **({"initial_options": [option]} if on else {}),
+        },
+    }
+
+
 def checklist_block(checks: Iterable[Check]) -> dict:
     lines = [
         f"{LEVEL_ICON[c.level]} *{escape(c.title)}*" + (f": {escape(c.detail)}" if c.detail else "") for c in checks
@@ -507,6 +537,10 @@ def request_fields(req: ChangeRequest) -> list[dict]:
         _md(f"*Requested by*\n<@{req.requester}>"),
         _md(f"*Reason*\n{escape(req.reason)}", 2000),
     ]
+    if req.rollback_of:
+        fields.append(_md(f"*Rollback of*\n`{req.rollback_of}` (its backup image)"))
+    if req.backup_wanted:
+        fields.append(_md("*Backup first*\nYes: an image of the system disk"))
     if req.ticket:
         fields.append(_md(f"*Ticket*\n{escape(req.ticket)}"))
     if req.notify_channels:
@@ -589,8 +623,9 @@ def decision_line(req: ChangeRequest) -> str:
             return f"👍 Approved by {approvers}. Progress in the thread below."
 
 
-def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
-    """The one message edited in place while the change runs."""
+def status_message(req: ChangeRequest, now: datetime, *, backup_exists: bool = True) -> tuple[str, list[dict]]:
+    """The one message edited in place while the change runs; once ended, with **Roll back** while the backup
+    exists (`backup_exists` False once retention deleted it)."""
     label = STATE_LABEL[req.state]
     text = f"{req.id} {escape(req.server_name)}: {label}"
     lines = [f"*{label}*"]
@@ -606,6 +641,9 @@ def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
         meta.append(f"stop job `{req.stop_job_id}`")
     if req.job_id:
         meta.append(f"job `{req.job_id}`")
+    if req.backup_sent_at:
+        took = elapsed(req.backup_sent_at, req.backup_done_at or end)
+        meta.append(f"backup `{escape(req.backup_image_name or '?')}` {took}")
     blocks: list[dict] = [
         {
             "type": "section",
@@ -613,7 +651,26 @@ def status_message(req: ChangeRequest, now: datetime) -> tuple[str, list[dict]]:
         },
         {"type": "context", "elements": [_md(" · ".join(meta))]},
     ]
+    if req.is_terminal and req.backup_image_id and backup_exists:
+        blocks.append(rollback_actions(req))
     return text, blocks
+
+
+def rollback_actions(req: ChangeRequest) -> dict:
+    """**Roll back to <image>**: the modal again, pre-filled with the backup; login asked again, approval as usual."""
+    name = req.backup_image_name or req.backup_image_id or "the backup"
+    return {
+        "type": "actions",
+        "block_id": f"cr_rollback:{req.id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ROLLBACK_ACTION,
+                "text": _text(f"Roll back to {name}", 75),
+                "value": req.id,
+            }
+        ],
+    }
 
 
 def transition_reply(req: ChangeRequest) -> str:
@@ -628,6 +685,10 @@ def transition_reply(req: ChangeRequest) -> str:
             return f"{decision_line(req)} <@{req.requester}>"
         case RequestState.STOPPING:
             return f"{label} ({req.stop_type.value})"
+        case RequestState.BACKING_UP:
+            return f"{label}: an image first; nothing is changed until it is ready"
+        case RequestState.SUBMITTING if req.backup_image_id:
+            return f"{label} (backup `{escape(req.backup_image_name or req.backup_image_id)}` is ready)"
         case RequestState.RUNNING if req.job_id:
             return f"{label} (job `{req.job_id}`)"
         case RequestState.RUNNING | RequestState.RECONCILING:

@@ -89,6 +89,11 @@ class Store(Protocol):
         """Newest first."""
         ...
 
+    async def latest_for_server(self, server_id: str) -> ChangeRequest | None:
+        """The server's newest request, in any state (retention keeps the last backup of a server whose last change
+        failed)."""
+        ...
+
     async def due_for_expiry(self, now: datetime | None = None) -> list[ChangeRequest]: ...
 
     async def transition(

@@ -306,6 +306,13 @@ class SQLiteStore:
         return [request_from_row(r) for r in rows]
 
     @_offloaded
+    def latest_for_server(self, server_id: str) -> ChangeRequest | None:
+        rows = self._rows(
+            "SELECT * FROM requests WHERE server_id = ? ORDER BY created_at DESC, id DESC LIMIT 1", [server_id]
+        )
+        return request_from_row(rows[0]) if rows else None
+
+    @_offloaded
     def due_for_expiry(self, now: datetime | None = None) -> list[ChangeRequest]:
         rows = self._rows(
             "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at",

@@ -27,6 +27,7 @@ from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
     COMMAND_CHANNEL,
+    DEFAULT_POLICY,
     INCIDENT_CHANNEL,
     REQUESTER,
     LocalStack,
@@ -439,6 +440,35 @@ class _Demo:
         await self._approve(request)
         return await self._follow(request.id)
 
+    async def rollback(self, first: ChangeRequest) -> ChangeRequest:
+        """After a change with a backup: **Roll back** on the final message, the pre-filled form, one approval."""
+        t, fake, stack = self.t, self.fake, self.stack
+        if first.status_ts is None or first.backup_image_id is None:
+            raise DemoError(f"{first.id} ended without a backup to roll back to")
+        status = fake.message(first.approvals_channel, first.status_ts)
+        t.now(
+            f"{channel_name(first.approvals_channel)} · {user_name(REQUESTER)}",
+            [f"{user_name(REQUESTER)} clicks [ Roll back to {first.backup_image_name} ]"],
+        )
+        updates = len(fake.calls_to("views.update"))
+        body = sr.block_actions(
+            user_id=REQUESTER,
+            action_id=views.ROLLBACK_ACTION,
+            value=first.id,
+            container="message",
+            message=status.as_payload(),
+            channel_id=first.approvals_channel,
+            response_url=fake.response_url("demo-rollback"),
+        )
+        assert stack.sender is not None
+        await stack.sender.send(body)
+        await _wait(fake, lambda: len(fake.calls_to("views.update")) > updates, within=10, what="the rollback form")
+        t.flush(fake)
+        view = fake.views[fake.calls_to("views.update")[updates].body["view_id"]]
+        request = await self._submit(view)
+        await self._approve(request)
+        return await self._follow(request.id)
+
     async def _choose_password(self, view: dict[str, Any]) -> dict[str, Any]:
         t, fake = self.t, self.fake
         t.now(f"modal for {user_name(REQUESTER)}", [f"{user_name(REQUESTER)} chooses “Admin password”"])
@@ -467,6 +497,8 @@ class _Demo:
         return rebuilt
 
     async def _submit(self, view: dict[str, Any]) -> ChangeRequest:
+        before = {r.id for r in await self.rt.store.recent(50)}
+        notes = len(self.fake.told(REQUESTER))
         t, fake = self.t, self.fake
         overrides: dict[str, Any] = {}
         action = f"{user_name(REQUESTER)} clicks [ Request approval ]"
@@ -481,11 +513,11 @@ class _Demo:
             raise DemoError(f"the modal did not close on submit: HTTP {reply.status_code} {reply.text[:300]}")
 
         async def carded() -> ChangeRequest | None:
-            live = [r for r in await self.rt.store.live() if r.requester == REQUESTER]
+            live = [r for r in await self.rt.store.live() if r.requester == REQUESTER and r.id not in before]
             return live[0] if live and live[0].approval_ts else None
 
         request = await _wait(fake, carded, within=10, what="the approval card")
-        await _wait(fake, lambda: fake.told(REQUESTER), within=5, what="the note to the requester")
+        await _wait(fake, lambda: len(fake.told(REQUESTER)) > notes, within=5, what="the note to the requester")
         t.flush(fake)
         return request
 
@@ -588,6 +620,7 @@ async def run_demo(
     out: TextIO = sys.stdout,
     speed: float = DEFAULT_SPEED,
     admin_password: str | None = None,
+    rollback: bool = False,
 ) -> int:
     """Run the flow once; 0 when it did what it promised (success, or with `fail` the explained failure), else 1.
 
@@ -604,6 +637,8 @@ async def run_demo(
         seed=7,
         # The demo must ignore a real configuration in the environment: no Socket Mode, no public password page.
         extra_settings={"slack_app_token": None, "public_url": None},
+        # --rollback: the rule asks for a backup first, and a rollback needs one approval.
+        policy=DEFAULT_POLICY + 'backup = "required"\n' if rollback else DEFAULT_POLICY,
     )
     secret = (admin_password or generate_password("Linux")) if password else None
     try:
@@ -613,7 +648,15 @@ async def run_demo(
             t.started = time.monotonic()
             wall_start = datetime.now(UTC)
             try:
-                final = await _Demo(stack, t, password=secret).run()
+                demo = _Demo(stack, t, password=secret)
+                final = await demo.run()
+                if rollback:
+                    first = final
+                    await _summary(t, stack, first, wall_start)
+                    final = await demo.rollback(first)
+                    image = stack.sim.state.servers[first.server_id].os_image_id
+                    if image != first.current_image_id:
+                        raise DemoError(f"the rollback left the server on {image}, not {first.current_image_id}")
             finally:
                 t.flush(stack.slack)
             await _summary(t, stack, final, wall_start)

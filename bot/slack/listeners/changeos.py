@@ -23,10 +23,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud import CloudError, Image, Server
 from bot.domain.command import (
+    BackupsCommand,
     CancelCommand,
     ChangeCommand,
     HelpCommand,
     ListCommand,
+    RollbackCommand,
     StatusCommand,
     UsageError,
     parse_command,
@@ -44,6 +46,7 @@ from bot.services.plan import (
     evaluate_plan,
     image_reply,
     missing_inputs,
+    rollback_refusal,
 )
 from bot.services.planner import CloudFacts, Planner
 from bot.services.workflow import DraftClosed, DraftEnd, Workflow
@@ -105,12 +108,18 @@ def register(app: AsyncApp, card: PlanCard) -> None:
     async def sorry(body: dict[str, Any]) -> None:
         await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
 
+    async def sorry_click(body: dict[str, Any]) -> None:
+        user, _, channel = _click(body)
+        await card.tell(channel, user, texts.INTERNAL_ERROR)
+
     app.command("/changeos")(
         ack=answer_command, lazy=[after_ack(card.open, on_failure=sorry), tell_moved(card.presenter)]
     )
     for action in (views.IMAGE_ACTION, views.LOGIN_ACTION, views.KEY_ACTION, views.SERVER_ACTION):
         app.action(action)(ack=ack_only, lazy=[after_ack(card.refresh)])
     app.action(views.PASSWORD_LINK_ACTION)(ack_only)  # a URL button still sends an action; nothing to do
+    app.action(views.BACKUP_ACTION)(ack=ack_only, lazy=[after_ack(card.refresh)])
+    app.action(views.ROLLBACK_ACTION)(ack=ack_only, lazy=[after_ack(card.rollback_clicked, on_failure=sorry_click)])
 
     async def on_submit(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         try:
@@ -180,6 +189,10 @@ class PlanCard:
         self._reply_to[key] = to
         while len(self._reply_to) > 10_000:  # commands whose forms were abandoned; the oldest go first
             self._reply_to.popitem(last=False)
+
+    async def tell(self, channel: str, user: str, text: str) -> None:
+        """A private word to someone outside a command's follow-ups (a click): chat.postEphemeral."""
+        await self.replies.send(ReplyTo(channel, user), text)
 
     async def _answer(self, key: str, channel: str, user: str, text: str) -> None:
         """A follow-up to the command behind `key` (a draft or a request id): its response_url while it lasts."""
@@ -270,8 +283,8 @@ class PlanCard:
                     return
                 context[MOVED] = outcome.request
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
-            case ChangeCommand():
-                await ack()
+            case ChangeCommand() | RollbackCommand() | BackupsCommand():
+                await ack()  # the form, or the backups' list, after the ack (`open`)
 
     async def _groups(self, user: str) -> set[str]:
         try:
@@ -283,11 +296,19 @@ class PlanCard:
     async def open(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         """After the ack of a change command: the form, first with "looking up…", then with the plan."""
         cmd = parse_command(body.get("text") or "")
-        if not isinstance(cmd, ChangeCommand):
-            return  # answered in the ack
         user = body.get("user_id", "")
         channel = body.get("channel_id", "")
         reply = ReplyTo.of_command(body)
+        if isinstance(cmd, RollbackCommand):
+            await self.open_rollback(
+                client, user=user, channel=channel, trigger=body.get("trigger_id", ""), request_id=cmd.request_id
+            )
+            return
+        if isinstance(cmd, BackupsCommand):
+            await self.replies.send(reply, await self._backups_text(user, cmd.server))
+            return
+        if not isinstance(cmd, ChangeCommand):
+            return  # answered in the ack
         # Deny before looking anything up: someone the policy does not name learns nothing about the account.
         groups = await self._groups(user)
         if not self.policy.can_request_anything(user, groups):
@@ -315,6 +336,79 @@ class PlanCard:
             new_view = views.message_modal(meta, "Cloud unavailable", texts.cloud_trouble(exc))
         self._remember(view["id"], meta, user)
         await self._update(client, view["id"], view.get("hash"), new_view)
+
+    # ------------------------------------------------------------------ rollback and backups
+
+    async def rollback_clicked(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """**Roll back to <image>** on a final message: the same as `/changeos rollback CR-…`."""
+        user, request_id, channel = _click(body)
+        await self.open_rollback(
+            client, user=user, channel=channel, trigger=body.get("trigger_id", ""), request_id=request_id
+        )
+
+    async def open_rollback(
+        self, client: AsyncWebClient, *, user: str, channel: str, trigger: str, request_id: str
+    ) -> None:
+        """The plan modal for a new request back to `request_id`'s backup: image and reason pre-filled, the login
+        asked again (no password is ever kept for this), then the same checks and approval as any change."""
+        groups = await self._groups(user)
+        if not self.policy.can_request_anything(user, groups):
+            await self.tell(channel, user, texts.NOT_IN_POLICY)
+            return
+        original = await self.store.get(request_id)
+        refusal = rollback_refusal(original, request_id)
+        if refusal is not None or original is None or original.backup_image_id is None:
+            await self.tell(channel, user, f"⛔ {views.escape(refusal or 'No backup.')}")
+            return
+        meta: dict[str, Any] = {
+            "d": secrets.token_urlsafe(12),
+            "c": channel,
+            "u": user,
+            "n": 0,
+            "s": original.server_id,
+            "rb": original.id,
+            "t": {"i": original.backup_image_id},
+        }
+        try:
+            opened = await client.views_open(trigger_id=trigger, view=views.loading_modal(meta, original.server_name))
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+            await self.tell(channel, user, "I could not open the form (Slack said the trigger expired). Try again.")
+            return
+        view = opened["view"]
+        cmd = ChangeCommand(image=original.backup_image_id, reason=f"rollback of {original.id}")
+        try:
+            new_view = await self._plan(meta, user, ModalInput(), cmd)
+        except CloudError as exc:
+            new_view = views.message_modal(meta, "Cloud unavailable", texts.cloud_trouble(exc))
+        self._remember(view["id"], meta, user)
+        await self._update(client, view["id"], view.get("hash"), new_view)
+
+    async def _rollback_of(self, meta: dict[str, Any], image_id: str | None) -> str | None:
+        """The request this form rolls back: only while it still targets that request's backup on that server."""
+        wanted = meta.get("rb")
+        if not isinstance(wanted, str) or not image_id:
+            return None
+        original = await self.store.get(wanted)
+        if original is None or original.server_id != meta.get("s") or original.backup_image_id != image_id:
+            return None
+        return original.id
+
+    async def _backups_text(self, user: str, server_ref: str) -> str:
+        """The bot's backups of a server the person may change, newest first, with age and size."""
+        groups = await self._groups(user)
+        if not self.policy.can_request_anything(user, groups):
+            return texts.NOT_IN_POLICY
+        planner = self.planner
+        try:
+            lookup = await planner.lookup(server_ref, lambda s: planner.may_request(user, groups, s).allowed)
+            allowed = [s for s in lookup.matches if planner.may_request(user, groups, s).allowed]
+            if len(allowed) != 1:
+                return texts.backups_server_unknown(server_ref, len(allowed), lookup.suggestions)
+            images = await planner.backups_of(allowed[0].id)
+        except CloudError as exc:
+            return texts.cloud_trouble(exc)
+        return texts.backups_list(allowed[0].name, images, datetime.now(UTC))
 
     async def _first_plan(
         self, meta: dict[str, Any], user: str, groups: set[str], cmd: ChangeCommand, typed_text: str
@@ -394,7 +488,12 @@ class PlanCard:
                 is_set=password.is_set, unavailable=password.why_unavailable if password.mode == "unavailable" else None
             ),
         )
-        plan = evaluate_plan(inputs, facts.server_facts, target, facts.keypair_names, self._plan_policy(decision.rule))
+        mode = self.policy.backup_mode(decision.rule)
+        quota = await self.planner.image_quota() if mode != "off" else None
+        inputs = replace(inputs, rollback_of=await self._rollback_of(meta, image_id))
+        plan = evaluate_plan(
+            inputs, facts.server_facts, target, facts.keypair_names, self._plan_policy(decision.rule), quota=quota
+        )
         return views.plan_modal(
             views.ModalPlan(
                 metadata=meta,
@@ -413,6 +512,9 @@ class PlanCard:
                 notify=list(inputs.notify),
                 notify_unknown=cmd.notify_names,
                 checks=plan.checks,
+                backup_mode=mode,
+                backup_on=plan.backup,
+                rollback_of=inputs.rollback_of,
             )
         )
 
@@ -591,12 +693,14 @@ class PlanCard:
             is_set=typed is not None or kept is not None, typed=typed, confirm=chosen.password_confirm, kept=kept
         )
         target = facts.image(chosen.image_id)
+        backup = self.policy.backup_mode(decision.rule) != "off"
         plan = evaluate_plan(
-            replace(inputs, password=password),
+            replace(inputs, password=password, rollback_of=await self._rollback_of(meta, chosen.image_id)),
             facts.server_facts,
             target,
             facts.keypair_names,
             self._plan_policy(decision.rule),
+            quota=await self.planner.image_quota(fresh=True) if backup else None,
         )
         if plan.password_problem:
             meta["n"] = int(meta.get("n", 0)) + 1  # a new block_id clears both password inputs
@@ -673,6 +777,16 @@ class PlanCard:
         await self._answer(stored.id, stored.origin_channel, user, text)
         self._reply_to.pop(stored.id, None)
         await self.presenter.sync(stored.id, stored)
+        if stored.rollback_of:
+            await self.presenter.link_rollback(stored)
+
+
+def _click(body: dict[str, Any]) -> tuple[str, str, str]:
+    """Who clicked a message button, its value, and where."""
+    user = (body.get("user") or {}).get("id", "")
+    action = (body.get("actions") or [{}])[0]
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+    return user, str(action.get("value") or ""), channel
 
 
 def _inputs(chosen: ModalInput) -> PlanInputs:
@@ -685,6 +799,7 @@ def _inputs(chosen: ModalInput) -> PlanInputs:
         reason=chosen.reason,
         ticket=chosen.ticket,
         notify=tuple(chosen.notify),
+        backup=chosen.backup,
     )
 
 
