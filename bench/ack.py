@@ -4,12 +4,21 @@ Three processes besides this one, so nobody's event loop skews another's numbers
 - the simulator and the fake Slack (this file with --child stack),
 - the bot: `python -m bot.cli run` pointed at them,
 - an empty Bolt AsyncApp that only acks `/changeos`, served by aiohttp through Bolt's own adapter (--child empty).
-This process sends signed slash commands, `--concurrency` at once, for `--rounds` rounds, one burst to the empty app
-then one to the bot in every round (interleaved, so a spell of load on the machine hits both alike), then the same
-again while the simulator answers every route after 2 s (the bot must ack before any cloud call). The ratios are of
-the pooled samples of each side.
+This process sends signed slash commands in `--rounds` rounds; each round sends one window of `--concurrency`
+commands to the empty app, then one to the bot (interleaved, so a spell of load on the machine hits both alike), then
+the same again while the simulator answers every route after 2 s (the bot must ack before any cloud call). The ratios
+are of the pooled samples of each side.
+
+Two arrival models (`--arrivals`):
+- `burst` (the default, and the figure of every earlier run): the window's commands are sent at the same instant, so
+  the p99 is how long the last of `--concurrency` simultaneous commands waits for the ones before it (a drain time).
+- `poisson`: open loop, the commands of a window arrive at `--rate` per second with exponential gaps (seeded, the
+  same gaps for both targets), each sent at its time whether or not the earlier ones were answered. That is how
+  independent people's commands reach Slack's servers; the p99 is then set by what an ack finds already running on
+  the bot's event loop, such as the work after earlier acks.
 
     .venv/bin/python bench/ack.py --rounds 10 --concurrency 50
+    .venv/bin/python bench/ack.py --arrivals poisson --rate 20 --concurrency 50 --pause 1
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -195,16 +205,37 @@ async def one_command(session: aiohttp.ClientSession, url: str, response_base: s
     return elapsed
 
 
-async def burst(session: aiohttp.ClientSession, url: str, response_base: str, concurrency: int) -> list[float]:
-    return list(await asyncio.gather(*(one_command(session, url, response_base) for _ in range(concurrency))))
+async def window(session: aiohttp.ClientSession, url: str, response_base: str, gaps: list[float]) -> list[float]:
+    """One command after each gap (seconds), open loop: a command never waits for an earlier one's answer. All gaps
+    zero is a burst of simultaneous commands."""
+    sent: list[asyncio.Task[float]] = []
+    for gap in gaps:
+        if gap > 0:
+            await asyncio.sleep(gap)
+        sent.append(asyncio.create_task(one_command(session, url, response_base)))
+    return list(await asyncio.gather(*sent))
+
+
+def arrival_gaps(concurrency: int, rate: float | None, rng: random.Random) -> list[float]:
+    """The gaps before each command of a window: none for a burst, exponential at `rate` per second for Poisson."""
+    if rate is None:
+        return [0.0] * concurrency
+    return [0.0] + [rng.expovariate(rate) for _ in range(concurrency - 1)]
 
 
 async def measure(
-    targets: dict[str, str], response_base: str, *, rounds: int, concurrency: int, pause: float
+    targets: dict[str, str],
+    response_base: str,
+    *,
+    rounds: int,
+    concurrency: int,
+    pause: float,
+    rate: float | None = None,
+    seed: int = 12,
 ) -> dict[str, list[float]]:
-    """`rounds` rounds; each sends one burst of `concurrency` simultaneous commands to every target in turn (empty,
-    bot, empty, bot...), so a spell of load on the machine lands on both sides alike. One warm-up round first, not
-    counted.
+    """`rounds` rounds; each sends one window of `concurrency` commands to every target in turn (empty, bot, empty,
+    bot...), so a spell of load on the machine lands on both sides alike: a burst, or Poisson arrivals at `rate` per
+    second with the same gaps for every target. One warm-up round first, not counted.
 
     aiohttp rather than httpx on this side: the load generator must cost far less than what it measures."""
     samples: dict[str, list[float]] = {name: [] for name in targets}
@@ -214,10 +245,12 @@ async def measure(
         )
         for name in targets
     }
+    rng = random.Random(seed)
     try:
         for index in range(rounds + 1):
+            gaps = arrival_gaps(concurrency, rate, rng)
             for name, url in targets.items():
-                times = await burst(sessions[name], url, response_base, concurrency)
+                times = await window(sessions[name], url, response_base, gaps)
                 if index:
                     samples[name].extend(times)
                 await asyncio.sleep(pause)  # Slack spreads real commands out; back-to-back bursts stack after-ack work
@@ -265,7 +298,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ):
                 await wait_healthy(bot_url)
                 await wait_healthy(empty_url)
-                kw = {"rounds": args.rounds, "concurrency": args.concurrency, "pause": args.pause}
+                rate = args.rate if args.arrivals == "poisson" else None
+                kw = {"rounds": args.rounds, "concurrency": args.concurrency, "pause": args.pause, "rate": rate}
                 fast = await measure({"empty": empty_url, "bot": bot_url}, response_base, **kw)
                 async with httpx.AsyncClient() as admin:
                     fault = {"route": "*", "latency_ms": int(args.cloud_latency * 1000)}
@@ -281,15 +315,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result["ratio_p50"] = result["bot"]["p50_ms"] / result["empty"]["p50_ms"]
     result["ratio_p99_slow_cloud"] = result["bot_slow_cloud"]["p99_ms"] / result["empty_slow_cloud"]["p99_ms"]
     result.update(
-        concurrency=args.concurrency, rounds=args.rounds, cloud_latency_s=args.cloud_latency, pause_s=args.pause
+        concurrency=args.concurrency,
+        rounds=args.rounds,
+        cloud_latency_s=args.cloud_latency,
+        pause_s=args.pause,
+        arrivals=args.arrivals,
+        rate_per_s=args.rate if args.arrivals == "poisson" else None,
     )
     return result
 
 
 def print_table(r: dict[str, Any]) -> None:
+    if r["arrivals"] == "poisson":
+        load = f"{r['concurrency']} commands arriving at {r['rate_per_s']:g}/s (Poisson, open loop)"
+    else:
+        load = f"a burst of {r['concurrency']} simultaneous commands"
     print(
-        f"ack bench: {r['rounds']} rounds of {r['concurrency']} concurrent `/changeos {COMMAND}`, "
-        f"empty and bot interleaved burst by burst ({r['empty']['n']} pooled samples each, {r['pause_s']:g} s apart)"
+        f"ack bench: {r['rounds']} rounds of {load}, `/changeos {COMMAND}`; empty and bot interleaved window by "
+        f"window ({r['empty']['n']} pooled samples each, {r['pause_s']:g} s apart)"
     )
     rows = [("target", "p50 ms", "p99 ms", "max ms")]
     for key, label in (
@@ -314,7 +357,11 @@ def print_table(r: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10, help="rounds; each is one burst per target (default 10)")
-    parser.add_argument("--concurrency", type=int, default=50, help="commands per burst (default 50)")
+    parser.add_argument("--concurrency", type=int, default=50, help="commands per window (default 50)")
+    parser.add_argument(
+        "--arrivals", choices=("burst", "poisson"), default="burst", help="all at once, or Poisson at --rate"
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="commands per second with --arrivals poisson")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between bursts (default 3)")
     parser.add_argument("--cloud-latency", type=float, default=2.0, help="simulator latency, s, for the last run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -328,8 +375,8 @@ def main() -> int:
     if args.child == "empty":
         asyncio.run(child_empty(args.port, args.slack_api))
         return 0
-    if args.rounds < 1 or args.concurrency < 1 or args.cloud_latency < 0:
-        parser.error("--rounds and --concurrency must be at least 1, --cloud-latency at least 0")
+    if args.rounds < 1 or args.concurrency < 1 or args.cloud_latency < 0 or args.rate <= 0:
+        parser.error("--rounds and --concurrency must be at least 1, --cloud-latency at least 0, --rate above 0")
     result = asyncio.run(run(args))
     print_table(result)
     if args.json:
