@@ -24,7 +24,7 @@ from bot.slack.edge import SlackEdge
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
-from bot.store import Store, open_store
+from bot.store import Store, describe_database, open_store
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import Workflow
 
@@ -70,10 +70,11 @@ class Runtime:
             settings.huaweicloud_security_token,
             settings.slack_client_secret,
             settings.secret_key,
+            settings.database_url,
         ):
             logs.register_secret(secret.get_secret_value() if secret else None)
         policy = load_policy(settings.policy_path)
-        store = open_store(settings.db_path)
+        store = open_store(settings.database)
         cloud = CloudClient.from_settings(settings)
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
         base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
@@ -83,7 +84,10 @@ class Runtime:
         box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
         workflow = Workflow(store, policy, box)
         config = tracker_config or TrackerConfig(
-            poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
+            poll_interval=settings.poll_interval,
+            deadline=settings.job_deadline,
+            ecs_rate=settings.ecs_rate,
+            lease_ttl=settings.lease_seconds,
         )
         tracker = Tracker(store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id)
         workflow.wake = tracker.wake
@@ -135,7 +139,7 @@ def describe(settings: Settings) -> str:
     endpoint = settings.ecs_endpoint or f"https://ecs.{settings.huaweicloud_region}.myhuaweicloud.com"
     kind = "simulator" if ("127.0.0.1" in endpoint or "localhost" in endpoint) else "Huawei Cloud"
     return (
-        f"ecsbot starting: Slack {mode}; cloud {endpoint} ({kind}); database {settings.db_path}; "
+        f"ecsbot starting: Slack {mode}; cloud {endpoint} ({kind}); database {describe_database(settings.database)}; "
         f"policy {settings.policy_path}"
     )
 
@@ -167,7 +171,10 @@ async def serve(rt: Runtime, *, host: str, port: int) -> Served:
     bolt = build_bolt_app(rt)
     secret = rt.settings.slack_signing_secret
     edge = SlackEdge(
-        bolt, signing_secret=secret.get_secret_value() if secret else None, tell_user=rt.notifier.ephemeral
+        bolt,
+        signing_secret=secret.get_secret_value() if secret else None,
+        tell_user=rt.notifier.ephemeral,
+        unavailable=lambda: rt.store.problem,
     )
     app_token = rt.settings.slack_app_token
     socket = (

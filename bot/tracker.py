@@ -75,7 +75,7 @@ from bot.domain.tracking import (
     step,
 )
 from bot.ratelimit import TokenBucket
-from bot.store import Store
+from bot.store import Store, StoreUnavailable
 from bot.workflow import Workflow
 
 __all__ = ["LEASE", "Clock", "SystemClock", "Tracker", "TrackerConfig", "holder_is_gone"]
@@ -84,6 +84,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE = "tracker"
+FOLLOWER_POLL_S = 2.0
 
 
 class Clock(Protocol):
@@ -160,39 +161,71 @@ class Tracker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.has_lease:
-            await self.store.release_lease(LEASE, self._owner)
+            await self._quietly(self.store.release_lease(LEASE, self._owner))
+
+    @property
+    def role(self) -> str:
+        """"leader" while this process holds the tracker lease (it alone polls and posts), else "follower"."""
+        return "leader" if self.has_lease else "follower"
 
     async def _run(self) -> None:
         resumed = False
         last_reload = last_renew = 0.0
+        # A follower asks for the lease this often, so a dead leader's jobs wait at most the lease time and this.
+        follower_wait = min(self.config.lease_ttl / 3, FOLLOWER_POLL_S)
         while not self._stopping:
             now = self.clock.seconds()
-            # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of times
-            # a second, and each renewal is a write transaction.
-            if not self.has_lease or now - last_renew >= self.config.lease_ttl / 3:
-                self.has_lease = await self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
-                last_renew = now
-            if not self.has_lease:
-                if await self._take_over_dead_lease(now):
+            try:
+                # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of
+                # times a second, and each renewal is a write transaction.
+                if not self.has_lease or now - last_renew >= self.config.lease_ttl / 3:
+                    await self._renew(now)
+                    last_renew = now
+                if not self.has_lease:
+                    resumed = False
+                    if await self._take_over_dead_lease(now):
+                        continue
+                    await self._sleep(follower_wait)
                     continue
-                await self._sleep(self.config.lease_ttl / 3)
+                if not resumed:
+                    await self._resume()
+                    resumed = True
+                # A finished step only sets _wake so the sleep below is recomputed; reading every live request
+                # back from the store after each step would make the tracker O(live jobs) per poll.
+                self._wake.clear()
+                if self._reload_wanted or now - last_reload >= self.config.lease_ttl / 3:
+                    self._reload_wanted = False
+                    await self._reload()
+                    await self.store.purge_expired()
+                    for request in await self.workflow.expire_due():
+                        self._spawn(self.presenter.sync(request.id, request))
+                    last_reload = now
+                self._dispatch_due(now)
+            except StoreUnavailable as exc:
+                # No renewal can reach the database either: stop acting as leader now, before the lease runs out
+                # and another replica takes over. Whatever was in flight resumes from the store later.
+                log.warning("tracker paused, the database does not answer: %s", exc)
+                self._step_down()
+                resumed = False
+                await self._sleep(follower_wait)
                 continue
-            if not resumed:
-                await self._resume()
-                resumed = True
-            # A finished step only sets _wake so the sleep below is recomputed; reading every live request back
-            # from the store after each step would make the tracker O(live jobs) per poll.
-            self._wake.clear()
-            if self._reload_wanted or now - last_reload >= self.config.lease_ttl / 3:
-                self._reload_wanted = False
-                await self._reload()
-                await self.store.purge_expired()
-                for request in await self.workflow.expire_due():
-                    self._spawn(self.presenter.sync(request.id, request))
-                last_reload = now
-            self._dispatch_due(now)
             next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
             await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
+
+    async def _renew(self, now: float) -> None:
+        held = await self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
+        if held and not self.has_lease:
+            epoch = await self.store.lease_epoch(LEASE)
+            log.info("tracker: this process leads (lease epoch %d): it polls the cloud and posts changes", epoch)
+            self.has_lease = True
+        elif not held and self.has_lease:
+            log.warning("tracker: another process took the lease; this one follows")
+            self._step_down()
+
+    def _step_down(self) -> None:
+        self.has_lease = False
+        self._heap.clear()  # the next leadership reads every live request again
+        self._reload_wanted = True
 
     async def _take_over_dead_lease(self, now: float) -> bool:
         """A restart after a crash (SIGKILL, OOM) need not wait out the old lease: its holder provably is gone."""
@@ -228,9 +261,18 @@ class Tracker:
             self._spawn(self._step_guarded(request_id))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.ensure_future(self._quietly(coro))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _quietly(work: Awaitable[T]) -> T | None:
+        """Background work that meets a database outage logs it and ends; the stored state says what is left."""
+        try:
+            return await work
+        except StoreUnavailable as exc:
+            log.warning("tracker: %s", exc)
+            return None
 
     # ------------------------------------------------------------------ one step of one request
 
@@ -242,18 +284,23 @@ class Tracker:
                     return
                 try:
                     await self._step(request)
+                except StoreUnavailable:
+                    raise
                 except Exception:
                     log.exception("tracker step failed for %s; will retry", request_id)
                     current = await self.store.get(request_id)
                     if current is not None:
                         for effect in backoff(current, self.config, None, jitter=self._rng.random()):
                             await self._apply(current, effect)
+        except StoreUnavailable as exc:  # the step resumes from the stored state at the next reload
+            log.warning("tracker step of %s stopped, the database does not answer: %s", request_id, exc)
+            return
         finally:
             self._inflight.discard(request_id)
-            current = await self.store.get(request_id)
-            if current is not None and current.state in DRIVEN and not self._stopping:
-                heapq.heappush(self._heap, (current.next_poll_at or self.clock.seconds(), request_id))
-                self._wake.set()
+        current = await self._quietly(self.store.get(request_id))
+        if current is not None and current.state in DRIVEN and not self._stopping and self.has_lease:
+            heapq.heappush(self._heap, (current.next_poll_at or self.clock.seconds(), request_id))
+            self._wake.set()
 
     async def _step(self, request: ChangeRequest) -> None:
         """Ask the core, apply what it decides, answer its cloud question, until it asks nothing more."""

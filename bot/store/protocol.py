@@ -59,6 +59,15 @@ class Store(Protocol):
         """ "sqlite" or "postgresql", for health and logs."""
         ...
 
+    @property
+    def problem(self) -> str | None:
+        """None while the database answered the last call; else why it did not, in words for people."""
+        ...
+
+    async def ping(self) -> None:
+        """A round trip to the database; `StoreUnavailable` when there is none."""
+        ...
+
     async def aclose(self) -> None: ...
 
     # --- requests ----------------------------------------------------------------------------------------------------
@@ -157,6 +166,10 @@ class Store(Protocol):
     async def release_lease(self, name: str, owner: str) -> None: ...
 
     async def lease_owner(self, name: str, now: float) -> str | None: ...
+
+    async def lease_epoch(self, name: str) -> int:
+        """How many owners the lease has had: it grows by one at each takeover (0: never taken)."""
+        ...
 
     # --- one-time tokens ---------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bot.slack.edge import MAX_BODY, SlackEdge
 from bot.slack.socket_mode import SocketModeClient
+from bot.store import StoreUnavailable, describe_database
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -30,15 +31,28 @@ def build_web_app(rt: Runtime, edge: SlackEdge | None, *, socket: SocketModeClie
         return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        live = await rt.store.count_live()
+        """For load balancers and people: 503 while the database does not answer (this replica refuses work)."""
+        try:
+            live: int | None = await rt.store.count_live()
+        except StoreUnavailable:
+            live = None
+        problem = rt.store.problem
         return web.json_response(
             {
-                "ok": True,
+                "ok": problem is None,
+                "role": rt.tracker.role,
+                "database": {
+                    "engine": rt.store.engine,
+                    "where": describe_database(rt.settings.database),
+                    "state": "ok" if problem is None else "unreachable",
+                    "problem": problem,
+                },
                 "live_requests": live,
                 "tracker_lease": rt.tracker.has_lease,
                 "ecs_calls": rt.tracker.ecs_calls,
                 "slack": "http" if socket is None else ("connected" if socket.connected else "reconnecting"),
-            }
+            },
+            status=200 if problem is None else 503,
         )
 
     if edge is not None:
