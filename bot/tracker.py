@@ -17,7 +17,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -76,6 +76,7 @@ from bot.domain.tracking import (
 )
 from bot.ratelimit import TokenBucket
 from bot.store import Store, StoreUnavailable
+from bot.store.codec import SENT_STAMPS
 from bot.workflow import Workflow
 
 __all__ = ["LEASE", "Clock", "SystemClock", "Tracker", "TrackerConfig", "holder_is_gone"]
@@ -311,9 +312,13 @@ class Tracker:
                 request, self.config, observation, self.clock.now(), user_id=self.user_id, jitter=self._rng.random()
             )
             call = decision.call
-            for effect in decision.effects:
-                if effect is not call:
-                    request = await self._apply(request, effect)
+            try:
+                for effect in decision.effects:
+                    if effect is not call:
+                        request = await self._apply(request, effect)
+            except _Superseded:
+                log.info("%s moved on in another process (a former leader); this step ends", request.id)
+                return
             if call is None:
                 return
             if isinstance(call, BuildChange):
@@ -380,6 +385,12 @@ class Tracker:
     async def _apply(self, request: ChangeRequest, effect: Effect) -> ChangeRequest:
         """Carry out one effect; returns the request as the store now has it."""
         match effect:
+            case Update(fields=fields) if _stamps_a_post(fields):
+                [(name, at)] = fields.items()
+                marked = await self.store.mark_sent(request.id, name, state=request.state, at=at)
+                if marked is None:
+                    raise _Superseded(request.id)
+                return marked
             case Update(fields=fields):
                 return await self.store.update(request.id, **fields)
             case Schedule(delay=delay, fields=fields):
@@ -415,6 +426,16 @@ class Tracker:
             await self.workflow.forget_password(moved.id)
         self._spawn(self.presenter.sync(moved.id, moved))
         return moved
+
+
+class _Superseded(Exception):
+    """The request changed under this step (another process stamped it first): whatever it was about to post, it
+    must not."""
+
+
+def _stamps_a_post(fields: Mapping[str, Any]) -> bool:
+    """The write that brackets a stop / change-OS POST, which only one process may make."""
+    return len(fields) == 1 and next(iter(fields)) in SENT_STAMPS and next(iter(fields.values())) is not None
 
 
 def server_view(server: Server) -> ServerView:

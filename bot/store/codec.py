@@ -16,6 +16,7 @@ from typing import Any
 from bot.domain.request import TERMINAL_STATES, ChangeRequest, InvalidTransition, RequestState, can_transition
 
 IMMUTABLE = frozenset({"id", "state", "created_at"})
+SENT_STAMPS = frozenset({"stop_sent_at", "submit_sent_at"})  # written before a POST, by `mark_sent` only
 
 
 def _kind(annotation: Any) -> str:
@@ -114,3 +115,8 @@ def plan_transition(
 def applied(row: Mapping[str, Any], updates: Mapping[str, Any]) -> ChangeRequest:
     """The request after `updates`, validated, so a bad value never reaches the database."""
     return ChangeRequest.model_validate({**request_from_row(row).model_dump(), **updates})
+
+
+def check_stamp(field: str) -> None:
+    if field not in SENT_STAMPS:
+        raise ValueError(f"mark_sent stamps {' or '.join(sorted(SENT_STAMPS))}, not {field}")

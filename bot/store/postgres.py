@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
 from bot.store import schema
-from bot.store.codec import KINDS, applied, check_fields, plan_transition, request_from_row
+from bot.store.codec import KINDS, applied, check_fields, check_stamp, plan_transition, request_from_row
 from bot.store.health import Availability, describe_database
 from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError
 
@@ -384,6 +384,18 @@ class PostgresStore:
         if not isinstance(new, ChangeRequest):
             raise RequestNotFound(request_id)
         return new
+
+    @_reached
+    async def mark_sent(
+        self, request_id: str, field: str, *, state: RequestState, at: datetime
+    ) -> ChangeRequest | None:
+        check_stamp(field)
+        rows = await self._rows(
+            sql.SQL("UPDATE requests SET {f} = %s, updated_at = %s WHERE id = %s AND state = %s AND {f} IS NULL "
+                    "RETURNING *").format(f=sql.Identifier(field)),
+            [at, at, request_id, RequestState(state).value],
+        )
+        return request_from_row(rows[0]) if rows else None
 
     @_reached
     async def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:

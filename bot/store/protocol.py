@@ -121,6 +121,14 @@ class Store(Protocol):
         """Set non-state fields (message ts, poll schedule, job progress). Not audited; `RequestNotFound`."""
         ...
 
+    async def mark_sent(
+        self, request_id: str, field: str, *, state: RequestState, at: datetime
+    ) -> ChangeRequest | None:
+        """Stamp `field` ("stop_sent_at" or "submit_sent_at") just before the POST it brackets, only while the request
+        is still in `state` with the field unset: the one write that decides which process may post. None when
+        another process got there first (it posts, or already did; this one must not)."""
+        ...
+
     async def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:
         """Append `user` to the approvals while pending; None if not pending or `user` already approved."""
         ...

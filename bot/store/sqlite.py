@@ -27,7 +27,16 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
 from bot.store import schema
-from bot.store.codec import KINDS, applied, check_fields, encode_text, iso, plan_transition, request_from_row
+from bot.store.codec import (
+    KINDS,
+    applied,
+    check_fields,
+    check_stamp,
+    encode_text,
+    iso,
+    plan_transition,
+    request_from_row,
+)
 from bot.store.health import Availability
 from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError
 
@@ -336,6 +345,19 @@ class SQLiteStore:
             new = self._write(db, row, updates, None)
             assert new is not None
             return new
+
+    @_offloaded
+    def mark_sent(self, request_id: str, field: str, *, state: RequestState, at: datetime) -> ChangeRequest | None:
+        check_stamp(field)
+        with self._tx() as db:
+            cursor = db.execute(
+                f"UPDATE requests SET {field} = ?, updated_at = ? WHERE id = ? AND state = ? AND {field} IS NULL",  # noqa: S608 - field checked against two names
+                [iso(at), iso(at), request_id, RequestState(state).value],
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = self._select(db, request_id)
+            return request_from_row(row) if row else None
 
     @_offloaded
     def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:
