@@ -36,7 +36,7 @@ __all__ = ["PostgresStore", "migrate"]
 
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 10_000  # the busy timeout's counterpart: no call waits on a lock for longer
-POOL_WAIT_S = 10.0  # how long a call waits for a free connection (or for the server to come back)
+POOL_WAIT_S = 3.0  # how long a call waits for a free connection (or the server): within Slack's 3 s ack window
 POOL_MAX = 8
 MIGRATION_LOCK = 0x6563_7362  # pg_advisory_xact_lock key ("ecsb"): replicas starting together migrate once
 
@@ -511,7 +511,7 @@ class PostgresStore:
 
     @_reached
     async def release_lease(self, name: str, owner: str) -> None:
-        await self._rows("DELETE FROM leases WHERE name = %s AND owner = %s", [name, owner])
+        await self._rows("UPDATE leases SET expires_at = 0 WHERE name = %s AND owner = %s", [name, owner])
 
     @_reached
     async def lease_owner(self, name: str, now: float) -> str | None:

@@ -513,7 +513,7 @@ class SQLiteStore:
     @_offloaded
     def release_lease(self, name: str, owner: str) -> None:
         with self._tx() as db:
-            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
+            db.execute("UPDATE leases SET expires_at = 0 WHERE name = ? AND owner = ?", [name, owner])
 
     @_offloaded
     def lease_owner(self, name: str, now: float) -> str | None:
