@@ -41,11 +41,10 @@ from sandbox.simulator.server import SimulatorServer
 from tests.e2e.test_restart import CHANGE_ROUTES, SPEED, TIMING, BotProcess, until
 from tests.postgres_server import PostgresServer
 
-pytestmark = pytest.mark.timeout(180 + 4 * LEASE)
-
 # The replicas' ECSBOT_LEASE_SECONDS: short, so a takeover is quick to wait for. ECSBOT_TEST_LEASE_SECONDS=20 measures
 # the takeover with the bot's default lease (the SIGSTOP test waits it out).
 LEASE = float(os.environ.get("ECSBOT_TEST_LEASE_SECONDS", "3"))
+pytestmark = pytest.mark.timeout(180 + 4 * LEASE)
 SERVERS = ("web-01", "db-01")
 
 
