@@ -278,13 +278,14 @@ class Tracker:
     # ------------------------------------------------------------------ one step of one request
 
     async def _step_guarded(self, request_id: str) -> None:
+        current: ChangeRequest | None = None
         try:
             async with self._sem:
                 request = await self.store.get(request_id)
                 if request is None or request.state not in DRIVEN:
                     return
                 try:
-                    await self._step(request)
+                    current = await self._step(request)
                 except StoreUnavailable:
                     raise
                 except Exception:
@@ -292,19 +293,20 @@ class Tracker:
                     current = await self.store.get(request_id)
                     if current is not None:
                         for effect in backoff(current, self.config, None, jitter=self._rng.random()):
-                            await self._apply(current, effect)
+                            current = await self._apply(current, effect)
         except StoreUnavailable as exc:  # the step resumes from the stored state at the next reload
             log.warning("tracker step of %s stopped, the database does not answer: %s", request_id, exc)
             return
         finally:
             self._inflight.discard(request_id)
-        current = await self._quietly(self.store.get(request_id))
+        # `current` is the request as this step last wrote it: no read back to know when it is due again.
         if current is not None and current.state in DRIVEN and not self._stopping and self.has_lease:
             heapq.heappush(self._heap, (current.next_poll_at or self.clock.seconds(), request_id))
             self._wake.set()
 
-    async def _step(self, request: ChangeRequest) -> None:
-        """Ask the core, apply what it decides, answer its cloud question, until it asks nothing more."""
+    async def _step(self, request: ChangeRequest) -> ChangeRequest | None:
+        """Ask the core, apply what it decides, answer its cloud question, until it asks nothing more. Returns the
+        request as the step left it; None when another process moved it first (nothing to schedule here)."""
         observation: Observation = Due(password_known=await self._password_known(request))
         option: ChangeOsOption | None = None
         while True:
@@ -318,9 +320,9 @@ class Tracker:
                         request = await self._apply(request, effect)
             except _Superseded:
                 log.info("%s moved on in another process (a former leader); this step ends", request.id)
-                return
+                return None
             if call is None:
-                return
+                return request
             if isinstance(call, BuildChange):
                 observation, option = await self._build_change(request)
                 continue

@@ -66,8 +66,17 @@ def encode_text(name: str, value: Any) -> Any:
     return value
 
 
+# Fields with a non-null default: a column added after its rows were written holds NULL there, which means "the
+# default" (a flag added later is False for the requests made before it, not missing).
+_DEFAULTED = frozenset(
+    name
+    for name, f in ChangeRequest.model_fields.items()
+    if not f.is_required() and f.default_factory is None and f.default is not None
+)
+
+
 def request_from_row(row: Mapping[str, Any]) -> ChangeRequest:
-    data = {k: v for k, v in row.items() if k in KINDS}
+    data = {k: v for k, v in row.items() if k in KINDS and not (v is None and k in _DEFAULTED)}
     for name, kind in KINDS.items():
         if kind == "json" and isinstance(data.get(name), str):
             data[name] = json.loads(data[name])

@@ -1,8 +1,8 @@
 """The SQLite engine: one file, one connection, one worker thread that owns it.
 
-Every call is a closure run on the store's own thread, so a slow disk or a busy timeout (another process holds the
-write lock) makes that one caller wait, never the event loop. The thread serialises the connection: no lock, no
-sharing, `check_same_thread` keeps it honest.
+Every call is a closure run on the store's own thread (`_Worker`), so a slow disk or a busy timeout (another
+process holds the write lock) makes that one caller wait, never the event loop. The thread serialises the
+connection: no lock, no sharing, `check_same_thread` keeps it honest.
 
 Correctness lives in the database, not in the callers: every transition is one `BEGIN IMMEDIATE` transaction whose
 UPDATE is guarded by the expected state and writes exactly one audit row, and a unique partial index allows one live
@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -74,11 +75,11 @@ class SQLiteStore:
         self.availability = Availability()
         if not self.path.parent.exists():
             raise StoreError(f"Cannot open the database {self.path}: the folder {self.path.parent} does not exist.")
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecsbot-store")
+        self._worker = _Worker(f"ecsbot-store:{self.path.name}")
         try:
-            self._pool.submit(self._open).result()
+            self._worker.wait(self._open)
         except BaseException:
-            self._pool.shutdown(wait=False)
+            self._worker.stop()
             raise
 
     def _open(self) -> None:
@@ -98,13 +99,10 @@ class SQLiteStore:
     # --- plumbing ----------------------------------------------------------------------------------------------------
 
     async def _run(self, call: Callable[[], R]) -> R:
-        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise StoreError(f"The database {self.path} is closed.")
         try:
-            future = loop.run_in_executor(self._pool, call)
-        except RuntimeError:  # the pool was shut down
-            raise StoreError(f"The database {self.path} is closed.") from None
-        try:
-            result = await future
+            result: R = await self._worker.run(call)
         except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
             raise self.availability.down(
                 f"The database {self.path} could not do the work: {exc}. Nothing was changed; try again."
@@ -136,10 +134,13 @@ class SQLiteStore:
         self._rows("SELECT 1")
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._run(self.conn.close)
-            self._pool.shutdown(wait=False)
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._worker.run(self.conn.close)
+        finally:
+            self._worker.stop()
 
     async def __aenter__(self) -> SQLiteStore:
         return self
@@ -674,6 +675,66 @@ class SQLiteStore:
                 return False
             self._put_secret(db, key, ciphertext, expires_at, set_by, set_via)
             return True
+
+
+class _Worker:
+    """The store's one thread: it owns the connection and runs calls in order. A caller's result comes back through
+    its own event loop (call_soon_threadsafe), so the loop never blocks; the hop is a queue put and a loop wake-up."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Callable[[BaseException | None, Any], None]] | None]
+        self._jobs = queue.SimpleQueue()
+        # A daemon: a process that exits without closing its store is not held up (each transaction is atomic).
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, done = job
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the caller, raised there
+                done(exc, None)
+            else:
+                done(None, result)
+
+    def run(self, call: Callable[[], R]) -> asyncio.Future[R]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+
+        def done(exc: BaseException | None, result: Any) -> None:
+            loop.call_soon_threadsafe(_settle, future, exc, result)
+
+        self._jobs.put((call, done))
+        return future
+
+    def wait(self, call: Callable[[], R]) -> R:
+        """Run `call` and block until it ends: only before any loop awaits the store (opening it)."""
+        finished = threading.Event()
+        outcome: list[Any] = []
+
+        def done(exc: BaseException | None, result: Any) -> None:
+            outcome.extend((exc, result))
+            finished.set()
+
+        self._jobs.put((call, done))
+        finished.wait()
+        if outcome[0] is not None:
+            raise outcome[0]
+        result: R = outcome[1]
+        return result
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future[Any], exc: BaseException | None, result: Any) -> None:
+    if future.cancelled():  # the caller gave up; the work itself ran (and, for a write, committed)
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
