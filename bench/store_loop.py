@@ -1,15 +1,16 @@
-"""How long the event loop stalls while the store works: main's store (SQLite on the loop) beside this branch's.
+"""How long the event loop stalls while the store works: the synchronous store (SQLite on the loop) beside today's.
 
 A ticker task asks the loop to wake it every millisecond and records how late each wake-up comes; that lateness
 is what every Slack ack, health probe and tracker step waiting on the same loop would suffer. Meanwhile the bench
 reads `live()` and `count_live()` (the tracker's reload and `/healthz`) over 1,000 live requests, again and again.
 A second scenario has another process hold the write lock for a while (a backup, a second bot) during one write.
 
-"before" is main's `bot/store.py`, taken from git (`git show main:bot/store.py`) and imported as it is; "after" is
-`bot.store` of the working tree. Both use the same database file layout, rows and queries.
+"before" is the synchronous `bot/store.py` as it was before the async boundary, taken from git and imported as it
+is; "after" is `bot.store` of the working tree. Both use the same database file layout, rows and queries.
 
     .venv/bin/python bench/store_loop.py                 # 1,000 rows, 200 rounds
     .venv/bin/python bench/store_loop.py --rows 1000 --rounds 200 --hold 0.5 --json
+    .venv/bin/python bench/store_loop.py --database-url postgresql://…   # PostgreSQL's reads beside them
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def main_store_module(ref: str) -> ModuleType:
-    """main's bot/store.py as a module of its own (it only imports bot.domain, which both sides share)."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{ref}:bot/store.py"], check=True, capture_output=True, text=True
-    ).stdout
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True).stdout
+
+
+def main_store_module(ref: str | None) -> ModuleType:
+    """The synchronous bot/store.py as a module of its own (it only imports bot.domain, which both sides share):
+    by default from the commit before it became the bot/store/ package."""
+    if ref is None:
+        ref = git("log", "-1", "--format=%H", "--", "bot/store.py").strip() + "^"
+    source = git("show", f"{ref}:bot/store.py")
     path = Path(tempfile.mkdtemp(prefix="ecsbot-bench-")) / "main_store.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("main_store", path)
@@ -161,13 +167,13 @@ async def before(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any
     async def count() -> Any:
         return store.count_live()
 
-    reads = await measure("before (main: SQLite on the loop)", args.rounds, live, count)
+    reads = await measure("before (sync SQLite on the loop)", args.rounds, live, count)
     created = store.create(requests(args.rows + 1)[-1], actor="bench")
 
     async def write() -> Any:
         return store.update(created.id, reason="held")
 
-    locked = await measure_locked("before (main: SQLite on the loop)", path, args.hold, write)
+    locked = await measure_locked("before (sync SQLite on the loop)", path, args.hold, write)
     store.close()
     return reads, locked
 
@@ -199,12 +205,32 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+async def on_postgres(args: argparse.Namespace) -> dict[str, Any]:
+    """The same reads on PostgreSQL, in a schema of its own (dropped after)."""
+    from bench.tracker import fresh_schema
+    from bot.store import open_store
+
+    url, drop = fresh_schema(args.database_url)
+    try:
+        store = open_store(url)
+        for request in requests(args.rows):
+            await store.create(request, actor="bench")
+        reads = await measure("after (PostgreSQL, async)", args.rounds, store.live, store.count_live)
+        await store.aclose()
+        return reads
+    finally:
+        drop()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ecsbot-bench-") as tmp:
         workdir = Path(tmp)
         reads_before, locked_before = await before(args, workdir)
         reads_after, locked_after = await after(args, workdir)
-    return {"reads": [reads_before, reads_after], "locked": [locked_before, locked_after]}
+    reads = [reads_before, reads_after]
+    if args.database_url:
+        reads.append(await on_postgres(args))
+    return {"reads": reads, "locked": [locked_before, locked_after]}
 
 
 def main() -> int:
@@ -212,7 +238,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1000, help="live requests in the store")
     parser.add_argument("--rounds", type=int, default=200, help="live() + count_live() rounds")
     parser.add_argument("--hold", type=float, default=0.5, help="seconds another connection holds the write lock")
-    parser.add_argument("--ref", default="main", help="git ref of the 'before' store (bot/store.py)")
+    parser.add_argument("--ref", help="git ref of the 'before' store (default: the last one with bot/store.py)")
+    parser.add_argument("--database-url", help="also read on this PostgreSQL (postgresql://…)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
     result = asyncio.run(run(args))

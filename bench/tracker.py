@@ -165,7 +165,36 @@ async def post_cards(api_url: str, token: str, channel: str, count: int) -> list
     return [str(a["ts"]) for a in answers]
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, database_url: str | None = None) -> dict[str, Any]:
+    """One run on SQLite, or on PostgreSQL at `database_url` (in a schema of its own, dropped afterwards)."""
+    if database_url is None:
+        return await run_on(args, None)
+    schema_url, drop = fresh_schema(database_url)
+    try:
+        return await run_on(args, schema_url)
+    finally:
+        drop()
+
+
+def fresh_schema(url: str) -> tuple[str, Any]:
+    import secrets
+    from urllib.parse import quote
+
+    import psycopg
+
+    name = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}options={quote(f'-c search_path={name}')}", drop
+
+
+async def run_on(args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
     from bot.domain.request import ChangeRequest, RequestState
     from bot.store import open_store
     from sandbox.devtools.fake_slack import FakeSlack
@@ -186,7 +215,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     child: Child | None = None
     try:
         settings = stack.settings()
-        store = open_store(settings.db_path)
+        env = settings.to_env()
+        if database_url is not None:
+            env["ECSBOT_DATABASE_URL"] = database_url
+        store = open_store(database_url or settings.db_path)
         channels = [f"C0BENCH{k:04d}" for k in range(args.channels)]
         cards = await post_cards(fake.api_url, fake.bot_token, APPROVALS_CHANNEL, n) if args.cards else [None] * n
         for i in range(n):
@@ -216,7 +248,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "lease_ttl": 30.0,
             **({"concurrency": args.concurrency} if args.concurrency else {}),
         }
-        child = await start_child(settings.to_env(), config, workdir / "bot.log")
+        child = await start_child(env, config, workdir / "bot.log")
         started = time.time()
         say(f"bot started: {n} jobs, poll interval {interval}s, ECS budget {ecs_rate:.0f}/s")
         ended_all = await wait_for_ends(store, n, args.timeout, started)
@@ -225,7 +257,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["ready"] = child.ready
         child = None
         requests = await store.in_states(*RequestState)
-        return measure(args, n, ecs_rate, sim, fake, requests, report, started, ended_all, slack_done)
+        await store.aclose()
+        result = measure(args, n, ecs_rate, sim, fake, requests, report, started, ended_all, slack_done)
+        return {"engine": "postgresql" if database_url else "sqlite", **result}
     finally:
         if child is not None:
             child.proc.kill()
@@ -379,7 +413,8 @@ def measure(
     }
 
 
-def print_table(r: dict[str, Any]) -> None:
+def table_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, measured, target, ok) of one run."""
     interval = r["poll_interval_s"]
     lag_target = interval + 1
     t, s = r["tracker_lag_s"], r["slack_lag_s"]
@@ -387,18 +422,11 @@ def print_table(r: dict[str, Any]) -> None:
     notifier = r["notifier"]
     upd_peak = r["slack_per_minute_peak"].get("chat.update", 0)
     post_peak = r["slack_per_minute_peak"].get("chat.postMessage", 0)
-    dur = r["job_duration_s"]
 
     def ok(flag: bool) -> str:
         return "yes" if flag else "NO"
 
-    print(
-        f"tracker bench: {r['jobs']} jobs ({r['succeeded']} succeeded), poll interval {interval:g} s, "
-        f"ECS budget {r['ecs_rate_per_s']:g}/s, simulator speed {r['sim_speed']:g} (jobs {dur['min']:.0f}-"
-        f"{dur['max']:.0f} s), cards {'on' if r['cards'] else 'off'}, {r['channels']} origin channels"
-    )
-    rows = [
-        ("metric", "measured", "target", "ok"),
+    return [
         (
             "tracker lag p50 / p99 (s)",
             f"{t['p50']:.2f} / {t['p99']:.2f}",
@@ -421,27 +449,36 @@ def print_table(r: dict[str, Any]) -> None:
         ("Slack calls per job", f"{r['slack_calls_per_job']:.2f}", "", ""),
         ("chat.update peak per 60 s", str(upd_peak), "<= 50 + burst 3", ok(upd_peak <= 53)),
         ("chat.postMessage peak per 60 s", str(post_peak), "<= 120 + burst 10", ok(post_peak <= 130)),
-        (
-            "edits coalesced / skipped",
-            f"{notifier.get('coalesced', 0)} / {notifier.get('skipped', 0)}",
-            "",
-            "",
-        ),
+        ("edits coalesced / skipped", f"{notifier.get('coalesced', 0)} / {notifier.get('skipped', 0)}", "", ""),
         ("Slack 429s seen", str(notifier.get("ratelimited", 0)), "0", ok(notifier.get("ratelimited", 0) == 0)),
         ("bot peak RSS (MB)", f"{r['bot_peak_rss_mb']:.0f}", "report", ""),
-        (
-            "bot CPU s (startup / tracking)",
-            f"{r['bot_cpu_s_startup']:.1f} / {r['bot_cpu_s_tracking']:.1f}",
-            "report",
-            "",
-        ),
+        ("bot CPU s (startup / tracking)", f"{r['bot_cpu_s_startup']:.1f} / {r['bot_cpu_s_tracking']:.1f}", "", ""),
         ("wall time to the last end (s)", f"{r['tracking_wall_s']:.1f}", "", ""),
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """One column per run (SQLite, and PostgreSQL with --database-url), the targets last."""
+    r = results[0]
+    dur = r["job_duration_s"]
+    print(
+        f"tracker bench: {r['jobs']} jobs, poll interval {r['poll_interval_s']:g} s, ECS budget "
+        f"{r['ecs_rate_per_s']:g}/s, simulator speed {r['sim_speed']:g} (jobs {dur['min']:.0f}-{dur['max']:.0f} s), "
+        f"cards {'on' if r['cards'] else 'off'}, {r['channels']} origin channels; "
+        + ", ".join(f"{x['engine']}: {x['succeeded']} succeeded" for x in results)
+    )
+    per_run = [table_rows(x) for x in results]
+    header = ("metric", *(f"{x['engine']}" for x in results), "target")
+    rows = [header]
+    for i, (metric, _, target, _) in enumerate(per_run[0]):
+        cells = [f"{run[i][1]}{f' ({run[i][3]})' if run[i][3] else ''}" for run in per_run]
+        rows.append((metric, *cells, target))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    calls = ", ".join(f"{m} {c}" for m, c in sorted(r["slack_calls"].items()))
-    print(f"Slack calls: {calls}")
+    for x in results:
+        calls = ", ".join(f"{m} {c}" for m, c in sorted(x["slack_calls"].items()))
+        print(f"Slack calls ({x['engine']}): {calls}")
 
 
 def main() -> int:
@@ -456,6 +493,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on jobs ending after this many s")
     parser.add_argument("--slack-wait", type=float, default=60.0, help="s to wait for Slack after the last end")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--database-url",
+        help="also run on this PostgreSQL (postgresql://…; a schema of its own, dropped after) beside SQLite",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -473,10 +514,12 @@ def main() -> int:
     if args.jobs < 1 or args.interval <= 0 or args.speed <= 0 or args.channels < 1:
         parser.error("--jobs, --interval, --speed and --channels must be positive")
     with contextlib.suppress(KeyboardInterrupt):
-        result = asyncio.run(run(args))
-        print_table(result)
+        results = [asyncio.run(run(args))]
+        if args.database_url:
+            results.append(asyncio.run(run(args, args.database_url)))
+        print_table(results)
         if args.json:
-            print(json.dumps(result, indent=2, default=str))
+            print(json.dumps(results, indent=2, default=str))
         return 0
     return 130
 

@@ -35,7 +35,7 @@ from bot.slack.listeners import approval, changeos
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
-from bot.store import Store, open_store
+from bot.store import Store, describe_database, open_store
 from bot.web.password_page import PasswordPages
 from bot.web.readiness import Cached, Readiness, cloud_probe, slack_probe, store_probe
 from bot.web.server import build_metrics_app, build_web_app
@@ -86,7 +86,7 @@ def build(
     for secret in settings.secret_values():
         logs.register_secret(secret)
     policy = load_policy(settings.policy_path)
-    store = open_store(settings.db_path)
+    store = open_store(settings.database)
     cloud = cloud_client(settings)
     slack = web_client(_secret(settings.slack_bot_token), _api_url(settings))
     notifier = Notifier(slack, **dict(notifier_options or {}))
@@ -94,7 +94,10 @@ def build(
     box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
     workflow = Workflow(store, policy, box, draft_password_ttl=timedelta(minutes=settings.draft_password_minutes))
     config = tracker_config or TrackerConfig(
-        poll_interval=settings.poll_interval, deadline=settings.job_deadline, ecs_rate=settings.ecs_rate
+        poll_interval=settings.poll_interval,
+        deadline=settings.job_deadline,
+        ecs_rate=settings.ecs_rate,
+        lease_ttl=settings.lease_seconds,
     )
     pruner = Pruner(store, cloud, policy, on_deleted=presenter.backup_gone)
     tracker = Tracker(
@@ -199,7 +202,7 @@ def describe(settings: Settings) -> str:
     endpoint = settings.ecs_endpoint or f"https://ecs.{settings.huaweicloud_region}.myhuaweicloud.com"
     kind = "simulator" if ("127.0.0.1" in endpoint or "localhost" in endpoint) else "Huawei Cloud"
     return (
-        f"ecsbot starting: Slack {mode}; cloud {endpoint} ({kind}); database {settings.db_path}; "
+        f"ecsbot starting: Slack {mode}; cloud {endpoint} ({kind}); database {describe_database(settings.database)}; "
         f"policy {settings.policy_path}"
     )
 
@@ -279,7 +282,13 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
         ),
     )
     settings = bot.settings
-    edge = SlackEdge(bolt, signing_secret=_secret(settings.slack_signing_secret), tell_user=bot.notifier.ephemeral)
+    store = bot.store
+    edge = SlackEdge(
+        bolt,
+        signing_secret=_secret(settings.slack_signing_secret),
+        tell_user=bot.notifier.ephemeral,
+        unavailable=lambda: store.problem,
+    )
     app_token = _secret(settings.slack_app_token)
     socket = SocketModeClient(edge, app_token, api_url=settings.slack_api_url) if app_token else None
     web_app = build_web_app(
@@ -290,6 +299,7 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
         password_pages=bot.password_pages,
         readiness=readiness(bot),
         serve_metrics=socket is None and settings.metrics_port is None,
+        database=describe_database(settings.database),
     )
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
@@ -327,7 +337,7 @@ async def run_prune(*, dry_run: bool) -> int:
     except (ConfigurationError, ValueError) as exc:
         print(f"ecsbot: cannot prune: {exc}")
         return 2
-    store = open_store(settings.db_path)
+    store = open_store(settings.database)
     try:
         deletions = await Pruner(store, cloud, policy).prune(datetime.now(UTC), dry_run=dry_run)
     finally:

@@ -402,6 +402,18 @@ def _endpoint_findings(s: Settings) -> list[Finding]:
 
 def storage_findings(s: Settings) -> list[Finding]:
     section = "Storage"
+    if s.database_url is not None:
+        from bot.store import describe_database
+
+        where = describe_database(s.database_url.get_secret_value())
+        return [
+            Finding(
+                section,
+                Level.OK,
+                f"ECSBOT_DATABASE_URL: PostgreSQL at {where}, shared by every replica (ECSBOT_DB is not used); "
+                f"tracker lease {s.lease_seconds:g} s.",
+            )
+        ]
     db = Path(s.db_path).expanduser()
     folder = db.parent if str(db.parent) else Path(".")
     if not folder.is_dir():

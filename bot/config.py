@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     evs_endpoint: str | None = Field(default=None, validation_alias="EVS_ENDPOINT")
 
     db_path: Path = Field(default=Path("ecsbot.db"), validation_alias="ECSBOT_DB")
+    # postgresql://user:password@host:port/dbname: replicas share it (README "Running more than one replica");
+    # unset, the bot keeps its SQLite file at ECSBOT_DB.
+    database_url: SecretStr | None = Field(default=None, validation_alias="ECSBOT_DATABASE_URL")
+    # How long the tracker's leadership lasts without renewal: a dead leader's jobs wait at most this long (+2 s).
+    lease_seconds: float = Field(default=20.0, ge=3, le=300, validation_alias=AliasChoices("ECSBOT_LEASE_SECONDS"))
     policy_path: Path = Field(default=Path("config/policy.toml"), validation_alias="ECSBOT_POLICY")
     secret_key: SecretStr | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEY")
     public_url: str | None = Field(default=None, validation_alias="ECSBOT_PUBLIC_URL")
@@ -148,12 +153,23 @@ class Settings(BaseSettings):
                 f"ECSBOT_DRAFT_PASSWORD_MINUTES ({self.draft_password_minutes:g}): a link must not outlive the "
                 "password it sets. Shorten the link or lengthen the draft password's lifetime."
             )
+        url = self.database_url.get_secret_value() if self.database_url else None
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "ECSBOT_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/dbname); "
+                "leave it unset to keep the SQLite file at ECSBOT_DB."
+            )
         if bool(self.slack_client_id) != bool(self.slack_client_secret):
             raise ValueError(
                 "Sign in with Slack needs both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (Basic Information → App "
                 "Credentials); set both, or neither to keep the bearer link."
             )
         return self
+
+    @property
+    def database(self) -> str | Path:
+        """Where the store lives: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url.get_secret_value() if self.database_url else self.db_path
 
     @property
     def signin_enabled(self) -> bool:
@@ -169,6 +185,8 @@ class Settings(BaseSettings):
         """Every secret this process holds, for the log scrubber."""
         values = [self.secret_keys_old.get_secret_value()] if self.secret_keys_old else []
         values += [key.get_secret_value() for key in self.old_secret_keys]
+        if self.database_url is not None:  # postgresql://user:password@host/db: the whole URL is a secret
+            values.append(self.database_url.get_secret_value())
         for name in SECRET_FILES:
             value = getattr(self, name)
             if isinstance(value, SecretStr):

@@ -1,16 +1,19 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder: the bot's JSON log capture, and a real PostgreSQL server, started once
+per session when a test asks."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from bot import logs
+from tests.postgres_server import PostgresServer, find_bindir
 
 
 @dataclass
@@ -44,3 +47,18 @@ def json_logs() -> Iterator[JsonLogs]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """Skipped with a reason when PostgreSQL is not installed; in CI that is a failure, never a skip."""
+    bindir = find_bindir()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (scripts/test.sh installs Debian's postgresql package)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    server = PostgresServer(bindir)
+    server.init()
+    yield server
+    server.destroy()

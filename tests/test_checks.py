@@ -127,6 +127,8 @@ BROKEN = {
     "an old key too short": ({"ECSBOT_SECRET_KEYS_OLD": "short"}, "ECSBOT_SECRET_KEYS_OLD (key 1) is too short"),
     "database folder missing": ({"ECSBOT_DB": "/nonexistent-ecsbot/ecsbot.db"}, "does not exist: create it"),
     "policy missing": ({"ECSBOT_POLICY": "/nonexistent-ecsbot/policy.toml"}, "No policy file at"),
+    "database url not postgresql": ({"ECSBOT_DATABASE_URL": "mysql://db/ecsbot"}, "must be a PostgreSQL URL"),
+    "lease too short": ({"ECSBOT_LEASE_SECONDS": "1"}, "ECSBOT_LEASE_SECONDS: Input should be greater than or equal"),
     "secret key too short": ({"ECSBOT_SECRET_KEY": "short"}, "ECSBOT_SECRET_KEY is too short"),
     "public url not a url": ({"ECSBOT_PUBLIC_URL": "ecsbot.example.com"}, "ECSBOT_PUBLIC_URL 'ecsbot.example.com'"),
     "poll interval negative": ({"ECSBOT_POLL_INTERVAL": "-1"}, "ECSBOT_POLL_INTERVAL: Input should be greater than 0"),
@@ -149,6 +151,14 @@ async def test_a_broken_policy_says_where(good_env: dict[str, str], tmp_path: Pa
     code, text = await check(changed(good_env, ECSBOT_POLICY=str(bad)))
     assert code == 1, text
     assert "approvals_required" in text
+
+
+async def test_a_postgresql_url_replaces_the_file_and_its_password_is_never_shown(good_env: dict[str, str]) -> None:
+    url = "postgresql://ecsbot:CANARY-db-password-77@db.internal:5433/ecsbot"
+    code, text = await check(changed(good_env, ECSBOT_DATABASE_URL=url, ECSBOT_DB="/nonexistent-ecsbot/ecsbot.db"))
+    assert code == 0, text
+    assert "PostgreSQL at postgresql://db.internal:5433/ecsbot" in text
+    assert "CANARY-db-password-77" not in text
 
 
 async def test_an_unwritable_database_folder_blocks(good_env: dict[str, str], tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -87,7 +87,8 @@ from bot.domain.tracking import (
 from bot.services.backups import Pruner
 from bot.services.ratelimit import TokenBucket
 from bot.services.workflow import Workflow
-from bot.store import Store
+from bot.store import Store, StoreUnavailable
+from bot.store.codec import SENT_STAMPS
 
 __all__ = ["LEASE", "Clock", "SystemClock", "Tracker", "TrackerConfig", "holder_is_gone"]
 
@@ -95,6 +96,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEASE = "tracker"
+FOLLOWER_POLL_S = 2.0
 
 
 class Clock(Protocol):
@@ -141,6 +143,7 @@ class Tracker:
         self._rng = rng or random.Random()
         self.pruner = pruner
         self._pruning = False
+        self._told_role = False  # a follower says so once, at start
         self._budget = TokenBucket(config.ecs_rate, max(1, int(config.ecs_rate)))
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._wake = asyncio.Event()
@@ -174,61 +177,80 @@ class Tracker:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.has_lease:
-            await self.store.release_lease(LEASE, self._owner)
-
-    async def _run(self) -> None:
-        resumed = started = False
-        last_reload = last_renew = 0.0
-        last_prune = self.clock.seconds()
-        while not self._stopping:
-            now = self.clock.seconds()
-            # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of times
-            # a second, and each renewal is a write transaction.
-            if not self.has_lease or now - last_renew >= self.config.lease_ttl / 3:
-                was_leader = self.has_lease
-                self.has_lease = await self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
-                last_renew = now
-                if self.has_lease != was_leader or not started:
-                    await self._role_changed(started)
-                    started = True
-            if not self.has_lease:
-                if await self._take_over_dead_lease(now):
-                    continue
-                await self._sleep(self.config.lease_ttl / 3)
-                continue
-            if not resumed:
-                await self._resume()
-                resumed = True
-            # A finished step only sets _wake so the sleep below is recomputed; reading every live request back
-            # from the store after each step would make the tracker O(live jobs) per poll.
-            self._wake.clear()
-            if self._reload_wanted or now - last_reload >= self.config.lease_ttl / 3:
-                self._reload_wanted = False
-                await self._reload()
-                await self.store.purge_expired()
-                for request in await self.workflow.expire_due():
-                    self._spawn(self.presenter.sync(request.id, request))
-                last_reload = now
-            if self.pruner is not None and now - last_prune >= self.config.prune_interval and not self._pruning:
-                last_prune = now
-                self._spawn(self._prune())
-            self._dispatch_due(now)
-            next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
-            await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
+            await self._quietly(self.store.release_lease(LEASE, self._owner))
 
     @property
     def role(self) -> str:
-        """"leader" while this process holds the tracker lease, else "standby" (it serves Slack, tracks nothing)."""
-        return "leader" if self.has_lease else "standby"
+        """"leader" while this process holds the tracker lease (it alone polls and posts), else "follower"."""
+        return "leader" if self.has_lease else "follower"
 
-    async def _role_changed(self, started: bool) -> None:
+    async def _run(self) -> None:
+        resumed = False
+        last_reload = last_renew = 0.0
+        last_prune = self.clock.seconds()
+        # A follower asks for the lease this often, so a dead leader's jobs wait at most the lease time and this.
+        follower_wait = min(self.config.lease_ttl / 3, FOLLOWER_POLL_S)
+        while not self._stopping:
+            now = self.clock.seconds()
+            try:
+                # Renewed a few times per TTL, not on every wake-up: with 1,000 jobs this loop turns hundreds of
+                # times a second, and each renewal is a write transaction.
+                if not self.has_lease or now - last_renew >= self.config.lease_ttl / 3:
+                    await self._renew(now)
+                    last_renew = now
+                if not self.has_lease:
+                    resumed = False
+                    if await self._take_over_dead_lease(now):
+                        continue
+                    await self._sleep(follower_wait)
+                    continue
+                if not resumed:
+                    await self._resume()
+                    resumed = True
+                # A finished step only sets _wake so the sleep below is recomputed; reading every live request
+                # back from the store after each step would make the tracker O(live jobs) per poll.
+                self._wake.clear()
+                if self._reload_wanted or now - last_reload >= self.config.lease_ttl / 3:
+                    self._reload_wanted = False
+                    await self._reload()
+                    await self.store.purge_expired()
+                    for request in await self.workflow.expire_due():
+                        self._spawn(self.presenter.sync(request.id, request))
+                    last_reload = now
+                if self.pruner is not None and now - last_prune >= self.config.prune_interval and not self._pruning:
+                    last_prune = now
+                    self._spawn(self._prune())
+                self._dispatch_due(now)
+            except StoreUnavailable as exc:
+                # No renewal can reach the database either: stop acting as leader now, before the lease runs out
+                # and another replica takes over. Whatever was in flight resumes from the store later.
+                log.warning("tracker paused, the database does not answer: %s", exc)
+                self._step_down()
+                resumed = False
+                await self._sleep(follower_wait)
+                continue
+            next_at = self._heap[0][0] if self._heap else now + self.config.lease_ttl / 3
+            await self._sleep(min(max(0.0, next_at - self.clock.seconds()), self.config.lease_ttl / 3))
+
+    async def _renew(self, now: float) -> None:
+        held = await self.store.acquire_lease(LEASE, self._owner, self.config.lease_ttl, now)
+        if held and not self.has_lease:
+            epoch = await self.store.lease_epoch(LEASE)
+            log.info("tracker: this process leads (lease epoch %d): it polls the cloud and posts changes", epoch)
+            self.has_lease = True
+        elif not held and self.has_lease:
+            log.warning("tracker: another process took the lease; this one follows")
+            self._step_down()
+        elif not held and not self._told_role:
+            holder = await self.store.lease_owner(LEASE, now) or "another process"
+            log.warning("tracker: follower; %s holds the lease and follows the jobs", holder)
+        self._told_role = True
         metrics.TRACKER_LEADER.set(1 if self.has_lease else 0)
-        if self.has_lease:
-            log.info("tracker: leader (this process holds the lease and follows the jobs)")
-            return
-        holder = await self.store.lease_owner(LEASE, self.clock.seconds()) or "another process"
-        verb = "standby" if not started else "standby again (the lease was lost)"
-        log.warning("tracker: %s; %s holds the lease and follows the jobs", verb, holder)
+
+    def _step_down(self) -> None:
+        self.has_lease = False
+        self._heap.clear()  # the next leadership reads every live request again
+        self._reload_wanted = True
 
     async def _prune(self) -> None:
         """Retention, in the background of the lease holder: one run at a time, never in the way of a step."""
@@ -280,13 +302,23 @@ class Tracker:
             self._spawn(self._step_guarded(request_id, due))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.ensure_future(self._quietly(coro))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _quietly(work: Awaitable[T]) -> T | None:
+        """Background work that meets a database outage logs it and ends; the stored state says what is left."""
+        try:
+            return await work
+        except StoreUnavailable as exc:
+            log.warning("tracker: %s", exc)
+            return None
 
     # ------------------------------------------------------------------ one step of one request
 
     async def _step_guarded(self, request_id: str, due: float) -> None:
+        current: ChangeRequest | None = None
         try:
             async with self._sem:
                 if due:  # 0: never scheduled yet (just approved), nothing to be late for
@@ -295,22 +327,28 @@ class Tracker:
                 if request is None or request.state not in DRIVEN:
                     return
                 try:
-                    await self._step(request)
+                    current = await self._step(request)
+                except StoreUnavailable:
+                    raise
                 except Exception:
                     log.exception("tracker step failed for %s; will retry", request_id)
                     current = await self.store.get(request_id)
                     if current is not None:
                         for effect in backoff(current, self.config, None, jitter=self._rng.random()):
-                            await self._apply(current, effect)
+                            current = await self._apply(current, effect)
+        except StoreUnavailable as exc:  # the step resumes from the stored state at the next reload
+            log.warning("tracker step of %s stopped, the database does not answer: %s", request_id, exc)
+            return
         finally:
             self._inflight.discard(request_id)
-            current = await self.store.get(request_id)
-            if current is not None and current.state in DRIVEN and not self._stopping:
-                heapq.heappush(self._heap, (current.next_poll_at or self.clock.seconds(), request_id))
-                self._wake.set()
+        # `current` is the request as this step last wrote it: no read back to know when it is due again.
+        if current is not None and current.state in DRIVEN and not self._stopping and self.has_lease:
+            heapq.heappush(self._heap, (current.next_poll_at or self.clock.seconds(), request_id))
+            self._wake.set()
 
-    async def _step(self, request: ChangeRequest) -> None:
-        """Ask the core, apply what it decides, answer its cloud question, until it asks nothing more."""
+    async def _step(self, request: ChangeRequest) -> ChangeRequest | None:
+        """Ask the core, apply what it decides, answer its cloud question, until it asks nothing more. Returns the
+        request as the step left it; None when another process moved it first (nothing to schedule here)."""
         observation: Observation = Due(password_known=await self._password_known(request))
         option: ChangeOsOption | None = None
         while True:
@@ -318,11 +356,15 @@ class Tracker:
                 request, self.config, observation, self.clock.now(), user_id=self.user_id, jitter=self._rng.random()
             )
             call = decision.call
-            for effect in decision.effects:
-                if effect is not call:
-                    request = await self._apply(request, effect)
+            try:
+                for effect in decision.effects:
+                    if effect is not call:
+                        request = await self._apply(request, effect)
+            except _Superseded:
+                log.info("%s moved on in another process (a former leader); this step ends", request.id)
+                return None
             if call is None:
-                return
+                return request
             if isinstance(call, BuildChange):
                 observation, option = await self._build_change(request)
                 continue
@@ -398,6 +440,12 @@ class Tracker:
     async def _apply(self, request: ChangeRequest, effect: Effect) -> ChangeRequest:
         """Carry out one effect; returns the request as the store now has it."""
         match effect:
+            case Update(fields=fields) if _stamps_a_post(fields):
+                [(name, at)] = fields.items()
+                marked = await self.store.mark_sent(request.id, name, state=request.state, at=at)
+                if marked is None:
+                    raise _Superseded(request.id)
+                return marked
             case Update(fields=fields):
                 return await self.store.update(request.id, **fields)
             case Schedule(delay=delay, fields=fields):
@@ -436,6 +484,16 @@ class Tracker:
                 metrics.job_ended(moved.state, ((moved.finished_at or self.clock.now()) - began).total_seconds())
         self._spawn(self.presenter.sync(moved.id, moved))
         return moved
+
+
+class _Superseded(Exception):
+    """The request changed under this step (another process stamped it first): whatever it was about to post, it
+    must not."""
+
+
+def _stamps_a_post(fields: Mapping[str, Any]) -> bool:
+    """The write that brackets a stop / change-OS POST, which only one process may make."""
+    return len(fields) == 1 and next(iter(fields)) in SENT_STAMPS and next(iter(fields.values())) is not None
 
 
 def server_view(server: Server) -> ServerView:

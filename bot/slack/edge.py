@@ -26,7 +26,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import metrics
-from bot.slack.texts import INTERNAL_ERROR
+from bot.slack.texts import DATABASE_DOWN, INTERNAL_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -273,15 +273,24 @@ def _whom(body: dict[str, Any]) -> dict[str, Any]:
 
 
 TellUser = Callable[[str, str, str], Awaitable[object]]
+Unavailable = Callable[[], str | None]  # why the bot cannot act now (its database is down), or None
 
 
 class SlackEdge:
     """Turns verified requests into Bolt dispatches and Bolt's answers into `Answer`s; never raises, never 5xx."""
 
-    def __init__(self, bolt: AsyncApp, *, signing_secret: str | None, tell_user: TellUser | None = None) -> None:
+    def __init__(
+        self,
+        bolt: AsyncApp,
+        *,
+        signing_secret: str | None,
+        tell_user: TellUser | None = None,
+        unavailable: Unavailable | None = None,
+    ) -> None:
         self._bolt = bolt
         self._secret = signing_secret
         self._tell_user = tell_user
+        self._unavailable = unavailable
         self._refusals = _Throttle(every=10.0)
 
     async def http(self, raw: bytes, headers: Mapping[str, str], *, peer: str = "?") -> Answer:
@@ -317,6 +326,10 @@ class SlackEdge:
             check_shape(body)
         except MalformedRequest as exc:
             return await self.refuse(exc)
+        if self._unavailable is not None and body.get("type") != "block_suggestion":
+            why = self._unavailable()
+            if why is not None:
+                return await self.unavailable(body, why)
         headers: dict[str, str | Sequence[str]] = {"x-slack-retry-num": retry_num} if retry_num else {}
         try:
             # mode="socket_mode" is how Bolt takes an already parsed dict (it skips its own parse and signature
@@ -340,6 +353,25 @@ class SlackEdge:
         if response.body and _is_json(response.headers):
             return Answer(response.status, json_text=response.body)  # as Bolt wrote it: no decode and re-encode
         return Answer(response.status, _json_or_text(response.body))
+
+    async def unavailable(self, body: dict[str, Any], why: str) -> Answer:
+        """The database does not answer: say so where the person acted, instead of half-doing what they asked.
+        A command gets the sentence as its answer, a form keeps its input and shows it, a click gets an ephemeral."""
+        log.warning("refused a %s: the database does not answer (%s)", _kind(body), why)
+        if "command" in body:
+            return Answer.ephemeral(DATABASE_DOWN)
+        if body.get("type") == "view_submission":
+            blocks = ((body.get("view") or {}).get("blocks")) or []
+            first = next((b.get("block_id") for b in blocks if isinstance(b, dict) and b.get("type") == "input"), None)
+            if isinstance(first, str):
+                return Answer(200, {"response_action": "errors", "errors": {first: DATABASE_DOWN}})
+        whom = _whom(body)
+        if whom["user"] and whom["channel"] and self._tell_user is not None:
+            try:
+                await self._tell_user(whom["channel"], whom["user"], DATABASE_DOWN)
+            except Exception as err:  # telling is best effort
+                log.warning("could not tell %s the database is down: %s", whom["user"], type(err).__name__)
+        return Answer(200)
 
     async def refuse(self, exc: MalformedRequest) -> Answer:
         """A signed request we cannot act on: one log line, a word to the person when we know who, never 5xx."""

@@ -17,6 +17,10 @@ INTERNAL_ERROR = (
     "Something went wrong on the bot's side; nothing was changed in the cloud. Try again; if it happens again, "
     "tell the bot's admin (the details are in the bot's log)."
 )
+DATABASE_DOWN = (
+    "⛔ The bot cannot reach its database right now, so it cannot take, approve or change requests; nothing was "
+    "changed. Try again in a minute. If it lasts, tell the bot's admin (the bot's /healthz says what is wrong)."
+)
 # Placeholders in capitals: Slack reads anything in <…> as a link or a mention, even inside backticks.
 USAGE = (
     "`/changeos SERVER [IMAGE] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "

@@ -16,6 +16,7 @@ from typing import Any
 from bot.domain.request import TERMINAL_STATES, ChangeRequest, InvalidTransition, RequestState, can_transition
 
 IMMUTABLE = frozenset({"id", "state", "created_at"})
+SENT_STAMPS = frozenset({"stop_sent_at", "submit_sent_at"})  # written before a POST, by `mark_sent` only
 
 
 def _kind(annotation: Any) -> str:
@@ -65,8 +66,17 @@ def encode_text(name: str, value: Any) -> Any:
     return value
 
 
+# Fields with a non-null default: a column added after its rows were written holds NULL there, which means "the
+# default" (a flag added later is False for the requests made before it, not missing).
+_DEFAULTED = frozenset(
+    name
+    for name, f in ChangeRequest.model_fields.items()
+    if not f.is_required() and f.default_factory is None and f.default is not None
+)
+
+
 def request_from_row(row: Mapping[str, Any]) -> ChangeRequest:
-    data = {k: v for k, v in row.items() if k in KINDS}
+    data = {k: v for k, v in row.items() if k in KINDS and not (v is None and k in _DEFAULTED)}
     for name, kind in KINDS.items():
         if kind == "json" and isinstance(data.get(name), str):
             data[name] = json.loads(data[name])
@@ -114,3 +124,8 @@ def plan_transition(
 def applied(row: Mapping[str, Any], updates: Mapping[str, Any]) -> ChangeRequest:
     """The request after `updates`, validated, so a bad value never reaches the database."""
     return ChangeRequest.model_validate({**request_from_row(row).model_dump(), **updates})
+
+
+def check_stamp(field: str) -> None:
+    if field not in SENT_STAMPS:
+        raise ValueError(f"mark_sent stamps {' or '.join(sorted(SENT_STAMPS))}, not {field}")

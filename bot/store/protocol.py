@@ -59,6 +59,15 @@ class Store(Protocol):
         """ "sqlite" or "postgresql", for health and logs."""
         ...
 
+    @property
+    def problem(self) -> str | None:
+        """None while the database answered the last call; else why it did not, in words for people."""
+        ...
+
+    async def ping(self) -> None:
+        """A round trip to the database; `StoreUnavailable` when there is none."""
+        ...
+
     async def aclose(self) -> None: ...
 
     # --- requests ----------------------------------------------------------------------------------------------------
@@ -117,6 +126,14 @@ class Store(Protocol):
         """Set non-state fields (message ts, poll schedule, job progress). Not audited; `RequestNotFound`."""
         ...
 
+    async def mark_sent(
+        self, request_id: str, field: str, *, state: RequestState, at: datetime
+    ) -> ChangeRequest | None:
+        """Stamp `field` ("stop_sent_at" or "submit_sent_at") just before the POST it brackets, only while the request
+        is still in `state` with the field unset: the one write that decides which process may post. None when
+        another process got there first (it posts, or already did; this one must not)."""
+        ...
+
     async def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:
         """Append `user` to the approvals while pending; None if not pending or `user` already approved."""
         ...
@@ -159,9 +176,15 @@ class Store(Protocol):
         """Take or renew the lease; True if it was free, expired, or already `owner`'s."""
         ...
 
-    async def release_lease(self, name: str, owner: str) -> None: ...
+    async def release_lease(self, name: str, owner: str) -> None:
+        """End `owner`'s lease now (it expires; the row and its epoch stay). No effect on another owner's."""
+        ...
 
     async def lease_owner(self, name: str, now: float) -> str | None: ...
+
+    async def lease_epoch(self, name: str) -> int:
+        """How many owners the lease has had: it grows by one at each takeover (0: never taken)."""
+        ...
 
     # --- one-time tokens ---------------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The SQLite engine: one file, one connection, one worker thread that owns it.
 
-Every call is a closure run on the store's own thread, so a slow disk or a busy timeout (another process holds the
-write lock) makes that one caller wait, never the event loop. The thread serialises the connection: no lock, no
-sharing, `check_same_thread` keeps it honest.
+Every call is a closure run on the store's own thread (`_Worker`), so a slow disk or a busy timeout (another
+process holds the write lock) makes that one caller wait, never the event loop. The thread serialises the
+connection: no lock, no sharing, `check_same_thread` keeps it honest.
 
 Correctness lives in the database, not in the callers: every transition is one `BEGIN IMMEDIATE` transaction whose
 UPDATE is guarded by the expected state and writes exactly one audit row, and a unique partial index allows one live
@@ -17,28 +17,37 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlite_utils import Database
-
 from bot import metrics
-from bot.domain.request import LIVE_STATES, AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
-from bot.store.codec import KINDS, applied, check_fields, encode_text, iso, plan_transition, request_from_row
-from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError, StoreUnavailable
+from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
+from bot.store import schema
+from bot.store.codec import (
+    KINDS,
+    applied,
+    check_fields,
+    check_stamp,
+    encode_text,
+    iso,
+    plan_transition,
+    request_from_row,
+)
+from bot.store.health import Availability
+from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError
 
-__all__ = ["BUSY_TIMEOUT_S", "SQLiteStore"]
+__all__ = ["BUSY_TIMEOUT_S", "SQLiteStore", "migrate"]
 
 BUSY_TIMEOUT_S = 10.0  # waited on the store's thread, never on the event loop
-_LIVE_SQL = ", ".join(f"'{s.value}'" for s in sorted(LIVE_STATES))
-_LIVE_INDEX = "requests_one_live_per_server"
-_LIVE_INDEX_SQL = f"CREATE UNIQUE INDEX {_LIVE_INDEX} ON requests(server_id) WHERE state IN ({_LIVE_SQL})"
-_SQL_TYPES = {"json": str, "datetime": str, "bool": int, "int": int, "float": float, "text": str}
+_LIVE_SQL = schema.LIVE_SQL
+_LIVE_INDEX_SQL = f"CREATE UNIQUE INDEX {schema.LIVE_INDEX} ON requests(server_id) WHERE state IN ({_LIVE_SQL})"
+_TYPES = {"json": "TEXT", "datetime": "TEXT", "bool": "INTEGER", "int": "INTEGER", "float": "FLOAT", "text": "TEXT"}
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,13 +73,14 @@ class SQLiteStore:
         self.path = Path(path)
         self._clock = clock
         self._closed = False
+        self.availability = Availability()
         if not self.path.parent.exists():
             raise StoreError(f"Cannot open the database {self.path}: the folder {self.path.parent} does not exist.")
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecsbot-store")
+        self._worker = _Worker(f"ecsbot-store:{self.path.name}")
         try:
-            self._pool.submit(self._open).result()
+            self._worker.wait(self._open)
         except BaseException:
-            self._pool.shutdown(wait=False)
+            self._worker.stop()
             raise
 
     def _open(self) -> None:
@@ -78,98 +88,60 @@ class SQLiteStore:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open the database {self.path}: {exc}.") from None
-        self.db = Database(conn, execute_plugins=False)
-        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self.db.execute("PRAGMA secure_delete = ON")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self._create_schema()
+        conn.row_factory = _dict_row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn = conn
+        self.version = _migrate(conn, str(self.path), schema.LATEST, self._clock())
 
     # --- plumbing ----------------------------------------------------------------------------------------------------
 
     async def _run(self, call: Callable[[], R]) -> R:
-        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise StoreError(f"The database {self.path} is closed.")
         try:
-            future = loop.run_in_executor(self._pool, call)
-        except RuntimeError:  # the pool was shut down
-            raise StoreError(f"The database {self.path} is closed.") from None
-        try:
-            return await future
+            result: R = await self._worker.run(call)
         except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
-            raise StoreUnavailable(
+            raise self.availability.down(
                 f"The database {self.path} could not do the work: {exc}. Nothing was changed; try again."
             ) from None
+        self.availability.up()
+        return result
 
     @contextmanager
-    def _tx(self) -> Iterator[Database]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that takes the write lock up front, so read-then-write never deadlocks."""
-        self.db.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
+            yield self.conn
         except BaseException:
-            self.db.conn.execute("ROLLBACK")
+            self.conn.execute("ROLLBACK")
             raise
         else:
-            self.db.conn.execute("COMMIT")
+            self.conn.execute("COMMIT")
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, list(params)))
+        return _query(self.conn, sql, params)
 
-    def _create_schema(self) -> None:
-        columns = {name: _SQL_TYPES[kind] for name, kind in KINDS.items()}
-        with self._tx() as db:
-            requests = db.table("requests")
-            requests.create(columns, pk="id", not_null={"state", "server_id", "created_at"}, if_not_exists=True)
-            existing = requests.columns_dict
-            for name, kind in KINDS.items():  # fields added after the file was created
-                if name not in existing:
-                    requests.add_column(name, _SQL_TYPES[kind])
-            db.execute("CREATE INDEX IF NOT EXISTS requests_state ON requests(state)")
-            db.execute("CREATE INDEX IF NOT EXISTS requests_created ON requests(created_at)")
-            current = list(db.query("SELECT sql FROM sqlite_master WHERE type='index' AND name=?", [_LIVE_INDEX]))
-            if current and current[0]["sql"] != _LIVE_INDEX_SQL:
-                db.execute(f"DROP INDEX {_LIVE_INDEX}")
-                current = []
-            if not current:
-                db.execute(_LIVE_INDEX_SQL)
-            db.execute(
-                """CREATE TABLE IF NOT EXISTS audit (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
-                    at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-                    from_state TEXT, to_state TEXT, detail TEXT NOT NULL DEFAULT '')"""
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS audit_request ON audit(request_id, seq)")
-            db.execute(
-                """CREATE TABLE IF NOT EXISTS secrets (
-                    key TEXT PRIMARY KEY, ciphertext BLOB NOT NULL, created_at TEXT NOT NULL, expires_at TEXT)"""
-            )
-            if "set_by" not in db["secrets"].columns_dict:  # who set a draft password, and how (added later)
-                db.execute("ALTER TABLE secrets ADD COLUMN set_by TEXT")
-                db.execute("ALTER TABLE secrets ADD COLUMN set_via TEXT")
-            db.execute(
-                """CREATE TABLE IF NOT EXISTS page_sessions (
-                    sid_hash TEXT PRIMARY KEY, draft_id TEXT NOT NULL, os_type TEXT NOT NULL, user_id TEXT NOT NULL,
-                    created_at TEXT NOT NULL, expires_at TEXT NOT NULL, state_hash TEXT, binding_hash TEXT,
-                    nonce TEXT, signed_in_user TEXT)"""
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS page_sessions_draft ON page_sessions(draft_id)")
-            db.execute(
-                """CREATE TABLE IF NOT EXISTS leases (
-                    name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL, acquired_at REAL)"""
-            )
-            db.execute(
-                """CREATE TABLE IF NOT EXISTS tokens (
-                    token_hash TEXT PRIMARY KEY, purpose TEXT NOT NULL, subject TEXT NOT NULL,
-                    user_id TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)"""
-            )
+    @property
+    def problem(self) -> str | None:
+        return self.availability.problem
+
+    @_offloaded
+    def ping(self) -> None:
+        self._rows("SELECT 1")
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._run(self.db.close)
-            self._pool.shutdown(wait=False)
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._worker.run(self.conn.close)
+        finally:
+            self._worker.stop()
 
     async def __aenter__(self) -> SQLiteStore:
         return self
@@ -183,7 +155,7 @@ class SQLiteStore:
         self._checkpoint()
 
     def _checkpoint(self) -> None:
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @_offloaded
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -192,7 +164,7 @@ class SQLiteStore:
 
     def _audit_row(
         self,
-        db: Database,
+        db: sqlite3.Connection,
         request_id: str,
         *,
         at: datetime,
@@ -215,8 +187,8 @@ class SQLiteStore:
             ],
         )
 
-    def _select(self, db: Database, request_id: str) -> dict[str, Any] | None:
-        rows = list(db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
+    def _select(self, db: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
+        rows = _query(db, "SELECT * FROM requests WHERE id = ?", [request_id])
         return rows[0] if rows else None
 
     # --- requests ----------------------------------------------------------------------------------------------------
@@ -233,11 +205,10 @@ class SQLiteStore:
                         list(row.values()),
                     )
                 except sqlite3.IntegrityError:
-                    live = list(
-                        db.query(
-                            f"SELECT id FROM requests WHERE server_id = ? AND state IN ({_LIVE_SQL})",  # noqa: S608 - fixed state names / placeholders only
-                            [req.server_id],
-                        )
+                    live = _query(
+                        db,
+                        f"SELECT id FROM requests WHERE server_id = ? AND state IN ({_LIVE_SQL})",  # noqa: S608 - fixed state names / placeholders only
+                        [req.server_id],
                     )
                     if live and req.is_live:
                         raise ServerBusyError(live[0]["id"], req.server_id) from None
@@ -282,14 +253,12 @@ class SQLiteStore:
 
     @_offloaded
     def live(self) -> list[ChangeRequest]:
-        return self._in_states(*LIVE_STATES)
+        return self._in_states(*schema.LIVE_VALUES)
 
     @_offloaded
     def count_live(self) -> int:
         """How many requests are live, without reading them (for /healthz, which is polled)."""
-        wanted = [s.value for s in LIVE_STATES]
-        marks = ",".join("?" * len(wanted))
-        rows = self._rows(f"SELECT COUNT(*) AS n FROM requests WHERE state IN ({marks})", wanted)  # noqa: S608 - placeholders only
+        rows = self._rows(f"SELECT COUNT(*) AS n FROM requests WHERE state IN ({_LIVE_SQL})")  # noqa: S608 - fixed state names
         return int(rows[0]["n"])
 
     @_offloaded
@@ -321,7 +290,11 @@ class SQLiteStore:
         return [request_from_row(r) for r in rows]
 
     def _write(
-        self, db: Database, row: dict[str, Any], updates: dict[str, Any], guard: frozenset[RequestState] | None
+        self,
+        db: sqlite3.Connection,
+        row: dict[str, Any],
+        updates: dict[str, Any],
+        guard: frozenset[RequestState] | None,
     ) -> ChangeRequest | None:
         new = applied(row, updates)
         sets = ", ".join(f"[{k}] = ?" for k in updates)
@@ -383,6 +356,19 @@ class SQLiteStore:
             new = self._write(db, row, updates, None)
             assert new is not None
             return new
+
+    @_offloaded
+    def mark_sent(self, request_id: str, field: str, *, state: RequestState, at: datetime) -> ChangeRequest | None:
+        check_stamp(field)
+        with self._tx() as db:
+            cursor = db.execute(
+                f"UPDATE requests SET {field} = ?, updated_at = ? WHERE id = ? AND state = ? AND {field} IS NULL",  # noqa: S608 - field checked against two names
+                [iso(at), iso(at), request_id, RequestState(state).value],
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = self._select(db, request_id)
+            return request_from_row(row) if row else None
 
     @_offloaded
     def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:
@@ -455,7 +441,7 @@ class SQLiteStore:
 
     def _put_secret(
         self,
-        db: Database,
+        db: sqlite3.Connection,
         key: str,
         ciphertext: bytes,
         expires_at: datetime | None,
@@ -522,14 +508,15 @@ class SQLiteStore:
     def acquire_lease(self, name: str, owner: str, ttl_s: float, now: float) -> bool:
         """Take or renew the lease; True if it was free, expired, or already `owner`'s."""
         with self._tx() as db:
-            rows = list(db.query("SELECT owner, expires_at FROM leases WHERE name = ?", [name]))
+            rows = _query(db, "SELECT owner, expires_at FROM leases WHERE name = ?", [name])
             if rows and rows[0]["owner"] != owner and rows[0]["expires_at"] > now:
                 return False
             db.execute(
-                """INSERT INTO leases (name, owner, expires_at, acquired_at) VALUES (?,?,?,?)
+                """INSERT INTO leases (name, owner, expires_at, acquired_at, epoch) VALUES (?,?,?,?,1)
                    ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
                    acquired_at = CASE WHEN leases.owner = excluded.owner THEN leases.acquired_at
-                                      ELSE excluded.acquired_at END""",
+                                      ELSE excluded.acquired_at END,
+                   epoch = CASE WHEN leases.owner = excluded.owner THEN leases.epoch ELSE leases.epoch + 1 END""",
                 [name, owner, now + ttl_s, now],
             )
             return True
@@ -537,12 +524,18 @@ class SQLiteStore:
     @_offloaded
     def release_lease(self, name: str, owner: str) -> None:
         with self._tx() as db:
-            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
+            db.execute("UPDATE leases SET expires_at = 0 WHERE name = ? AND owner = ?", [name, owner])
 
     @_offloaded
     def lease_owner(self, name: str, now: float) -> str | None:
         rows = self._rows("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", [name, now])
         return rows[0]["owner"] if rows else None
+
+    @_offloaded
+    def lease_epoch(self, name: str) -> int:
+        """How many owners the lease has had (0: never taken)."""
+        rows = self._rows("SELECT epoch FROM leases WHERE name = ?", [name])
+        return int(rows[0]["epoch"]) if rows else 0
 
     # --- one-time tokens ---------------------------------------------------------------------------------------------
 
@@ -588,18 +581,17 @@ class SQLiteStore:
             )
             if cursor.rowcount != 1:
                 return None
-            rows = list(db.query("SELECT * FROM tokens WHERE token_hash = ?", [token_hash]))
+            rows = _query(db, "SELECT * FROM tokens WHERE token_hash = ?", [token_hash])
             return self._token_dict(rows[0])
 
     @_offloaded
     def revoke_subject(self, purpose: str, subject_prefix: str) -> list[str]:
         """Delete every token of `purpose` whose subject starts with `subject_prefix`; their hashes, for tombstones."""
         with self._tx() as db:
-            rows = list(
-                db.query(
-                    "SELECT token_hash FROM tokens WHERE purpose = ? AND substr(subject, 1, length(?)) = ?",
-                    [purpose, subject_prefix, subject_prefix],
-                )
+            rows = _query(
+                db,
+                "SELECT token_hash FROM tokens WHERE purpose = ? AND substr(subject, 1, length(?)) = ?",
+                [purpose, subject_prefix, subject_prefix],
             )
             db.execute(
                 "DELETE FROM tokens WHERE purpose = ? AND substr(subject, 1, length(?)) = ?",
@@ -664,7 +656,7 @@ class SQLiteStore:
     @_offloaded
     def revoke_sessions(self, draft_id: str) -> list[str]:
         with self._tx() as db:
-            rows = list(db.query("SELECT sid_hash FROM page_sessions WHERE draft_id = ?", [draft_id]))
+            rows = _query(db, "SELECT sid_hash FROM page_sessions WHERE draft_id = ?", [draft_id])
             db.execute("DELETE FROM page_sessions WHERE draft_id = ?", [draft_id])
         return [r["sid_hash"] for r in rows]
 
@@ -693,3 +685,187 @@ class SQLiteStore:
                 return False
             self._put_secret(db, key, ciphertext, expires_at, set_by, set_via)
             return True
+
+
+class _Worker:
+    """The store's one thread: it owns the connection and runs calls in order. A caller's result comes back through
+    its own event loop (call_soon_threadsafe), so the loop never blocks; the hop is a queue put and a loop wake-up."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Callable[[BaseException | None, Any], None]] | None]
+        self._jobs = queue.SimpleQueue()
+        # A daemon: a process that exits without closing its store is not held up (each transaction is atomic).
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, done = job
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the caller, raised there
+                done(exc, None)
+            else:
+                done(None, result)
+
+    def run(self, call: Callable[[], R]) -> asyncio.Future[R]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+
+        def done(exc: BaseException | None, result: Any) -> None:
+            loop.call_soon_threadsafe(_settle, future, exc, result)
+
+        self._jobs.put((call, done))
+        return future
+
+    def wait(self, call: Callable[[], R]) -> R:
+        """Run `call` and block until it ends: only before any loop awaits the store (opening it)."""
+        finished = threading.Event()
+        outcome: list[Any] = []
+
+        def done(exc: BaseException | None, result: Any) -> None:
+            outcome.extend((exc, result))
+            finished.set()
+
+        self._jobs.put((call, done))
+        finished.wait()
+        if outcome[0] is not None:
+            raise outcome[0]
+        result: R = outcome[1]
+        return result
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future[Any], exc: BaseException | None, result: Any) -> None:
+    if future.cancelled():  # the caller gave up; the work itself ran (and, for a write, committed)
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+
+def _query(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(sql, list(params)).fetchall()
+    return rows
+
+
+# --- schema versions (bot/store/schema.py says what each brings) ------------------------------------------------------
+
+
+def migrate(path: Path | str, *, upto: int = schema.LATEST) -> int:
+    """Bring the file's schema to version `upto` (opening a store brings it to the latest); the version now."""
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.row_factory = _dict_row
+    try:
+        return _migrate(conn, str(path), upto, utcnow())
+    finally:
+        conn.close()
+
+
+def _migrate(conn: sqlite3.Connection, where: str, upto: int, now: datetime) -> int:
+    """Apply the missing versions up to `upto` in one transaction: replicas sharing the file wait for it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        current = int(_query(conn, "SELECT coalesce(max(version), 0) AS v FROM schema_migrations")[0]["v"])
+        if current > schema.LATEST:
+            raise StoreError(schema.too_new(current, where))
+        for version in range(current + 1, upto + 1):
+            MIGRATIONS[version](conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                [version, schema.VERSIONS[version], iso(now)],
+            )
+        if upto == schema.LATEST:
+            missing = schema.missing_columns(r["name"] for r in _query(conn, "PRAGMA table_info(requests)"))
+            if missing:
+                raise StoreError(f"requests lacks columns for {', '.join(missing)}: a migration is missing.")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return max(current, upto)
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    """The first release's tables. A file made by an earlier, unversioned build has them already, perhaps without
+    the columns added since: those are added."""
+    columns = ", ".join(
+        f"{name} {_TYPES[kind]}" + (" PRIMARY KEY" if name == "id" else " NOT NULL" if name in schema.REQUIRED else "")
+        for name, kind in schema.REQUEST_COLUMNS_V1
+    )
+    conn.execute(f"CREATE TABLE IF NOT EXISTS requests ({columns})")
+    existing = {r["name"] for r in _query(conn, "PRAGMA table_info(requests)")}
+    for name, kind in schema.REQUEST_COLUMNS_V1:
+        if name not in existing:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_TYPES[kind]}")
+    conn.execute("CREATE INDEX IF NOT EXISTS requests_state ON requests(state)")
+    conn.execute("CREATE INDEX IF NOT EXISTS requests_created ON requests(created_at)")
+    _live_index(conn)
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_id TEXT NOT NULL REFERENCES requests(id) ON DELETE CASCADE,
+            at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+            from_state TEXT, to_state TEXT, detail TEXT NOT NULL DEFAULT '')"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS audit_request ON audit(request_id, seq)")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS secrets (
+            key TEXT PRIMARY KEY, ciphertext BLOB NOT NULL, created_at TEXT NOT NULL, expires_at TEXT)"""
+    )
+    if "set_by" not in {r["name"] for r in _query(conn, "PRAGMA table_info(secrets)")}:
+        conn.execute("ALTER TABLE secrets ADD COLUMN set_by TEXT")
+        conn.execute("ALTER TABLE secrets ADD COLUMN set_via TEXT")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS page_sessions (
+            sid_hash TEXT PRIMARY KEY, draft_id TEXT NOT NULL, os_type TEXT NOT NULL, user_id TEXT NOT NULL,
+            created_at TEXT NOT NULL, expires_at TEXT NOT NULL, state_hash TEXT, binding_hash TEXT,
+            nonce TEXT, signed_in_user TEXT)"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS page_sessions_draft ON page_sessions(draft_id)")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS leases (
+            name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL, acquired_at REAL)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS tokens (
+            token_hash TEXT PRIMARY KEY, purpose TEXT NOT NULL, subject TEXT NOT NULL,
+            user_id TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)"""
+    )
+
+
+def _live_index(conn: sqlite3.Connection) -> None:
+    """One live request per server, over today's live states (rebuilt when a version adds one)."""
+    current = _query(conn, "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", [schema.LIVE_INDEX])
+    if current and current[0]["sql"] != _LIVE_INDEX_SQL:
+        conn.execute(f"DROP INDEX {schema.LIVE_INDEX}")
+        current = []
+    if not current:
+        conn.execute(_LIVE_INDEX_SQL)
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE leases ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    existing = {r["name"] for r in _query(conn, "PRAGMA table_info(requests)")}
+    for name, kind in schema.REQUEST_COLUMNS_V3:
+        if name not in existing:  # an unversioned build of the backup branch may have added some
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_TYPES[kind]}")
+    _live_index(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+assert set(MIGRATIONS) == set(schema.VERSIONS)

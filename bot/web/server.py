@@ -11,7 +11,7 @@ from bot import metrics
 from bot.services.tracker import Tracker
 from bot.slack.edge import MAX_BODY, SlackEdge
 from bot.slack.socket_mode import SocketModeClient
-from bot.store import Store
+from bot.store import Store, StoreUnavailable
 from bot.web.password_page import PasswordPages
 from bot.web.readiness import Readiness
 
@@ -25,9 +25,11 @@ def build_web_app(
     password_pages: PasswordPages | None = None,
     readiness: Readiness | None = None,
     serve_metrics: bool = False,
+    database: str = "",
 ) -> web.Application:
     """`edge` serves /slack/events (HTTP mode); with `socket`, /healthz says whether Socket Mode is connected.
-    /healthz is liveness (the process answers); /readyz (with `readiness`) says whether it can work now."""
+    /healthz is liveness (the process answers); /readyz (with `readiness`) says whether it can work now. `database` names the store for people, never with a
+    password."""
     app = web.Application(client_max_size=MAX_BODY)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
@@ -43,16 +45,28 @@ def build_web_app(
         return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        live = await store.count_live()
+        """For load balancers and people: 503 while the database does not answer (this replica refuses work)."""
+        try:
+            live: int | None = await store.count_live()
+        except StoreUnavailable:
+            live = None
+        problem = store.problem
         return web.json_response(
             {
-                "ok": True,
+                "ok": problem is None,
+                "database": {
+                    "engine": store.engine,
+                    "where": database,
+                    "state": "ok" if problem is None else "unreachable",
+                    "problem": problem,
+                },
                 "live_requests": live,
                 "tracker_lease": tracker.has_lease,
                 "role": tracker.role,
                 "ecs_calls": tracker.ecs_calls,
                 "slack": "http" if socket is None else ("connected" if socket.connected else "reconnecting"),
-            }
+            },
+            status=200 if problem is None else 503,
         )
 
     async def readyz(_: web.Request) -> web.StreamResponse:

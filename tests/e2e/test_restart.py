@@ -93,7 +93,7 @@ class BotProcess:
         self.url = ""
         self.starts = 0
 
-    async def start(self) -> None:
+    async def start(self, *, leader: bool = True) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **self.env}
@@ -115,10 +115,11 @@ class BotProcess:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
             )
-        await self.wait_healthy()
+        await self.wait_healthy(leader=leader)
 
-    async def wait_healthy(self, timeout: float = 20.0) -> None:
-        """Up, serving, and holding the tracker lease (a restarted process must take it from the killed one)."""
+    async def wait_healthy(self, timeout: float = 20.0, *, leader: bool = True) -> None:
+        """Up, serving, and (unless a follower is expected) holding the tracker lease: a restarted process must take
+        it from the killed one."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2.0) as client:
             while True:
@@ -127,7 +128,7 @@ class BotProcess:
                     raise AssertionError(f"the bot exited with {self.proc.returncode}:\n{self.tail()}")
                 with contextlib.suppress(httpx.HTTPError):
                     response = await client.get(self.url + "/healthz")
-                    if response.status_code == 200 and response.json().get("tracker_lease"):
+                    if response.status_code == 200 and (not leader or response.json().get("tracker_lease")):
                         return
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the bot never became healthy with the lease:\n{self.tail()}")

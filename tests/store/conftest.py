@@ -34,10 +34,12 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "ecsbot.db"
 
 
-@pytest.fixture
-def database(db_path: Path) -> str:
-    """Where the stores of one test keep their data."""
-    return str(db_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """Where the stores of one test keep their data: every contract test runs on both engines."""
+    if request.param == "sqlite":
+        return str(db_path)
+    return request.getfixturevalue("postgres").fresh_url()
 
 
 @pytest.fixture

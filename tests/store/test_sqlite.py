@@ -61,7 +61,7 @@ async def test_the_connection_lives_on_the_store_thread_only(sqlite):
     names = await sqlite.query("SELECT 1 AS one")
     assert names == [{"one": 1}]
     with pytest.raises(sqlite3.ProgrammingError, match="thread"):
-        sqlite.db.execute("SELECT 1")
+        sqlite.conn.execute("SELECT 1")
     assert threading.current_thread() is threading.main_thread()
 
 

@@ -221,3 +221,21 @@ async def test_add_approval_race_counts_each_approver_once(connect, new_request)
     final = await a.get(req.id)
     assert sorted(final.approvals) == ["U01APR0001", "U01APR0002", "U01APR0003"]
     assert [e.action for e in await a.audit(req.id)].count("approval") == 3
+
+
+async def test_mark_sent_lets_exactly_one_process_post(connect, new_request):
+    """The stamp before a POST is the race two leaders (an old one waking up) would run: one wins, once."""
+    a, b = connect(), connect()
+    now = datetime.now(UTC)
+    req = await a.create(new_request(state=S.SUBMITTING), actor="bot")
+    results = await asyncio.gather(
+        a.mark_sent(req.id, "submit_sent_at", state=S.SUBMITTING, at=now),
+        b.mark_sent(req.id, "submit_sent_at", state=S.SUBMITTING, at=now),
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1 and winners[0].submit_sent_at == now
+    assert await a.mark_sent(req.id, "submit_sent_at", state=S.SUBMITTING, at=now) is None  # stamped already
+    assert await a.mark_sent(req.id, "stop_sent_at", state=S.STOPPING, at=now) is None  # not in that state
+    assert await a.mark_sent("CR-NOPE22", "stop_sent_at", state=S.STOPPING, at=now) is None
+    with pytest.raises(ValueError, match="mark_sent stamps"):
+        await a.mark_sent(req.id, "job_id", state=S.SUBMITTING, at=now)

@@ -99,6 +99,9 @@ async def test_lease_semantics(connect):
     assert await b.lease_owner("tracker", now=1051.0) is None
     assert await a.acquire_lease("tracker", "proc-a", 30, now=1052.0)
     assert await a.acquire_lease("other", "proc-b", 30, now=1052.0)  # leases are independent
+    # a, b, a: every change of owner counts, a release included; renewals do not
+    assert await a.lease_epoch("tracker") == 3 and await a.lease_epoch("other") == 1
+    assert await a.lease_epoch("never") == 0
 
 
 async def test_page_sessions_sign_in_once_and_die_with_their_draft(store):
