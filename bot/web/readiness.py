@@ -73,7 +73,7 @@ class Cached:
 
 
 class Readiness:
-    """Runs the named probes together; the role ("leader" or "standby") is reported beside them."""
+    """Runs the named probes together; the role ("leader" or "follower") is reported beside them."""
 
     def __init__(self, probes: Mapping[str, Probe], role: Callable[[], str]) -> None:
         self._probes = dict(probes)

@@ -148,19 +148,19 @@ async def test_readyz_names_the_cloud_when_the_simulator_stops() -> None:
         assert reason.startswith("the cloud cannot be reached") or reason == "no answer within 3 s", body
 
 
-async def test_a_second_process_is_a_standby_and_says_so(stack: LocalStack, caplog) -> None:
+async def test_a_second_process_is_a_follower_and_says_so(stack: LocalStack, caplog) -> None:
     caplog.set_level(logging.INFO, logger="bot.services.tracker")
     second = build(stack.settings(), tracker_config=stack.tracker_config(), notifier_options=stack.notifier_options())
     served = await serve(second, host="127.0.0.1", port=0)
     try:
         host, port = served.runner.addresses[0][:2]
         url = f"http://{host}:{port}"
-        _, body = await wait_ready(url, lambda s, b: s == 200, "the standby ready")
-        assert body["role"] == "standby"
+        _, body = await wait_ready(url, lambda s, b: s == 200, "the follower ready")
+        assert body["role"] == "follower"
         async with httpx.AsyncClient() as http:
-            assert (await http.get(url + "/healthz")).json()["role"] == "standby"
+            assert (await http.get(url + "/healthz")).json()["role"] == "follower"
             assert (await http.get(stack.url + "/healthz")).json()["role"] == "leader"
-        assert any("tracker: standby" in r.getMessage() for r in caplog.records)
+        assert any("tracker: follower" in r.getMessage() for r in caplog.records)
     finally:
         await served.aclose()
         await second.aclose()
