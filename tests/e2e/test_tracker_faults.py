@@ -15,6 +15,7 @@ from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER, Local
 from sandbox.simulator.faults import FaultSpec
 from sandbox.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
 from sandbox.simulator.server import SimulatorServer
+from tests.support.requests import change_request
 
 from .conftest import carded, wait_state
 
@@ -50,15 +51,12 @@ async def started(options: StackOptions, fixtures: Fixtures) -> LocalStack:
 
 def approved_request(server_id: str, name: str) -> ChangeRequest:
     """A request as the approval listener leaves it, without going through Slack (no approval card)."""
-    return ChangeRequest(
+    return change_request(
         state=RequestState.APPROVED,
         requester=REQUESTER,
-        origin_channel="C01ORIGIN01",
         server_id=server_id,
         server_name=name,
         target_image_id=UBUNTU_22,
-        target_image_name="ubuntu-22.04",
-        keyname="ops-key",
         reason="tracker fault test",
         approvals_channel=APPROVALS_CHANNEL,
         approvals=[APPROVER],
