@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -122,14 +120,6 @@ def error_of(response: httpx.Response) -> tuple[int, str]:
     body = response.json()
     code = body["error"]["code"] if "error" in body else body["error_code"]
     return response.status_code, code
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def edge_answering(fake: FakeSlack, **ack_kwargs: Any) -> SlackEdge:
 
 async def answer_to_command(edge: SlackEdge) -> Answer:
     body = sr.slash_command("help", response_url="http://127.0.0.1:9/response/x")
-    headers = {**sr.sign(SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
+    headers = sr.sign(SECRET, body)
     return await edge.http(body, headers)
 
 
