@@ -40,8 +40,9 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.timeout(60)
 
 SPEED = 60.0
-# At SPEED: a soft stop takes 2-2.5 s and a change 4-5 s, long enough for a kill to land in the middle.
-TIMING = Timing(stop_soft=(120.0, 150.0), job_init=(3.0, 6.0), change_running=(240.0, 300.0))
+# At SPEED: a soft stop takes 2-2.5 s and a change 2-2.5 s, long enough for a kill to land in the middle (the kill
+# follows the state it waits for within a poll of the store; a restart takes about a second).
+TIMING = Timing(stop_soft=(120.0, 150.0), job_init=(3.0, 6.0), change_running=(120.0, 150.0))
 CHANGE_ROUTES = ("change_os_v1", "change_os_v2")
 ENDED = (RequestState.SUCCEEDED, RequestState.FAILED)
 
