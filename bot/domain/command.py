@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
@@ -365,43 +366,74 @@ def _parse_change(tokens: list[_Token]) -> Command:
                 )
             continue
         if name == "notify":
-            found = False
-            pending = [inline] if inline is not None else []
-            for raw in pending:
-                refs = _channel_refs(_Token(raw))
-                if refs is None:
-                    raise _Usage(f"--notify takes channels like #incidents, not {_show(raw)}.")
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-            while i < len(tokens) and _flag(tokens[i]) is None and (refs := _channel_refs(tokens[i])) is not None:
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-                i += 1
-            if not found:
-                raise _Usage(f"--notify needs {_EXAMPLES['notify']}.")
+            ids, names, i = take_channels(tokens, i, inline, _flag, _EXAMPLES["notify"])
+            b.notify += ids
+            b.notify_names += names
             continue
         if name == "reason":
-            parts = [inline] if inline is not None else []
-            while i < len(tokens) and _flag(tokens[i]) is None:
-                parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
-                i += 1
-            if not parts:
-                raise _Usage(f"--reason needs {_EXAMPLES['reason']}.")
-            b.set_once("reason", " ".join(parts))
+            reason, i = take_words(name, tokens, i, inline, _flag, _EXAMPLES["reason"])
+            b.set_once("reason", reason)
             continue
         # single-value flags: key, stop, ticket, image, server
-        if inline is None:
-            if i >= len(tokens) or _flag(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
-                raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-            nxt = tokens[i]
-            inline = nxt.value if nxt.kind == _LINK else nxt.text
-            i += 1
-        if not inline.strip():
-            raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-        b.set_once(name, inline.strip())
+        value, i = take_value(name, tokens, i, inline, _flag, _EXAMPLES[name])
+        b.set_once(name, value)
     return b.build()
+
+
+FlagOf = Callable[[_Token], tuple[str, str | None] | None]
+
+
+def take_channels(
+    tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
+) -> tuple[list[str], list[str], int]:
+    """`--notify`'s channels (ids, names): the inline one, then every channel token up to the next flag; and the
+    index of the first token after them."""
+    ids: list[str] = []
+    names: list[str] = []
+    found = False
+    if inline is not None:
+        refs = _channel_refs(_Token(inline))
+        if refs is None:
+            raise _Usage(f"--notify takes channels like #incidents, not {_show(inline)}.")
+        ids += refs[0]
+        names += refs[1]
+        found = True
+    while i < len(tokens) and flag_of(tokens[i]) is None and (refs := _channel_refs(tokens[i])) is not None:
+        ids += refs[0]
+        names += refs[1]
+        found = True
+        i += 1
+    if not found:
+        raise _Usage(f"--notify needs {example}.")
+    return ids, names, i
+
+
+def take_words(
+    name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
+) -> tuple[str, int]:
+    """A free-text flag (`--reason`): every word up to the next flag, links as their targets."""
+    parts = [inline] if inline is not None else []
+    while i < len(tokens) and flag_of(tokens[i]) is None:
+        parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
+        i += 1
+    if not parts:
+        raise _Usage(f"--{name} needs {example}.")
+    return " ".join(parts), i
+
+
+def take_value(
+    name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
+) -> tuple[str, int]:
+    """A single-value flag: `--name=value` or the next token (not a flag, channel or person), never blank."""
+    if inline is None:
+        if i >= len(tokens) or flag_of(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
+            raise _Usage(f"--{name} needs a value: {example}.")
+        nxt = tokens[i]
+        inline = nxt.value if nxt.kind == _LINK else nxt.text
+        i += 1
+    if not inline.strip():
+        raise _Usage(f"--{name} needs a value: {example}.")
+    return inline.strip(), i
 
 
 def _request_id(raw: str) -> str | None:

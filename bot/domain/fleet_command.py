@@ -20,13 +20,15 @@ from bot.domain.command import (
     MAX_TEXT,
     Command,
     UsageError,
-    _channel_refs,
     _check_length,
     _show,
     _Token,
     _tokenize,
     _Usage,
     parse_command,
+    take_channels,
+    take_value,
+    take_words,
 )
 from bot.domain.request import StopType
 from bot.domain.waves import DEFAULT_WAVES, Wave, WaveError, parse_waves
@@ -301,43 +303,19 @@ def _parse_fleet(tokens: list[_Token]) -> FleetCommand | UsageError | None:
             _no_value(name, tokens, i, inline, b)
             continue
         if name == "notify":
-            found = False
-            if inline is not None:
-                refs = _channel_refs(_Token(inline))
-                if refs is None:
-                    raise _Usage(f"--notify takes channels like #incidents, not {_show(inline)}.")
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-            while i < len(tokens) and _fleet_flag(tokens[i]) is None and (refs := _channel_refs(tokens[i])):
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-                i += 1
-            if not found:
-                raise _Usage(f"--notify needs {_EXAMPLES['notify']}.")
+            ids, names, i = take_channels(tokens, i, inline, _fleet_flag, _EXAMPLES["notify"])
+            b.notify += ids
+            b.notify_names += names
             continue
         if name == "reason":
-            parts = [inline] if inline is not None else []
-            while i < len(tokens) and _fleet_flag(tokens[i]) is None:
-                parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
-                i += 1
-            if not parts:
-                raise _Usage(f"--reason needs {_EXAMPLES['reason']}.")
-            b.set_once("reason", " ".join(parts))
+            reason, i = take_words(name, tokens, i, inline, _fleet_flag, _EXAMPLES["reason"])
+            b.set_once("reason", reason)
             continue
-        if inline is None:
-            if i >= len(tokens) or _fleet_flag(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
-                raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-            nxt = tokens[i]
-            inline = nxt.value if nxt.kind == _LINK else nxt.text
-            i += 1
-        if not inline.strip():
-            raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
+        value, i = take_value(name, tokens, i, inline, _fleet_flag, _EXAMPLES[name])
         if name == "tag":
-            b.tags.append(_tag(inline))
+            b.tags.append(_tag(value))
         else:
-            b.set_once(name, inline.strip())
+            b.set_once(name, value)
     return b.build()
 
 
