@@ -12,6 +12,8 @@ import pytest
 
 from bot import logs
 
+pytest_plugins = ["tests.support.browser"]  # the `browser` fixture of the page and playground tests
+
 
 @dataclass
 class JsonLogs:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -13,6 +13,7 @@ from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.secretbox import SecretBox
 from bot.services.workflow import DraftClosed, DraftEnd, PasswordUnavailable, Workflow, request_secret_key
 from bot.store import ServerBusyError, SQLiteStore
+from tests.support.clocks import DateClock as Clock
 from tests.support.requests import change_request
 
 POLICY = """
@@ -26,14 +27,6 @@ approvals_required = 2
 images = ["*"]
 """
 CANARY = "Canary-Pw-4242!"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -18,22 +18,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.notifier import Notifier
 from sandbox.devtools.fake_slack import Call, FakeSlack
+from tests.support.clocks import SecondsClock as ManualClock
 from tests.support.waiting import until
 
 CANARY = "CANARY-7f3e-do-not-log"
-
-
-class ManualClock:
-    """Seconds that pass only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
