@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
@@ -205,19 +205,27 @@ _CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")  # Slack: at most 80 
 
 def _flag(token: _Token) -> tuple[str, str | None] | None:
     """`(canonical name, inline value)` for a flag token, None for a word; raises on an unknown flag."""
+    return read_flag(token, _ALIASES, _EXAMPLES)
+
+
+def read_flag(
+    token: _Token, aliases: Mapping[str, str], examples: Mapping[str, str], where: str = ""
+) -> tuple[str, str | None] | None:
+    """A flag token as `(canonical name, inline value)` by `aliases`, None for a word. An unknown flag raises, with
+    the closest known one or the list of `examples`' names; `where` names the command (" for a fleet")."""
     if token.kind != _WORD or token.quoted:
         return None
     m = _FLAG.match(token.text)
     if not m:
         return None
     name = m.group("name").lower()
-    canonical = _ALIASES.get(name)
+    canonical = aliases.get(name)
     if canonical is None:
-        long_names = sorted({k for k in _ALIASES if len(k) > 1})
+        long_names = sorted({k for k in aliases if len(k) > 1})
         close = difflib.get_close_matches(name, long_names, n=1, cutoff=0.6)
         flag = token.text.split("=", 1)[0]
-        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in _EXAMPLES)}."
-        raise _Usage(f"Unknown option {_show(flag)}.{hint}")
+        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in examples)}."
+        raise _Usage(f"Unknown option {_show(flag)}{where}.{hint}")
     return canonical, m.group("value")
 
 

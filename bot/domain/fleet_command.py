@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 
 from bot.domain.command import (
     _CHANNEL,
-    _FLAG,
     _LINK,
     _MENTION,
     _WORD,
@@ -26,6 +24,7 @@ from bot.domain.command import (
     _tokenize,
     _Usage,
     parse_command,
+    read_flag,
     take_channels,
     take_value,
     take_words,
@@ -141,20 +140,7 @@ _EXAMPLES = {
 
 
 def _fleet_flag(token: _Token) -> tuple[str, str | None] | None:
-    if token.kind != _WORD or token.quoted:
-        return None
-    m = _FLAG.match(token.text)
-    if not m:
-        return None
-    name = m.group("name").lower()
-    canonical = _ALIASES.get(name)
-    if canonical is None:
-        long_names = sorted({k for k in _ALIASES if len(k) > 1})
-        close = difflib.get_close_matches(name, long_names, n=1, cutoff=0.6)
-        flag = token.text.split("=", 1)[0]
-        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in _EXAMPLES)}."
-        raise _Usage(f"Unknown option {_show(flag)} for a fleet.{hint}")
-    return canonical, m.group("value")
+    return read_flag(token, _ALIASES, _EXAMPLES, " for a fleet")
 
 
 def _positive(name: str, raw: str, high: int) -> int:
