@@ -279,18 +279,49 @@ def _check_length(name: str, value: str | None) -> None:
     raise _Usage(f"{_WHAT[name]} of {len(value.strip())} characters is too long: {_WHY[name]}.")
 
 
-class _ChangeBuilder:
+FlagOf = Callable[[_Token], tuple[str, str | None] | None]
+
+
+class OptionsBuilder:
+    """What /changeos and /changeos fleet read alike: --notify's channels, --reason's words, and single values,
+    each given at most once."""
+
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
         self.password = False
         self.notify: list[str] = []
         self.notify_names: list[str] = []
-        self.positionals: list[str] = []
 
     def set_once(self, name: str, value: str) -> None:
         if name in self.values:
             raise _Usage(f"--{name} is given twice; give it once.")
         self.values[name] = value
+
+    def set_value(self, name: str, value: str) -> None:
+        self.set_once(name, value)
+
+    def take(
+        self, name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, examples: Mapping[str, str]
+    ) -> int:
+        """Read flag `name`'s value(s) from `inline` and the tokens from `i`; the index after what it took."""
+        if name == "notify":
+            ids, names, i = _take_channels(tokens, i, inline, flag_of, examples["notify"])
+            self.notify += ids
+            self.notify_names += names
+            return i
+        if name == "reason":
+            reason, i = _take_words(name, tokens, i, inline, flag_of, examples["reason"])
+            self.set_once("reason", reason)
+            return i
+        value, i = _take_value(name, tokens, i, inline, flag_of, examples[name])
+        self.set_value(name, value)
+        return i
+
+
+class _ChangeBuilder(OptionsBuilder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.positionals: list[str] = []
 
     def build(self) -> ChangeCommand:
         if self.password and "key" in self.values:
@@ -373,25 +404,11 @@ def _parse_change(tokens: list[_Token]) -> Command:
                     "password in a command."
                 )
             continue
-        if name == "notify":
-            ids, names, i = take_channels(tokens, i, inline, _flag, _EXAMPLES["notify"])
-            b.notify += ids
-            b.notify_names += names
-            continue
-        if name == "reason":
-            reason, i = take_words(name, tokens, i, inline, _flag, _EXAMPLES["reason"])
-            b.set_once("reason", reason)
-            continue
-        # single-value flags: key, stop, ticket, image, server
-        value, i = take_value(name, tokens, i, inline, _flag, _EXAMPLES[name])
-        b.set_once(name, value)
+        i = b.take(name, tokens, i, inline, _flag, _EXAMPLES)  # notify, reason, key, stop, ticket, image, server
     return b.build()
 
 
-FlagOf = Callable[[_Token], tuple[str, str | None] | None]
-
-
-def take_channels(
+def _take_channels(
     tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
 ) -> tuple[list[str], list[str], int]:
     """`--notify`'s channels (ids, names): the inline one, then every channel token up to the next flag; and the
@@ -416,7 +433,7 @@ def take_channels(
     return ids, names, i
 
 
-def take_words(
+def _take_words(
     name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
 ) -> tuple[str, int]:
     """A free-text flag (`--reason`): every word up to the next flag, links as their targets."""
@@ -429,7 +446,7 @@ def take_words(
     return " ".join(parts), i
 
 
-def take_value(
+def _take_value(
     name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
 ) -> tuple[str, int]:
     """A single-value flag: `--name=value` or the next token (not a flag, channel or person), never blank."""

@@ -17,6 +17,7 @@ from bot.domain.command import (
     MAX_MESSAGE,
     MAX_TEXT,
     Command,
+    OptionsBuilder,
     UsageError,
     _check_length,
     _show,
@@ -25,9 +26,6 @@ from bot.domain.command import (
     _Usage,
     parse_command,
     read_flag,
-    take_channels,
-    take_value,
-    take_words,
 )
 from bot.domain.request import StopType
 from bot.domain.waves import DEFAULT_WAVES, Wave, WaveError, parse_waves
@@ -162,20 +160,18 @@ def _tag(raw: str) -> TagFilter:
     return TagFilter(key, value if sep else None)
 
 
-class _FleetBuilder:
+class _FleetBuilder(OptionsBuilder):
     def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.password = False
+        super().__init__()
         self.pause = False
         self.tags: list[TagFilter] = []
         self.words: list[str] = []
-        self.notify: list[str] = []
-        self.notify_names: list[str] = []
 
-    def set_once(self, name: str, value: str) -> None:
-        if name in self.values:
-            raise _Usage(f"--{name} is given twice; give it once.")
-        self.values[name] = value
+    def set_value(self, name: str, value: str) -> None:
+        if name == "tag":  # repeatable: every tag must match
+            self.tags.append(_tag(value))
+        else:
+            self.set_once(name, value)
 
     def selector(self) -> FleetSelector:
         names: list[str] = []
@@ -288,20 +284,7 @@ def _parse_fleet(tokens: list[_Token]) -> FleetCommand | UsageError | None:
         if name in ("password", "pause"):
             _no_value(name, tokens, i, inline, b)
             continue
-        if name == "notify":
-            ids, names, i = take_channels(tokens, i, inline, _fleet_flag, _EXAMPLES["notify"])
-            b.notify += ids
-            b.notify_names += names
-            continue
-        if name == "reason":
-            reason, i = take_words(name, tokens, i, inline, _fleet_flag, _EXAMPLES["reason"])
-            b.set_once("reason", reason)
-            continue
-        value, i = take_value(name, tokens, i, inline, _fleet_flag, _EXAMPLES[name])
-        if name == "tag":
-            b.tags.append(_tag(value))
-        else:
-            b.set_once(name, value)
+        i = b.take(name, tokens, i, inline, _fleet_flag, _EXAMPLES)
     return b.build()
 
 
