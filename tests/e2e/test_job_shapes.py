@@ -12,13 +12,13 @@ from sandbox.devtools.stack import LocalStack, StackOptions
 from sandbox.simulator.faults import FaultSpec, HoldJobs
 from sandbox.simulator.fixtures import AgencySettings, load_fixtures
 from sandbox.simulator.server import SimulatorServer
+from tests.support.sim_ids import DB_01
 
 from .conftest import wait_state
 from .test_tracker_faults import approve_through_slack
 
 pytestmark = pytest.mark.timeout(60)
 
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
 COMMAND = "db-01 ubuntu-22.04 --key ops-key --reason job shapes"
 
 

@@ -14,13 +14,13 @@ from bot.slack.socket_mode import Backoff
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import COMMAND_CHANNEL, REQUESTER, LocalStack, StackOptions
 from tests.support.bot_process import start_bot
+from tests.support.requests import approved_request
+from tests.support.sim_ids import DB_01
 
 from .conftest import wait_state
-from .test_tracker_faults import approved_request
 
 pytestmark = pytest.mark.timeout(60)
 
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"  # SHUTOFF: no stop needed
 
 
 @pytest.fixture

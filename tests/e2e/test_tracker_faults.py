@@ -15,15 +15,13 @@ from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER, Local
 from sandbox.simulator.faults import FaultSpec
 from sandbox.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
 from sandbox.simulator.server import SimulatorServer
-from tests.support.requests import change_request
+from tests.support.requests import approved_request
+from tests.support.sim_ids import DB_01, UBUNTU_20
 
 from .conftest import carded, wait_state
 
 pytestmark = pytest.mark.timeout(40)
 
-UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
-UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
 ENDED = (RequestState.SUCCEEDED, RequestState.FAILED)
 
 
@@ -47,20 +45,6 @@ async def started(options: StackOptions, fixtures: Fixtures) -> LocalStack:
     stack = LocalStack(options)
     stack.sim = SimulatorServer(fixtures, speed=options.speed, seed=options.seed)
     return await stack.start()
-
-
-def approved_request(server_id: str, name: str) -> ChangeRequest:
-    """A request as the approval listener leaves it, without going through Slack (no approval card)."""
-    return change_request(
-        state=RequestState.APPROVED,
-        requester=REQUESTER,
-        server_id=server_id,
-        server_name=name,
-        target_image_id=UBUNTU_22,
-        reason="tracker fault test",
-        approvals_channel=APPROVALS_CHANNEL,
-        approvals=[APPROVER],
-    )
 
 
 async def approve_through_slack(stack: LocalStack, text: str) -> ChangeRequest:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.domain.request import ChangeRequest, LoginMethod
+from bot.domain.request import ChangeRequest, LoginMethod, RequestState
+from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER
+from tests.support.sim_ids import UBUNTU_22
 
 DEFAULTS: dict[str, Any] = {
     "requester": "U01REQ0001",
@@ -32,3 +34,17 @@ def change_request(*, at: datetime | None = None, ttl: timedelta = timedelta(hou
     if at is not None:
         base.update(created_at=at, updated_at=at, expires_at=at + ttl)
     return ChangeRequest(**{**base, **fields})
+
+
+def approved_request(server_id: str, name: str) -> ChangeRequest:
+    """A request on a LocalStack's simulator as the approval listener leaves it, without Slack (no approval card)."""
+    return change_request(
+        state=RequestState.APPROVED,
+        requester=REQUESTER,
+        server_id=server_id,
+        server_name=name,
+        target_image_id=UBUNTU_22,
+        reason="tracker fault test",
+        approvals_channel=APPROVALS_CHANNEL,
+        approvals=[APPROVER],
+    )
