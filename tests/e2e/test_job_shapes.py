@@ -3,6 +3,8 @@ keys that expire while a change runs. Each shape is produced on demand by the si
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -14,12 +16,18 @@ from sandbox.simulator.fixtures import AgencySettings, load_fixtures
 from sandbox.simulator.server import SimulatorServer
 from tests.support.sim_ids import DB_01
 
-from .conftest import wait_state
-from .test_tracker_faults import approve_through_slack
+from .conftest import approve_through_slack, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 
 COMMAND = "db-01 ubuntu-22.04 --key ops-key --reason job shapes"
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[LocalStack]:
+    """At speed 200 a change takes 1-1.5 s: room for a test to act while the job runs (expire it, hold it)."""
+    async with LocalStack(StackOptions(speed=200.0)) as s:
+        yield s
 
 
 async def running(stack: LocalStack) -> str:

@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 
 from bot.domain.request import ChangeRequest, RequestState
-from bot.slack import views
-from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER, LocalStack, StackOptions
+from sandbox.devtools.stack import APPROVALS_CHANNEL, REQUESTER, LocalStack, StackOptions
 from sandbox.simulator.faults import FaultSpec
 from sandbox.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
 from sandbox.simulator.server import SimulatorServer
 from tests.support.requests import approved_request
 from tests.support.sim_ids import DB_01, UBUNTU_20
 
-from .conftest import carded, wait_state
+from .conftest import approve_through_slack, wait_state
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -45,19 +44,6 @@ async def started(options: StackOptions, fixtures: Fixtures) -> LocalStack:
     stack = LocalStack(options)
     stack.sim = SimulatorServer(fixtures, speed=options.speed, seed=options.seed)
     return await stack.start()
-
-
-async def approve_through_slack(stack: LocalStack, text: str) -> ChangeRequest:
-    assert stack.rt is not None
-    await stack.command(text)
-    view = await stack.plan_view()
-    reply = await stack.submit(view)
-    assert reply.status_code == 200 and reply.text == "", reply.text
-    request = await stack.slack.wait_until(
-        lambda: carded(stack), what="the approval card"
-    )
-    await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
-    return request
 
 
 def show_job_statuses(stack: LocalStack) -> list[int]:
