@@ -47,6 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fail", action="store_true", help="let the cloud fail the job and show the explanation")
     demo.add_argument("--rollback", action="store_true", help="take a backup first, then roll back to it")
     demo.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
+    demo.add_argument("--speed", type=float, default=None, help="simulator time scale (default 60: ~5 s a change)")
 
     play = sub.add_parser("playground", help="a local web page that plays Slack for the bot, offline, in a browser")
     play.add_argument("--policy", type=Path, default=None, help="a policy TOML to load (default: the embedded one)")
@@ -103,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from sandbox.devtools.demo import run_demo
 
+            pace = {} if args.speed is None else {"speed": args.speed}
             return asyncio.run(
-                run_demo(password=args.password, fail=args.fail, color=not args.no_color, rollback=args.rollback)
+                run_demo(
+                    password=args.password, fail=args.fail, color=not args.no_color, rollback=args.rollback, **pace
+                )
             )
         if args.command == "playground":
             from sandbox.playground.server import run_playground

@@ -97,7 +97,9 @@ TRACKER_LAG = Histogram(
     registry=REGISTRY,
 )
 TRACKER_LEADER = Gauge(
-    "ecsbot_tracker_leader", "1 while this process holds the tracker lease (leader), 0 on a follower.", registry=REGISTRY
+    "ecsbot_tracker_leader",
+    "1 while this process holds the tracker lease (leader), 0 on a follower.",
+    registry=REGISTRY,
 )
 CLOUD_CALLS = Counter(
     "ecsbot_cloud_calls",

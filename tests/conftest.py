@@ -15,6 +15,8 @@ import pytest
 from bot import logs
 from tests.postgres_server import PostgresServer, find_bindir
 
+pytest_plugins = ["tests.support.browser"]  # the `browser` fixture of the page and playground tests
+
 
 @dataclass
 class JsonLogs:

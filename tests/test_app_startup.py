@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings, problems
 from bot.slack.app import BOLT_ENVIRONMENT, build_bolt_app
+from tests.support.bot_process import run_bot
 
-ROOT = Path(__file__).resolve().parents[1]
 BOT_TOKEN = "xoxb-1234567890-0987654321-StartUpCanaryToken"
 POLICY = """
 approvals_channel = "C01APPROVE1"
@@ -35,8 +33,6 @@ def good_env(workdir: Path) -> dict[str, str]:
     policy = workdir / "policy.toml"
     policy.write_text(POLICY)
     return {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": "startup-signing-secret-000000",
         "SLACK_API_URL": "http://127.0.0.1:9/api/",
@@ -51,26 +47,6 @@ def good_env(workdir: Path) -> dict[str, str]:
         "ECSBOT_DB": str(workdir / "ecsbot.db"),
         "ECSBOT_POLICY": str(policy),
     }
-
-
-async def run_bot(workdir: Path, env: dict[str, str], port: int) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=env,
-        cwd=str(workdir),  # no stray .env file gets read
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
 
 
 def one_error(text: str) -> str:

@@ -13,6 +13,7 @@ from bot.cloud.client import ImageQuery
 from bot.services.catalogue import CatalogueCache
 from sandbox.simulator import SimulatorServer
 from sandbox.simulator.faults import FaultSpec
+from tests.support.clocks import SecondsClock as Clock
 
 PROJECT = "0605767ef600d5762f23c013c6e7ad23"
 FAST = RetryPolicy(max_attempts=1, total_timeout=5.0)
@@ -36,14 +37,6 @@ async def cloud(sim: SimulatorServer) -> AsyncIterator[CloudClient]:
 
 def listings(sim: SimulatorServer) -> int:
     return sum(1 for r in sim.requests if r.get("route") == "list_images")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_concurrent_misses_share_one_fetch_and_hits_cost_nothing(sim, cloud) -> None:

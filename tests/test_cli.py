@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
 from bot.secretbox import SecretBox
-
-ECSBOT = [sys.executable, "-m", "bot.cli"]
-# What this process's environment may hold that would change the bot's settings.
-_PREFIXES = ("SLACK_", "HUAWEICLOUD_", "ECSBOT_", "ECS_", "IMS_", "EVS_", "PORT")
-
-
-def ecsbot(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Runs `ecsbot ARGS` in an empty folder (no .env) with only the given settings."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_PREFIXES)}
-    clean["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    return subprocess.run(
-        [*ECSBOT, *args], cwd=tmp_path, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False
-    )
+from tests.support.bot_process import ecsbot
 
 
 def one_sentence(result: subprocess.CompletedProcess[str]) -> str:

@@ -14,7 +14,7 @@ import pytest
 from sandbox.devtools import demo
 from sandbox.devtools.demo import FAIL_CODE, FAIL_REASON, MASK, Style, mrkdwn, run_demo
 
-FAST = 200.0  # simulator speed for tests: the OS change takes about a second
+FAST = 1000.0  # simulator speed for tests: the OS change takes a fraction of a second
 STEADY = 100.0  # slow enough that every state lasts longer than the bot's pacing of Slack edits (about 1 s)
 CANARY_PASSWORD = "Canary-Pw-7x!Q2"
 ANSI = re.compile(r"\x1b\[")
@@ -134,7 +134,12 @@ def test_ecsbot_demo_command_exits_zero_quickly_and_leaves_nothing(tmp_path: Pat
     assert ecsbot.exists(), f"console script missing at {ecsbot}: reinstall the package (pip install -e .)"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
     done = subprocess.run(
-        [str(ecsbot), "demo", "--no-color"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [str(ecsbot), "demo", "--no-color", "--speed", str(FAST)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✓ demo done" in done.stdout

@@ -8,17 +8,7 @@ import time
 import pytest
 
 from bot.services.ratelimit import TokenBucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clocks import SecondsClock as FakeClock
 
 
 def test_burst_then_paced_refill() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -13,6 +13,8 @@ from bot.domain.request import ChangeRequest, LoginMethod, RequestState
 from bot.secretbox import SecretBox
 from bot.services.workflow import DraftClosed, DraftEnd, PasswordUnavailable, Workflow, request_secret_key
 from bot.store import ServerBusyError, SQLiteStore
+from tests.support.clocks import DateClock as Clock
+from tests.support.requests import change_request
 
 POLICY = """
 approvals_channel = "C01APPROVE1"
@@ -25,14 +27,6 @@ approvals_required = 2
 images = ["*"]
 """
 CANARY = "Canary-Pw-4242!"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -53,24 +47,7 @@ async def flow(tmp_path, clock: Clock) -> AsyncIterator[Workflow]:
 
 
 def new_request(clock: Clock, **changes) -> ChangeRequest:
-    fields = dict(
-        requester="U01REQ0001",
-        origin_channel="C01CHAN001",
-        server_id="srv-1",
-        server_name="web-01",
-        target_image_id="img-1",
-        target_image_name="ubuntu-22.04",
-        login=LoginMethod.KEYPAIR,
-        keyname="ops-key",
-        reason="patch",
-        approvals_channel="C01APPROVE1",
-        approvals_required=2,
-        expires_at=clock.now + timedelta(hours=1),
-        created_at=clock.now,
-        updated_at=clock.now,
-    )
-    fields.update(changes)
-    return ChangeRequest(**fields)
+    return change_request(at=clock.now, approvals_required=2, **changes)
 
 
 async def test_two_approvals_from_two_people_are_needed(flow: Workflow, clock: Clock) -> None:
@@ -89,7 +66,7 @@ async def test_two_approvals_from_two_people_are_needed(flow: Workflow, clock: C
 
 async def test_password_is_encrypted_and_gone_after_reject(flow: Workflow, clock: Clock, tmp_path) -> None:
     request = await flow.submit(
-        new_request(clock, login=LoginMethod.PASSWORD, keyname=None, has_password=True), password=SecretStr(CANARY)
+        new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY)
     )
     blob = await flow.store.get_secret(request_secret_key(request.id))
     assert blob is not None and CANARY.encode() not in blob
@@ -112,7 +89,7 @@ async def test_requester_cancels_until_submission_and_nobody_else_can(flow: Work
 
 async def test_pending_requests_expire_and_lose_their_password(flow: Workflow, clock: Clock) -> None:
     request = await flow.submit(
-        new_request(clock, login=LoginMethod.PASSWORD, keyname=None, has_password=True), password=SecretStr(CANARY)
+        new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY)
     )
     assert await flow.expire_due() == []
     clock.now += timedelta(hours=1, seconds=1)
@@ -134,7 +111,7 @@ async def test_without_a_secret_key_passwords_are_refused_with_a_reason(tmp_path
     workflow = Workflow(store, Policy.parse(POLICY), None, now=clock)
     with pytest.raises(PasswordUnavailable, match="ECSBOT_SECRET_KEY"):
         await workflow.submit(
-            new_request(clock, login=LoginMethod.PASSWORD, keyname=None, has_password=True), password=SecretStr(CANARY)
+            new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY)
         )
     assert (await workflow.submit(new_request(clock))).state is RequestState.PENDING_APPROVAL
     await store.aclose()
@@ -169,7 +146,7 @@ async def test_submitting_revokes_every_link_and_session_of_the_draft_and_record
     revoked: list[tuple[str, list[str], bool]] = []
     flow.revoke_hooks.append(lambda draft, digests, why: revoked.append((draft, sorted(digests), why.final)))
     stored = await flow.submit(
-        new_request(clock, login=LoginMethod.PASSWORD, keyname=None, has_password=True), draft_id="d1"
+        new_request(clock, login=LoginMethod.PASSWORD), draft_id="d1"
     )
     assert revoked == [("d1", ["h-link", "h-session"], True)]
     assert flow.draft_ended("d1") is not None and stored.id in flow.draft_ended("d1").message

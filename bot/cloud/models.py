@@ -335,19 +335,29 @@ class JobEntities(_Response):
         return value if isinstance(value, list) else []
 
 
-class Job(_Response):
+class _CloudJob(_Response):
+    """What ECS and IMS jobs share: the id, type, status, times and the cloud's reason for a failure."""
+
     job_id: str
     job_type: str | None = None
     status: str = ""
-    entities: JobEntities = Field(default_factory=JobEntities)
     begin_time: datetime | None = None
     end_time: datetime | None = None
     error_code: str | None = None
     fail_reason: str | None = None
 
-    _entities = field_validator("entities", mode="before")(_entities_dict)
     _times = field_validator("begin_time", "end_time", mode="plain")(_time_or_none)
     _texts = field_validator("error_code", "fail_reason", mode="before")(_str_or_none)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == JobStatus.SUCCESS
+
+
+class Job(_CloudJob):
+    entities: JobEntities = Field(default_factory=JobEntities)
+
+    _entities = field_validator("entities", mode="before")(_entities_dict)
 
     @property
     def server_id(self) -> str | None:
@@ -363,10 +373,6 @@ class Job(_Response):
     @property
     def is_finished(self) -> bool:
         return self.status in (JobStatus.SUCCESS, JobStatus.FAIL)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == JobStatus.SUCCESS
 
     @property
     def failed(self) -> bool:
@@ -404,25 +410,12 @@ class ImageJobEntities(_Response):
         return None if value in (None, "") else value
 
 
-class ImageJob(_Response):
+class ImageJob(_CloudJob):
     """An IMS job (`GET /v1/cloudimages/job/{job_id}`): status SUCCESS | FAIL | RUNNING | INIT."""
 
-    job_id: str
-    job_type: str | None = None
-    status: str = ""
     entities: ImageJobEntities = Field(default_factory=ImageJobEntities)
-    begin_time: datetime | None = None
-    end_time: datetime | None = None
-    error_code: str | None = None
-    fail_reason: str | None = None
 
     _entities = field_validator("entities", mode="before")(_entities_dict)
-    _times = field_validator("begin_time", "end_time", mode="plain")(_time_or_none)
-    _texts = field_validator("error_code", "fail_reason", mode="before")(_str_or_none)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == JobStatus.SUCCESS
 
     @property
     def failed(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
@@ -225,19 +226,27 @@ _CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")  # Slack: at most 80 
 
 def _flag(token: _Token) -> tuple[str, str | None] | None:
     """`(canonical name, inline value)` for a flag token, None for a word; raises on an unknown flag."""
+    return read_flag(token, _ALIASES, _EXAMPLES)
+
+
+def read_flag(
+    token: _Token, aliases: Mapping[str, str], examples: Mapping[str, str], where: str = ""
+) -> tuple[str, str | None] | None:
+    """A flag token as `(canonical name, inline value)` by `aliases`, None for a word. An unknown flag raises, with
+    the closest known one or the list of `examples`' names; `where` names the command (" for a fleet")."""
     if token.kind != _WORD or token.quoted:
         return None
     m = _FLAG.match(token.text)
     if not m:
         return None
     name = m.group("name").lower()
-    canonical = _ALIASES.get(name)
+    canonical = aliases.get(name)
     if canonical is None:
-        long_names = sorted({k for k in _ALIASES if len(k) > 1})
+        long_names = sorted({k for k in aliases if len(k) > 1})
         close = difflib.get_close_matches(name, long_names, n=1, cutoff=0.6)
         flag = token.text.split("=", 1)[0]
-        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in _EXAMPLES)}."
-        raise _Usage(f"Unknown option {_show(flag)}.{hint}")
+        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in examples)}."
+        raise _Usage(f"Unknown option {_show(flag)}{where}.{hint}")
     return canonical, m.group("value")
 
 
@@ -291,18 +300,49 @@ def _check_length(name: str, value: str | None) -> None:
     raise _Usage(f"{_WHAT[name]} of {len(value.strip())} characters is too long: {_WHY[name]}.")
 
 
-class _ChangeBuilder:
+FlagOf = Callable[[_Token], tuple[str, str | None] | None]
+
+
+class OptionsBuilder:
+    """What /changeos and /changeos fleet read alike: --notify's channels, --reason's words, and single values,
+    each given at most once."""
+
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
         self.password = False
         self.notify: list[str] = []
         self.notify_names: list[str] = []
-        self.positionals: list[str] = []
 
     def set_once(self, name: str, value: str) -> None:
         if name in self.values:
             raise _Usage(f"--{name} is given twice; give it once.")
         self.values[name] = value
+
+    def set_value(self, name: str, value: str) -> None:
+        self.set_once(name, value)
+
+    def take(
+        self, name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, examples: Mapping[str, str]
+    ) -> int:
+        """Read flag `name`'s value(s) from `inline` and the tokens from `i`; the index after what it took."""
+        if name == "notify":
+            ids, names, i = _take_channels(tokens, i, inline, flag_of, examples["notify"])
+            self.notify += ids
+            self.notify_names += names
+            return i
+        if name == "reason":
+            reason, i = _take_words(name, tokens, i, inline, flag_of, examples["reason"])
+            self.set_once("reason", reason)
+            return i
+        value, i = _take_value(name, tokens, i, inline, flag_of, examples[name])
+        self.set_value(name, value)
+        return i
+
+
+class _ChangeBuilder(OptionsBuilder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.positionals: list[str] = []
 
     def build(self) -> ChangeCommand:
         if self.password and "key" in self.values:
@@ -385,44 +425,61 @@ def _parse_change(tokens: list[_Token]) -> Command:
                     "password in a command."
                 )
             continue
-        if name == "notify":
-            found = False
-            pending = [inline] if inline is not None else []
-            for raw in pending:
-                refs = _channel_refs(_Token(raw))
-                if refs is None:
-                    raise _Usage(f"--notify takes channels like #incidents, not {_show(raw)}.")
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-            while i < len(tokens) and _flag(tokens[i]) is None and (refs := _channel_refs(tokens[i])) is not None:
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-                i += 1
-            if not found:
-                raise _Usage(f"--notify needs {_EXAMPLES['notify']}.")
-            continue
-        if name == "reason":
-            parts = [inline] if inline is not None else []
-            while i < len(tokens) and _flag(tokens[i]) is None:
-                parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
-                i += 1
-            if not parts:
-                raise _Usage(f"--reason needs {_EXAMPLES['reason']}.")
-            b.set_once("reason", " ".join(parts))
-            continue
-        # single-value flags: key, stop, ticket, image, server
-        if inline is None:
-            if i >= len(tokens) or _flag(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
-                raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-            nxt = tokens[i]
-            inline = nxt.value if nxt.kind == _LINK else nxt.text
-            i += 1
-        if not inline.strip():
-            raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-        b.set_once(name, inline.strip())
+        i = b.take(name, tokens, i, inline, _flag, _EXAMPLES)  # notify, reason, key, stop, ticket, image, server
     return b.build()
+
+
+def _take_channels(
+    tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
+) -> tuple[list[str], list[str], int]:
+    """`--notify`'s channels (ids, names): the inline one, then every channel token up to the next flag; and the
+    index of the first token after them."""
+    ids: list[str] = []
+    names: list[str] = []
+    found = False
+    if inline is not None:
+        refs = _channel_refs(_Token(inline))
+        if refs is None:
+            raise _Usage(f"--notify takes channels like #incidents, not {_show(inline)}.")
+        ids += refs[0]
+        names += refs[1]
+        found = True
+    while i < len(tokens) and flag_of(tokens[i]) is None and (refs := _channel_refs(tokens[i])) is not None:
+        ids += refs[0]
+        names += refs[1]
+        found = True
+        i += 1
+    if not found:
+        raise _Usage(f"--notify needs {example}.")
+    return ids, names, i
+
+
+def _take_words(
+    name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
+) -> tuple[str, int]:
+    """A free-text flag (`--reason`): every word up to the next flag, links as their targets."""
+    parts = [inline] if inline is not None else []
+    while i < len(tokens) and flag_of(tokens[i]) is None:
+        parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
+        i += 1
+    if not parts:
+        raise _Usage(f"--{name} needs {example}.")
+    return " ".join(parts), i
+
+
+def _take_value(
+    name: str, tokens: list[_Token], i: int, inline: str | None, flag_of: FlagOf, example: str
+) -> tuple[str, int]:
+    """A single-value flag: `--name=value` or the next token (not a flag, channel or person), never blank."""
+    if inline is None:
+        if i >= len(tokens) or flag_of(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
+            raise _Usage(f"--{name} needs a value: {example}.")
+        nxt = tokens[i]
+        inline = nxt.value if nxt.kind == _LINK else nxt.text
+        i += 1
+    if not inline.strip():
+        raise _Usage(f"--{name} needs a value: {example}.")
+    return inline.strip(), i
 
 
 def _request_id(raw: str) -> str | None:

@@ -6,27 +6,26 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 
 from bot.domain.command import (
     _CHANNEL,
-    _FLAG,
     _LINK,
     _MENTION,
     _WORD,
     MAX_MESSAGE,
     MAX_TEXT,
     Command,
+    OptionsBuilder,
     UsageError,
-    _channel_refs,
     _check_length,
     _show,
     _Token,
     _tokenize,
     _Usage,
     parse_command,
+    read_flag,
 )
 from bot.domain.request import StopType
 from bot.domain.waves import DEFAULT_WAVES, Wave, WaveError, parse_waves
@@ -139,20 +138,7 @@ _EXAMPLES = {
 
 
 def _fleet_flag(token: _Token) -> tuple[str, str | None] | None:
-    if token.kind != _WORD or token.quoted:
-        return None
-    m = _FLAG.match(token.text)
-    if not m:
-        return None
-    name = m.group("name").lower()
-    canonical = _ALIASES.get(name)
-    if canonical is None:
-        long_names = sorted({k for k in _ALIASES if len(k) > 1})
-        close = difflib.get_close_matches(name, long_names, n=1, cutoff=0.6)
-        flag = token.text.split("=", 1)[0]
-        hint = f" Did you mean --{close[0]}?" if close else f" Known options: {', '.join('--' + k for k in _EXAMPLES)}."
-        raise _Usage(f"Unknown option {_show(flag)} for a fleet.{hint}")
-    return canonical, m.group("value")
+    return read_flag(token, _ALIASES, _EXAMPLES, " for a fleet")
 
 
 def _positive(name: str, raw: str, high: int) -> int:
@@ -174,20 +160,18 @@ def _tag(raw: str) -> TagFilter:
     return TagFilter(key, value if sep else None)
 
 
-class _FleetBuilder:
+class _FleetBuilder(OptionsBuilder):
     def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.password = False
+        super().__init__()
         self.pause = False
         self.tags: list[TagFilter] = []
         self.words: list[str] = []
-        self.notify: list[str] = []
-        self.notify_names: list[str] = []
 
-    def set_once(self, name: str, value: str) -> None:
-        if name in self.values:
-            raise _Usage(f"--{name} is given twice; give it once.")
-        self.values[name] = value
+    def set_value(self, name: str, value: str) -> None:
+        if name == "tag":  # repeatable: every tag must match
+            self.tags.append(_tag(value))
+        else:
+            self.set_once(name, value)
 
     def selector(self) -> FleetSelector:
         names: list[str] = []
@@ -300,44 +284,7 @@ def _parse_fleet(tokens: list[_Token]) -> FleetCommand | UsageError | None:
         if name in ("password", "pause"):
             _no_value(name, tokens, i, inline, b)
             continue
-        if name == "notify":
-            found = False
-            if inline is not None:
-                refs = _channel_refs(_Token(inline))
-                if refs is None:
-                    raise _Usage(f"--notify takes channels like #incidents, not {_show(inline)}.")
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-            while i < len(tokens) and _fleet_flag(tokens[i]) is None and (refs := _channel_refs(tokens[i])):
-                b.notify += refs[0]
-                b.notify_names += refs[1]
-                found = True
-                i += 1
-            if not found:
-                raise _Usage(f"--notify needs {_EXAMPLES['notify']}.")
-            continue
-        if name == "reason":
-            parts = [inline] if inline is not None else []
-            while i < len(tokens) and _fleet_flag(tokens[i]) is None:
-                parts.append(tokens[i].value if tokens[i].kind == _LINK else tokens[i].text)
-                i += 1
-            if not parts:
-                raise _Usage(f"--reason needs {_EXAMPLES['reason']}.")
-            b.set_once("reason", " ".join(parts))
-            continue
-        if inline is None:
-            if i >= len(tokens) or _fleet_flag(tokens[i]) is not None or tokens[i].kind in (_CHANNEL, _MENTION):
-                raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-            nxt = tokens[i]
-            inline = nxt.value if nxt.kind == _LINK else nxt.text
-            i += 1
-        if not inline.strip():
-            raise _Usage(f"--{name} needs a value: {_EXAMPLES[name]}.")
-        if name == "tag":
-            b.tags.append(_tag(inline))
-        else:
-            b.set_once(name, inline.strip())
+        i = b.take(name, tokens, i, inline, _fleet_flag, _EXAMPLES)
     return b.build()
 
 

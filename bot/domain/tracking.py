@@ -58,6 +58,10 @@ class TrackerConfig:
     """Steps at once; kept below the cloud client's connection pool (100) so requests never queue inside httpcore,
     whose queue handling grows with its length squared (measured by bench/tracker.py: 200 made 1,000 jobs lag 50 s)."""
 
+    def __post_init__(self) -> None:
+        # The first look after a write comes soon, never later than the regular poll (a 0.5 s poll, a 0.5 s first).
+        object.__setattr__(self, "first_poll", min(self.first_poll, self.poll_interval))
+
 
 class Presenter(Protocol):
     """What the tracker needs from whoever tells people (Slack's `bot.slack.presenter.Presenter` is one)."""

@@ -10,6 +10,7 @@ Everything but `SlackEdge.dispatch` is a pure function, tested without servers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -291,6 +292,7 @@ class SlackEdge:
         self._secret = signing_secret
         self._tell_user = tell_user
         self._unavailable = unavailable
+        self._telling: dict[tuple[str, str], asyncio.Task[None]] = {}  # one word at a time to each person
         self._refusals = _Throttle(every=10.0)
 
     async def http(self, raw: bytes, headers: Mapping[str, str], *, peer: str = "?") -> Answer:
@@ -379,11 +381,25 @@ class SlackEdge:
         if exc.inline:
             return Answer.ephemeral(MALFORMED)
         if exc.user and exc.channel and self._tell_user is not None:
-            try:
-                await self._tell_user(exc.channel, exc.user, MALFORMED)
-            except Exception as err:  # telling is best effort; the answer below still goes out
-                log.warning("could not tell %s about a malformed request: %s", exc.user, type(err).__name__)
+            self._tell_later(self._tell_user, exc.channel, exc.user)
         return Answer(400, {"error": str(exc)})
+
+    def _tell_later(self, tell_user: TellUser, channel: str, user: str) -> None:
+        """After the answer, not before it: the word waits for Slack's rate limit, the answer must not; and a burst
+        of bad requests from one person gets one word, not one each."""
+        whom = (channel, user)
+        if whom in self._telling:
+            return
+        task = asyncio.create_task(self._tell(tell_user, channel, user))
+        self._telling[whom] = task
+        task.add_done_callback(lambda _task: self._telling.pop(whom, None))
+
+    @staticmethod
+    async def _tell(tell_user: TellUser, channel: str, user: str) -> None:
+        try:
+            await tell_user(channel, user, MALFORMED)
+        except Exception as err:  # telling is best effort
+            log.warning("could not tell %s about a malformed request: %s", user, type(err).__name__)
 
 
 def _kind(body: dict[str, Any]) -> str:

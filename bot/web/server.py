@@ -28,8 +28,8 @@ def build_web_app(
     database: str = "",
 ) -> web.Application:
     """`edge` serves /slack/events (HTTP mode); with `socket`, /healthz says whether Socket Mode is connected.
-    /healthz is liveness (the process answers); /readyz (with `readiness`) says whether it can work now. `database` names the store for people, never with a
-    password."""
+    /healthz is liveness (the process answers, and the database state); /readyz (with `readiness`) says whether it can
+    work now. `database` names the store for people, never with a password."""
     app = web.Application(client_max_size=MAX_BODY)
 
     async def slack_events(request: web.Request) -> web.StreamResponse:

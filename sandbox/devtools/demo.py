@@ -7,8 +7,6 @@ in seconds, with nothing to configure and nothing left behind. CI runs it too an
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import re
 import sys
@@ -393,24 +391,13 @@ def _use_color(color: bool, out: TextIO) -> bool:
     return bool(color and callable(isatty) and isatty() and not os.environ.get("NO_COLOR"))
 
 
-async def _wait(fake: FakeSlack, condition: Callable[[], Any], *, within: float, what: str, tick: float = 0.1) -> Any:
+async def _wait(fake: FakeSlack, condition: Callable[[], Any], *, within: float, what: str) -> Any:
     """Wait for `condition` (a coroutine function when it reads the store), woken by Slack traffic and re-checked
-    every `tick` (store changes make no traffic)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise DemoError(f"timed out after {within:g}s waiting for {what}")
-        try:
-            return await fake.wait_until(condition, timeout=min(tick, remaining), what=what)
-        except TimeoutError:
-            continue
+    often (store changes make no traffic)."""
+    try:
+        return await fake.wait_until(condition, timeout=within, what=what)
+    except TimeoutError:
+        raise DemoError(f"timed out after {within:g}s waiting for {what}") from None
 
 
 class _Demo:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import copy
 import functools
-import inspect
 import json
 import math
 import random
@@ -35,6 +34,7 @@ from slack_sdk.models.views import View
 from sandbox.devtools.fake_openid import METHODS as OPENID_METHODS
 from sandbox.devtools.fake_openid import FakeOpenID
 from sandbox.devtools.fake_socket_mode import FakeSocketMode
+from sandbox.devtools.waiting import until
 
 T = TypeVar("T")
 
@@ -559,27 +559,17 @@ class FakeSlack:
         timeout: float = 5.0,  # noqa: ASYNC109
         what: str = "",
     ) -> T:
-        """Wait until condition() is truthy (re-checked on every request the fake receives) and return it; a
-        coroutine function (one that reads the store) is awaited."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            changed = self._changed
-            result = condition()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                seen = ", ".join(c.method for c in self.calls[-20:]) or "nothing"
-                raise TimeoutError(
-                    f"timed out after {timeout}s waiting for {what or 'a condition'}; last calls: {seen}"
-                )
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                continue  # the loop re-checks once more, then reports
+        """Wait until condition() is truthy (re-checked on every request the fake receives, and every 0.05 s for a
+        condition on the bot's store) and return it; a coroutine function (one that reads the store) is awaited."""
+
+        def seen() -> str:
+            return "last calls: " + (", ".join(c.method for c in self.calls[-20:]) or "nothing")
+
+        def changed() -> asyncio.Event:
+            return self._changed  # a new event after each change
+
+        what = what or "a condition"
+        return await until(condition, timeout=timeout, what=what, every=0.05, changed=changed, detail=seen)
 
     async def wait_for(
         self,

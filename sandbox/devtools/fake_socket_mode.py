@@ -8,15 +8,15 @@ app token, or be unreachable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from sandbox.devtools.waiting import until
 
 DEFAULT_APP_TOKEN = "xapp-1-A01APP0001-1234567890123-" + "f" * 24
 
@@ -159,18 +159,7 @@ class FakeSocketMode:
         self._changed = asyncio.Event()
 
     async def _until(self, condition: Any, timeout: float, what: str) -> Any:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while True:
-            result = condition()
-            if result is not None:
-                return result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            waiter = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), min(remaining, 0.1))
-
+        return await until(condition, timeout=timeout, what=what, every=0.1, changed=lambda: self._changed)
 
 def message_was_close_frame(ws: web.WebSocketResponse) -> bool:
     """aiohttp sets close_code from the peer's close frame; 1006 means none came."""

@@ -30,7 +30,10 @@ _trigger_seq = itertools.count(7429571012345)
 _action_ts_seq = itertools.count(1)
 
 
-def sign(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+FORM = "application/x-www-form-urlencoded"
+
+
+def sign(signing_secret: str, body: bytes, timestamp: int | None = None, content_type: str = FORM) -> dict[str, str]:
     """Headers for Slack's v0 signature over the raw body (HMAC-SHA256 of `v0:<ts>:<body>`)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = b"v0:" + ts.encode() + b":" + body
@@ -38,7 +41,7 @@ def sign(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict
     return {
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": "application/x-www-form-urlencoded",
+        "Content-Type": content_type,
     }
 
 
@@ -56,7 +59,8 @@ def _user(user_id: str, user_name: str | None, team_id: str) -> dict[str, str]:
     return {"id": user_id, "username": name, "name": name, "team_id": team_id}
 
 
-def _interaction_body(payload: dict[str, Any]) -> bytes:
+def interaction_body(payload: object) -> bytes:
+    """The form body Slack posts for an interaction: `payload=<JSON>` (any JSON, so tests can send malformed ones)."""
     return urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
 
 
@@ -64,7 +68,7 @@ def _interaction_body(payload: dict[str, Any]) -> bytes:
 # Slash command
 
 
-def slash_command(
+def slash_command_fields(
     text: str,
     *,
     response_url: str,
@@ -75,9 +79,9 @@ def slash_command(
     team_id: str = TEAM_ID,
     command: str = "/changeos",
     trigger_id: str | None = None,
-) -> bytes:
-    """The form body of a slash command (§1). Note: Bolt parses any body containing "payload" as an interaction."""
-    fields = {
+) -> dict[str, str]:
+    """The fields of a slash command (§1): Socket Mode carries them as a JSON object, HTTP as a form."""
+    return {
         "token": VERIFICATION_TOKEN,
         "team_id": team_id,
         "team_domain": TEAM_DOMAIN,
@@ -92,7 +96,11 @@ def slash_command(
         "response_url": response_url,
         "trigger_id": trigger_id or new_trigger_id(),
     }
-    return urlencode(fields).encode()
+
+
+def slash_command(text: str, *, response_url: str, **fields: Any) -> bytes:
+    """The form body of a slash command. Note: Bolt parses any body containing "payload" as an interaction."""
+    return urlencode(slash_command_fields(text, response_url=response_url, **fields)).encode()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -216,7 +224,7 @@ def block_actions(
         raise ValueError(f"container must be 'message' or 'view', not {container!r}")
     action = _action(element, action_id=action_id, block_id=found_block, value=value, selected_option=selected_option)
     payload["actions"] = [action]
-    return _interaction_body(payload)
+    return interaction_body(payload)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,7 +262,7 @@ def view_submission(
         "view": sent_view,
         "response_urls": copy.deepcopy(response_urls or []),
     }
-    return _interaction_body(payload)
+    return interaction_body(payload)
 
 
 def view_closed(
@@ -269,7 +277,7 @@ def view_closed(
         "view": sent_view,
         "is_cleared": is_cleared,
     }
-    return _interaction_body(payload)
+    return interaction_body(payload)
 
 
 def block_suggestion(
@@ -293,7 +301,7 @@ def block_suggestion(
         "value": value,
         "view": sent_view,
     }
-    return _interaction_body(payload)
+    return interaction_body(payload)
 
 
 # ----------------------------------------------------------------------------------------------------------------

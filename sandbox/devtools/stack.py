@@ -48,7 +48,7 @@ images = ["*"]
 
 @dataclass
 class StackOptions:
-    speed: float = 200.0
+    speed: float = 1000.0  # a 3-5 minute change takes 0.2-0.3 s; a test that acts mid-job asks for less
     catalogue_size: int | None = 0  # generated IMS images beside the curated ones; None = the fixtures' (2,500)
     seed: int = 7
     policy: str = DEFAULT_POLICY

@@ -29,19 +29,6 @@ def check_signature(
     now: datetime | None = None,
 ) -> tuple[Credential | None, SimError | None]:
     """(credential, None) when the request is signed by a known, current AK/SK; else (None, the gateway's 401)."""
-    credential, denied = _check(credentials, method, path, query, headers, body, now)
-    return (None, denied) if denied is not None else (credential, None)
-
-
-def _check(
-    credentials: CredentialBook,
-    method: str,
-    path: str,
-    query: Iterable[tuple[str, str]],
-    headers: Mapping[str, str],
-    body: bytes,
-    now: datetime | None,
-) -> tuple[Credential | None, SimError | None]:
     lowered = {name.lower(): value for name, value in headers.items()}
     header = lowered.get("authorization")
     if not header:

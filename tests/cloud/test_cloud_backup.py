@@ -9,13 +9,11 @@ import pytest
 from bot.cloud import CloudAPIError, CloudClient, Credentials, Endpoints, OutcomeUnknownError, RetryPolicy
 from sandbox.simulator import ManualClock, SimulatorServer
 from sandbox.simulator.faults import FaultSpec
+from tests.support.sim_ids import DB_01, UBUNTU_20, WEB_01
 
 from .conftest import AK, PROJECT_ID, SK, USER_ID, FakeCloud, Reply, make_client
 
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
-WEB_01 = "7a9f4d3b-0000-4f00-8000-000000000001"
 SMALL_01 = "7a9f4d3b-0000-4f00-8000-000000000007"  # stopped
-UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"
 NAME = "ecsbot-db-01-CR-ABC234-20260101T000000Z"
 TAGS = {"ecsbot": "backup", "ecsbot-request": "CR-ABC234", "ecsbot-server": DB_01}
 

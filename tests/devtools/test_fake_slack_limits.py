@@ -10,16 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from sandbox.devtools.fake_slack import FakeSlack
-
-
-class ManualClock:
-    """Time that moves only when the test says so, to check token buckets without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clocks import SecondsClock as ManualClock
 
 
 async def test_injected_429_carries_retry_after(client: AsyncWebClient, fake: FakeSlack) -> None:

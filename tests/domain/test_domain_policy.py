@@ -5,6 +5,7 @@ import pytest
 
 from bot.domain.policy import Decision, Policy, PolicyError
 from bot.domain.request import ChangeRequest, RequestState
+from tests.support.requests import change_request
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "policy.example.toml"
 
@@ -47,19 +48,7 @@ def policy() -> Policy:
 
 
 def request(**kw) -> ChangeRequest:
-    base = dict(
-        requester="U01REQ0001",
-        origin_channel="C01ORIGIN1",
-        server_id="srv-1",
-        server_name="web-01",
-        target_image_id="img-1",
-        keyname="k",
-        reason="r",
-        approvals_channel="C01APPROVE1",
-        approvals_required=2,
-    )
-    base.update(kw)
-    return ChangeRequest(**base)
+    return change_request(approvals_required=2, **kw)
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from bot.domain.request import (
     can_transition,
     new_request_id,
 )
+from tests.support.requests import change_request
 
 S = RequestState
 
@@ -49,20 +50,7 @@ ALLOWED = {
 }
 
 
-def make(**kw) -> ChangeRequest:
-    base = dict(
-        requester="U01REQ0001",
-        origin_channel="C01ORIGIN1",
-        server_id="srv-1",
-        server_name="web-01",
-        target_image_id="img-1",
-        target_image_name="ubuntu-22.04",
-        keyname="ops-key",
-        reason="disk full",
-        approvals_channel="C01APPROVE1",
-    )
-    base.update(kw)
-    return ChangeRequest(**base)
+make = change_request
 
 
 @pytest.mark.parametrize(("a", "b"), sorted(ALLOWED))
@@ -156,7 +144,7 @@ def test_login_consistency():
     with pytest.raises(ValidationError):
         make(keyname=None)  # key pair login without a key
     with pytest.raises(ValidationError):
-        make(login=LoginMethod.PASSWORD)  # password login still naming a key
+        make(login=LoginMethod.PASSWORD, keyname="ops-key")  # password login still naming a key
     r = make(login=LoginMethod.PASSWORD, keyname=None, has_password=True)
     assert r.keyname is None
 

@@ -69,6 +69,7 @@ from bot.domain.tracking import (
     step,
 )
 from bot.services.tracker import fault_of, job_view
+from tests.support.requests import change_request
 
 S = RequestState
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -80,23 +81,8 @@ LOCKED_HINT = hint_for("Ecs.0605")
 
 
 def req(state: RequestState, **fields: Any) -> ChangeRequest:
-    base: dict[str, Any] = {
-        "id": "CR-ABCDEF",
-        "state": state,
-        "requester": "U1",
-        "origin_channel": "C1",
-        "server_id": "srv-1",
-        "server_name": "web-1",
-        "target_image_id": TARGET,
-        "target_image_name": "Ubuntu 24.04",
-        "keyname": "kp-1",
-        "reason": "upgrade",
-        "approvals_channel": "C2",
-    }
-    if fields.get("login") is LoginMethod.PASSWORD:
-        base["keyname"] = None
-        base["has_password"] = True
-    return ChangeRequest(**{**base, **fields})
+    names = {"id": "CR-ABCDEF", "server_name": "web-1", "target_image_id": TARGET, "target_image_name": "Ubuntu 24.04"}
+    return change_request(state=state, **{**names, **fields})
 
 
 def server(status: str = "SHUTOFF", task_state: str | None = None, image_id: str | None = OLD) -> ServerView:

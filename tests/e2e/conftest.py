@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from bot.domain.request import ChangeRequest, RequestState
+from bot.slack import views
 from sandbox.devtools import slack_requests as sr
-from sandbox.devtools.stack import REQUESTER, LocalStack
+from sandbox.devtools.stack import APPROVER, REQUESTER, LocalStack
 
 
 @pytest.fixture
@@ -62,3 +63,15 @@ async def modal_action(stack: LocalStack, view: dict[str, Any], action_id: str, 
         lambda: stack.slack.calls_to("views.update")[before:] or None, what=f"the view rebuilt after {action_id}"
     )
     return stack.slack.views[call[0].body["view_id"]]
+
+
+async def approve_through_slack(stack: LocalStack, text: str) -> ChangeRequest:
+    """Command, plan, submit and one approval click, as people do it; the request as carded."""
+    assert stack.rt is not None
+    await stack.command(text)
+    view = await stack.plan_view()
+    reply = await stack.submit(view)
+    assert reply.status_code == 200 and reply.text == "", reply.text
+    request = await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+    await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
+    return request

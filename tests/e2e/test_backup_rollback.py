@@ -31,7 +31,7 @@ from sandbox.devtools.stack import (
 )
 from tests.e2e.conftest import carded, modal_action, open_plan, submit_plan, wait_state
 from tests.e2e.test_password_canary import CANARY, database_bytes, password_blocks
-from tests.e2e.test_restart import until
+from tests.support.waiting import until
 
 UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"  # what db-01 and web-01 run in the fixtures
 CHANGE_ROUTES = ("change_os_v1", "change_os_v2")

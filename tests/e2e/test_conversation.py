@@ -20,9 +20,9 @@ from sandbox.devtools.stack import (
     StackOptions,
 )
 from tests.e2e.conftest import carded, modal_action, open_plan, wait_state
+from tests.support.sim_ids import WEB_01
 
 APP_ACTIVE, APP_SHUTOFF = "7a9f4d3b-0000-4f00-8000-000000000008", "7a9f4d3b-0000-4f00-8000-000000000009"
-WEB_01 = "7a9f4d3b-0000-4f00-8000-000000000001"
 
 # REQUESTER may change the web-* and app-* servers only; db-01 and the rest belong to someone else.
 NARROW_POLICY = f"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from sandbox.devtools.stack import LocalStack
-from tests.e2e.test_restart import until
+from tests.support.waiting import until
 
 
 async def test_health_names_the_role_and_the_database(stack: LocalStack) -> None:

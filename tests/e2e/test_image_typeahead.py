@@ -17,9 +17,9 @@ from bot.slack import views
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import APPROVER, OUTSIDER, REQUESTER, LocalStack, StackOptions
 from tests.e2e.conftest import modal_action, open_plan
+from tests.support.sim_ids import UBUNTU_22
 
 ARM_01 = "7a9f4d3b-0000-4f00-8000-00000000000a"
-UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
 CENTOS_OLD = "c3e7a0b1-0007-4f2d-8e9a-1b2c3d4e0007"  # queued
 HCE_ARM = "5e0a4c2b-0a70-4d6e-8f1a-2b3c4d5e0a70"
 

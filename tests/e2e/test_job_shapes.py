@@ -3,6 +3,8 @@ keys that expire while a change runs. Each shape is produced on demand by the si
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -12,14 +14,20 @@ from sandbox.devtools.stack import LocalStack, StackOptions
 from sandbox.simulator.faults import FaultSpec, HoldJobs
 from sandbox.simulator.fixtures import AgencySettings, load_fixtures
 from sandbox.simulator.server import SimulatorServer
+from tests.support.sim_ids import DB_01
 
-from .conftest import wait_state
-from .test_tracker_faults import approve_through_slack
+from .conftest import approve_through_slack, wait_state
 
 pytestmark = pytest.mark.timeout(60)
 
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
 COMMAND = "db-01 ubuntu-22.04 --key ops-key --reason job shapes"
+
+
+@pytest.fixture
+async def slow_stack() -> AsyncIterator[LocalStack]:
+    """At speed 200 a change takes 1-1.5 s: room for a test to act while the job runs (expire it, watch it held)."""
+    async with LocalStack(StackOptions(speed=200.0)) as s:
+        yield s
 
 
 async def running(stack: LocalStack) -> str:
@@ -35,7 +43,8 @@ async def running(stack: LocalStack) -> str:
     return request.id
 
 
-async def test_an_expired_job_ends_by_following_the_server(stack: LocalStack) -> None:
+async def test_an_expired_job_ends_by_following_the_server(slow_stack: LocalStack) -> None:
+    stack = slow_stack
     request_id = await running(stack)
     async with httpx.AsyncClient() as client:
         answer = await client.post(stack.sim.base_url + "/_sim/faults", json={"expire_jobs": {}})
@@ -51,7 +60,8 @@ async def test_an_expired_job_ends_by_following_the_server(stack: LocalStack) ->
 @pytest.mark.parametrize(
     ("status", "said"), [("PENDING_PAYMENT", "waits for payment"), ("INIT", "preparing the job")]
 )
-async def test_held_jobs_say_why_they_wait_then_finish(stack: LocalStack, status: str, said: str) -> None:
+async def test_held_jobs_say_why_they_wait_then_finish(slow_stack: LocalStack, status: str, said: str) -> None:
+    stack = slow_stack
     stack.sim.faults.add(FaultSpec(hold_jobs=HoldJobs(server_id=DB_01, status=status, seconds=240)))
     request_id = await running(stack)
     assert stack.rt is not None
@@ -80,8 +90,9 @@ async def test_a_failed_job_shows_its_code_and_reason(stack: LocalStack) -> None
 
 
 async def test_agency_keys_are_renewed_during_a_running_change_without_a_failed_call() -> None:
-    fixtures = load_fixtures().model_copy(update={"agency": AgencySettings(lifetime=3.0, renew_before=1.5)})
-    options = StackOptions(speed=40.0, agency=True)
+    # Keys of 1.5 s (the bot renews them 0.5 s before they expire) under a change of 2-4 s (speed 80).
+    fixtures = load_fixtures().model_copy(update={"agency": AgencySettings(lifetime=1.5, renew_before=0.75)})
+    options = StackOptions(speed=80.0, agency=True)
     stack = LocalStack(options)
     stack.sim = SimulatorServer(fixtures, speed=options.speed, seed=options.seed)
     async with stack:

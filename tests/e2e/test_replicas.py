@@ -38,8 +38,10 @@ from sandbox.devtools.stack import (
 )
 from sandbox.simulator.fixtures import load_fixtures
 from sandbox.simulator.server import SimulatorServer
-from tests.e2e.test_restart import CHANGE_ROUTES, SPEED, TIMING, BotProcess, until
+from tests.e2e.test_restart import CHANGE_ROUTES, SPEED, TIMING
 from tests.postgres_server import PostgresServer
+from tests.support.bot_process import BotProcess
+from tests.support.waiting import until
 
 # The replicas' ECSBOT_LEASE_SECONDS: short, so a takeover is quick to wait for. ECSBOT_TEST_LEASE_SECONDS=20 measures
 # the takeover with the bot's default lease (the SIGSTOP test waits it out).

@@ -7,21 +7,12 @@ exactly one change-OS POST in the simulator's log, and people must hear the end 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
-import os
 import secrets
-import signal
-import socket
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 
 from bot.config import Settings
@@ -43,116 +34,17 @@ from sandbox.devtools.stack import (
 from sandbox.simulator.faults import FaultSpec
 from sandbox.simulator.fixtures import Timing, load_fixtures
 from sandbox.simulator.server import SimulatorServer
+from tests.support.bot_process import BotProcess
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[2]
 SPEED = 60.0
-# At SPEED: a soft stop takes 2-2.5 s and a change 4-5 s, long enough for a kill to land in the middle.
-TIMING = Timing(stop_soft=(120.0, 150.0), job_init=(3.0, 6.0), change_running=(240.0, 300.0))
+# At SPEED: a soft stop takes 2-2.5 s and a change 2-2.5 s, long enough for a kill to land in the middle (the kill
+# follows the state it waits for within a poll of the store; a restart takes about a second).
+TIMING = Timing(stop_soft=(120.0, 150.0), job_init=(3.0, 6.0), change_running=(120.0, 150.0))
 CHANGE_ROUTES = ("change_os_v1", "change_os_v2")
 ENDED = (RequestState.SUCCEEDED, RequestState.FAILED)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def until(
-    condition: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
-    *,
-    timeout: float,
-    what: str,
-    every: float = 0.02,
-) -> T:
-    """Poll `condition` (awaited when it is a coroutine function) until it is truthy; fail with `what` after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(every)
-
-
-class BotProcess:
-    """`python -m bot.cli run` on a free loopback port; stdout and stderr go to a log file kept for failures."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = env
-        self.workdir = workdir
-        self.log = workdir / "bot.log"
-        self.proc: asyncio.subprocess.Process | None = None
-        self.url = ""
-        self.starts = 0
-
-    async def start(self, *, leader: bool = True) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **self.env}
-        self.starts += 1
-        with self.log.open("ab") as out:
-            out.write(f"\n==== start {self.starts} ====\n".encode())
-            out.flush()
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "run",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                env=env,
-                cwd=str(self.workdir),  # no stray .env file gets read
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        await self.wait_healthy(leader=leader)
-
-    async def wait_healthy(self, timeout: float = 20.0, *, leader: bool = True) -> None:
-        """Up, serving, and (unless a follower is expected) holding the tracker lease: a restarted process must take
-        it from the killed one."""
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
-                assert self.proc is not None
-                if self.proc.returncode is not None:
-                    raise AssertionError(f"the bot exited with {self.proc.returncode}:\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    response = await client.get(self.url + "/healthz")
-                    if response.status_code == 200 and (not leader or response.json().get("tracker_lease")):
-                        return
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the bot never became healthy with the lease:\n{self.tail()}")
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        """SIGKILL, then reap it: a zombie would still look alive to the lease takeover."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            await self.kill()
-
-    def tail(self, lines: int = 60) -> str:
-        if not self.log.exists():
-            return "(no log)"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 @dataclass
@@ -186,7 +78,7 @@ class Rig:
 
         try:
             return await until(probe, timeout=timeout, what=f"{request_id}: {what}")
-        except AssertionError as exc:
+        except TimeoutError as exc:
             state = (await self.request(request_id)).state.value
             raise AssertionError(f"{exc} (state {state})\n{self.bot.tail()}") from None
 

@@ -17,7 +17,9 @@ from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import DEFAULT_POLICY, GROUP_APPROVER, OPS_GROUP, SIGNING_SECRET, LocalStack, StackOptions
 from sandbox.simulator.fixtures import load_fixtures
 from sandbox.simulator.server import SimulatorServer
-from tests.e2e.test_restart import SPEED, TIMING, BotProcess, Rig, until
+from tests.e2e.test_restart import SPEED, TIMING, Rig
+from tests.support.bot_process import BotProcess
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
 

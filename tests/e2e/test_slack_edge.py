@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from sandbox.devtools.stack import COMMAND_CHANNEL, REQUESTER, SIGNING_SECRET, L
 
 pytestmark = pytest.mark.timeout(90)
 
-FORM = "application/x-www-form-urlencoded"
+FORM = sr.FORM
 MALFORMED_BODIES = [
     ("form payload that is not JSON", b"payload=%7Bnot-json", FORM),
     ("payload=[]", b"payload=%5B%5D", FORM),
@@ -35,7 +34,7 @@ async def post(stack: LocalStack, body: bytes, headers: dict[str, str]) -> httpx
 
 
 def signed(body: bytes, content_type: str = FORM, **extra: str) -> dict[str, str]:
-    return {**sr.sign(SIGNING_SECRET, body), "Content-Type": content_type, **extra}
+    return {**sr.sign(SIGNING_SECRET, body, content_type=content_type), **extra}
 
 
 def edge_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -87,10 +86,6 @@ async def test_signed_malformed_bodies_get_a_400(
     response = await post(stack, body, signed(body, content_type))
     assert response.status_code == 400, (case, response.text)
     assert "Traceback" not in caplog.text
-
-
-def _interactive(payload: object) -> bytes:
-    return urlencode({"payload": json.dumps(payload)}).encode()
 
 
 def _click(**changes: object) -> dict:
@@ -172,14 +167,14 @@ MALFORMED_PAYLOADS: list[tuple[str, object]] = [
 async def test_signed_malformed_payloads_are_answered_never_500(
     stack: LocalStack, caplog: pytest.LogCaptureFixture, case: str, payload: object
 ) -> None:
-    body = _interactive(payload)
+    body = sr.interaction_body(payload)
     response = await post(stack, body, signed(body))
     assert response.status_code in (200, 400), (case, response.status_code, response.text)
     assert "Traceback" not in caplog.text, case
 
 
 async def test_a_malformed_click_tells_the_person_who_clicked(stack: LocalStack) -> None:
-    body = _interactive(_click(actions="cr_approve"))
+    body = sr.interaction_body(_click(actions="cr_approve"))
     response = await post(stack, body, signed(body))
     assert response.status_code == 400
     ephemeral = await stack.slack.wait_for("chat.postEphemeral", lambda c: c.body.get("user") == REQUESTER)
@@ -270,6 +265,6 @@ payload_values = st.recursive(
 )
 async def test_fuzzed_payloads_never_get_a_5xx(stack: LocalStack, base: str, changes: dict) -> None:
     payload = (_click if base == "click" else _submission)(**changes)
-    body = _interactive(payload)
+    body = sr.interaction_body(payload)
     response = await post(stack, body, signed(body))
     assert response.status_code in (200, 400), (payload, response.status_code, response.text)

@@ -29,7 +29,7 @@ def ephemerals_for(stack: LocalStack, user: str) -> list[str]:
 
 
 async def test_command_acks_before_any_cloud_lookup(stack: LocalStack) -> None:
-    stack.sim.faults.add(FaultSpec(route="*", latency_ms=1500))
+    stack.sim.faults.add(FaultSpec(route="show_server", latency_ms=1500))  # the first lookup; the rest wait on it
     response = await stack.command("web-01 ubuntu-22.04")
     assert response.status_code == 200 and response.text == ""
     assert not stack.slack.calls_to("views.open"), "the ack goes out before any other work"

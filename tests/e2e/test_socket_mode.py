@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,14 +13,14 @@ from bot.domain.request import RequestState
 from bot.slack.socket_mode import Backoff
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import COMMAND_CHANNEL, REQUESTER, LocalStack, StackOptions
+from tests.support.bot_process import start_bot
+from tests.support.requests import approved_request
+from tests.support.sim_ids import DB_01
 
 from .conftest import wait_state
-from .test_tracker_faults import approved_request
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parents[2]
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"  # SHUTOFF: no stop needed
 
 
 @pytest.fixture
@@ -35,21 +32,8 @@ async def socket_stack():
 
 def command_payload(text: str, *, trigger_id: str | None = None) -> dict:
     """A slash command as Socket Mode carries it: the same fields as the HTTP form, as a JSON object."""
-    return {
-        "token": sr.VERIFICATION_TOKEN,
-        "team_id": sr.TEAM_ID,
-        "team_domain": "acme",
-        "channel_id": COMMAND_CHANNEL,
-        "channel_name": "change-requests",
-        "user_id": REQUESTER,
-        "user_name": "alice",
-        "command": "/changeos",
-        "text": text,
-        "api_app_id": sr.APP_ID,
-        "is_enterprise_install": "false",
-        "response_url": "https://hooks.example/commands/x",
-        "trigger_id": trigger_id or sr.new_trigger_id(),
-    }
+    where = {"user_id": REQUESTER, "channel_id": COMMAND_CHANNEL}
+    return sr.slash_command_fields(text, response_url="https://hooks.example/c/x", trigger_id=trigger_id, **where)
 
 
 async def test_a_command_is_acked_with_its_answer(socket_stack: LocalStack) -> None:
@@ -138,21 +122,7 @@ async def test_the_tracker_runs_while_slack_is_unreachable(caplog: pytest.LogCap
 
 
 async def _bot_process(stack: LocalStack, env_changes: dict[str, str]) -> asyncio.subprocess.Process:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **stack.settings().to_env(), **env_changes}
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        "run",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        env=env,
-        cwd=str(stack.workdir),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    return await start_bot(stack.workdir, {**stack.settings().to_env(), **env_changes})
 
 
 async def test_a_bad_app_token_is_one_sentence_and_exit_code_2() -> None:

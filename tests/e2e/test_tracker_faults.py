@@ -10,19 +10,17 @@ from typing import Any
 import pytest
 
 from bot.domain.request import ChangeRequest, RequestState
-from bot.slack import views
-from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, REQUESTER, LocalStack, StackOptions
+from sandbox.devtools.stack import APPROVALS_CHANNEL, REQUESTER, LocalStack, StackOptions
 from sandbox.simulator.faults import FaultSpec
 from sandbox.simulator.fixtures import Fixtures, ServerFixture, Timing, VolumeFixture, load_fixtures
 from sandbox.simulator.server import SimulatorServer
+from tests.support.requests import approved_request
+from tests.support.sim_ids import DB_01, UBUNTU_20
 
-from .conftest import carded, wait_state
+from .conftest import approve_through_slack, wait_state
 
 pytestmark = pytest.mark.timeout(40)
 
-UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
-UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
 ENDED = (RequestState.SUCCEEDED, RequestState.FAILED)
 
 
@@ -46,36 +44,6 @@ async def started(options: StackOptions, fixtures: Fixtures) -> LocalStack:
     stack = LocalStack(options)
     stack.sim = SimulatorServer(fixtures, speed=options.speed, seed=options.seed)
     return await stack.start()
-
-
-def approved_request(server_id: str, name: str) -> ChangeRequest:
-    """A request as the approval listener leaves it, without going through Slack (no approval card)."""
-    return ChangeRequest(
-        state=RequestState.APPROVED,
-        requester=REQUESTER,
-        origin_channel="C01ORIGIN01",
-        server_id=server_id,
-        server_name=name,
-        target_image_id=UBUNTU_22,
-        target_image_name="ubuntu-22.04",
-        keyname="ops-key",
-        reason="tracker fault test",
-        approvals_channel=APPROVALS_CHANNEL,
-        approvals=[APPROVER],
-    )
-
-
-async def approve_through_slack(stack: LocalStack, text: str) -> ChangeRequest:
-    assert stack.rt is not None
-    await stack.command(text)
-    view = await stack.plan_view()
-    reply = await stack.submit(view)
-    assert reply.status_code == 200 and reply.text == "", reply.text
-    request = await stack.slack.wait_until(
-        lambda: carded(stack), what="the approval card"
-    )
-    await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
-    return request
 
 
 def show_job_statuses(stack: LocalStack) -> list[int]:

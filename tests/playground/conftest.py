@@ -9,27 +9,17 @@ from pathlib import Path
 import pytest_asyncio
 
 from sandbox.playground.server import Playground
-from tests.web.conftest import ARGS, CHROMIUM
+from tests.support.browser import CHROMIUM
 
 WAIT_MS = 10_000  # a condition on the page; a whole OS change at speed 200 takes about 2 s
 SPEED = 200.0
 
 if Path(CHROMIUM).exists():
-    from playwright.async_api import Browser, Page, async_playwright, expect
+    from playwright.async_api import Browser, Page, expect
 
     expect.set_options(timeout=WAIT_MS)
 else:  # pragma: no cover - the browser tests are skipped
     Browser = Page = object  # type: ignore[misc,assignment]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sandbox.devtools.stack import APPROVALS_CHANNEL, INCIDENT_CHANNEL
+from tests.support.waiting import until
 
 from .conftest import CHROMIUM, WAIT_MS, Slack
 
@@ -31,14 +30,6 @@ async def modal_view(slack: Slack, key: str) -> str:
     """A field of the view the page shows, as the fake Slack stores it."""
     view_id = await slack.modal.get_attribute("data-view-id")
     return slack.pg.stack.slack.views[view_id or ""][key]
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout: float = WAIT_MS / 1000) -> None:
-    """For state outside Slack (the bot's store): checked until true or the deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def shoot(locator, name: str, tmp_path: Path) -> None:
@@ -146,7 +137,8 @@ async def test_a_rejection(slack: Slack) -> None:
     draft = json.loads(await modal_view(slack, "private_metadata"))["d"]
     await modal.get_by_role("button", name="Cancel").click()
     await expect(modal).to_be_hidden()
-    await eventually(lambda: slack.pg.stack.rt.workflow.draft_ended(draft), "the bot to hear the form was closed")
+    ended = slack.pg.stack.rt.workflow.draft_ended
+    await until(lambda: ended(draft), timeout=WAIT_MS / 1000, what="the bot to hear the form was closed")
 
     await slack.type('/changeos web-01 ubuntu-22.04 --key ops-key --reason "kernel fix"')
     await expect(modal).to_contain_text("Pre-flight checks")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,31 +13,31 @@ import pytest
 
 from bot.cloud.signer import sign
 from sandbox.simulator import ManualClock, SimulatorServer
+from tests.support.sim_ids import (  # noqa: F401 - re-exported to the simulator tests
+    AK,
+    APP_01_A,
+    APP_01_B,
+    ARM_01,
+    CENTOS_OLD,
+    DB_01,
+    FAILED_01,
+    HCE_ARM,
+    LOCKED_01,
+    NODISK_01,
+    OTHER_USER,
+    PROJECT,
+    ROCKY_LARGE,
+    SK,
+    SMALL_01,
+    UBUNTU_20,
+    UBUNTU_22,
+    UBUNTU_24_CI,
+    USER,
+    WEB_01,
+    WIN_01,
+    WINDOWS_2022,
+)
 
-PROJECT = "0605767ef600d5762f23c013c6e7ad23"
-AK = "SIMULATORAK000000000"
-SK = "simulator-secret-key-0000000000000000000"
-USER = "7e25b1da389f4697a79df3a0e5bd494e"
-
-WEB_01 = "7a9f4d3b-0000-4f00-8000-000000000001"
-DB_01 = "7a9f4d3b-0000-4f00-8000-000000000002"
-LOCKED_01 = "7a9f4d3b-0000-4f00-8000-000000000003"
-NODISK_01 = "7a9f4d3b-0000-4f00-8000-000000000004"
-WIN_01 = "7a9f4d3b-0000-4f00-8000-000000000005"
-FAILED_01 = "7a9f4d3b-0000-4f00-8000-000000000006"
-SMALL_01 = "7a9f4d3b-0000-4f00-8000-000000000007"
-APP_01_A = "7a9f4d3b-0000-4f00-8000-000000000008"
-APP_01_B = "7a9f4d3b-0000-4f00-8000-000000000009"
-
-UBUNTU_22 = "67f433d8-ed0e-4321-a8a2-a71838539e09"
-UBUNTU_24_CI = "0b1e7a42-2404-4c1d-8a5e-c10d1417a240"
-UBUNTU_20 = "2e9c6a51-2004-4b7e-9d3f-5a1b8c0d2004"
-WINDOWS_2022 = "7d3f1c90-2022-4e8a-b6c1-9f0e2d4a2022"
-CENTOS_OLD = "c3e7a0b1-0007-4f2d-8e9a-1b2c3d4e0007"
-ROCKY_LARGE = "9a8b7c6d-0009-4e5f-a1b2-c3d4e5f60009"
-HCE_ARM = "5e0a4c2b-0a70-4d6e-8f1a-2b3c4d5e0a70"
-ARM_01 = "7a9f4d3b-0000-4f00-8000-00000000000a"
-OTHER_USER = "0b6d7e4b2c1a4f0e9d8c7b6a5f4e3d2c"
 CATALOGUE = 60  # generated images in the test simulators: one of every kind, and quick to build
 
 GOOD_PASSWORD = "Blue-Kettle-42"  # also passes the Windows rules
@@ -122,14 +120,6 @@ def error_of(response: httpx.Response) -> tuple[int, str]:
     body = response.json()
     code = body["error"]["code"] if "error" in body else body["error_code"]
     return response.status_code, code
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, every: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+
+from tests.support.bot_process import ECSBOT
 
 from .conftest import PROJECT, WEB_01, Cloud
 
@@ -26,9 +27,7 @@ async def _read_until(stream: asyncio.StreamReader, marker: str, timeout: float 
 
 async def test_ecsbot_simulator_prints_credentials_and_serves() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
+        *ECSBOT,
         "simulator",
         "--port",
         "0",
@@ -63,9 +62,7 @@ async def test_ecsbot_simulator_prints_credentials_and_serves() -> None:
 
 async def test_bad_fixtures_path_exits_2_with_a_message() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
+        *ECSBOT,
         "simulator",
         "--port",
         "0",

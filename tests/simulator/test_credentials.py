@@ -15,8 +15,9 @@ from sandbox.simulator import ManualClock, SimulatorServer
 from sandbox.simulator.auth import check_signature
 from sandbox.simulator.credentials import Credential, CredentialBook
 from sandbox.simulator.fixtures import AgencySettings, load_fixtures
+from tests.support.waiting import until
 
-from .conftest import PROJECT, WEB_01, Cloud, wait_until
+from .conftest import PROJECT, WEB_01, Cloud
 
 SERVER_PATH = f"/v1/{PROJECT}/cloudservers/{WEB_01}"
 
@@ -160,7 +161,7 @@ async def test_agency_credentials_expire_and_are_renewed_with_overlap(short_agen
     async def renewed() -> bool:
         return (await _securitykey(cloud)).json()["credential"]["access"] != first["access"]
 
-    await wait_until(renewed, timeout=5)
+    await until(renewed, timeout=5, what="the key renewed")
     second = (await _securitykey(cloud)).json()["credential"]
     if datetime.now(UTC) < expires:  # inside the overlap both work (the check may land just after it)
         old = await _use(cloud, first)
@@ -170,7 +171,7 @@ async def test_agency_credentials_expire_and_are_renewed_with_overlap(short_agen
     async def old_refused() -> bool:
         return (await _use(cloud, first)).status_code == 401
 
-    await wait_until(old_refused, timeout=5)
+    await until(old_refused, timeout=5, what="the old key refused")
     assert "expired" in _denied(await _use(cloud, first))
 
 
@@ -235,7 +236,7 @@ async def test_the_bots_client_with_temporary_and_agency_credentials(short_agenc
                 assert (await client.get_server(WEB_01)).name == "web-01"
                 return source.refreshes >= 3
 
-            await wait_until(renewed_twice, timeout=10, every=0.05)
+            await until(renewed_twice, timeout=10, what="three renewals", every=0.05)
         log = (await cloud.http.get("/_sim/requests", params={"route": "show_server"})).json()["requests"]
         assert {e["status"] for e in log} == {200} and {e["credential"] for e in log} >= {"temporary", "agency"}
     finally:

@@ -24,8 +24,9 @@ from huaweicloudsdkecs.v2 import (
 )
 
 from sandbox.simulator import ManualClock, SimulatorServer
+from tests.support.waiting import until
 
-from .conftest import AK, DB_01, PROJECT, SK, UBUNTU_20, UBUNTU_22, USER, WEB_01, wait_until
+from .conftest import AK, DB_01, PROJECT, SK, UBUNTU_20, UBUNTU_22, USER, WEB_01
 
 
 def _client(base_url: str, sk: str = SK) -> Any:
@@ -63,7 +64,7 @@ async def test_sdk_reads_and_writes_parse_fully(fast_sim: SimulatorServer) -> No
         job = await asyncio.to_thread(client.show_job, ShowJobRequest(job_id=stop.job_id))
         return job.status == "SUCCESS"
 
-    await wait_until(stopped)
+    await until(stopped, timeout=10, what="the stop job")
     after = (await asyncio.to_thread(client.show_server, ShowServerRequest(server_id=WEB_01))).server
     assert after.status == "SHUTOFF" and after.os_ext_st_svm_state == "stopped"
 
@@ -83,7 +84,7 @@ async def test_sdk_reads_and_writes_parse_fully(fast_sim: SimulatorServer) -> No
     async def changed() -> bool:
         return (await asyncio.to_thread(client.show_job, ShowJobRequest(job_id=change.job_id))).status == "SUCCESS"
 
-    await wait_until(changed)
+    await until(changed, timeout=10, what="the change-OS job")
     done = await asyncio.to_thread(client.show_job, ShowJobRequest(job_id=change.job_id))
     assert done.end_time.endswith("Z") and done.entities.sub_jobs[0].status == "SUCCESS"
     server = (await asyncio.to_thread(client.show_server, ShowServerRequest(server_id=DB_01))).server

@@ -10,17 +10,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.directory import Directory
 from sandbox.devtools.fake_slack import FakeSlack
+from tests.support.clocks import SecondsClock as ManualClock
 
 OPS, HIDDEN = "S01OPS0001", "S09HIDDEN9"
 ALICE = "U01APR0001"
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from urllib.parse import urlencode
 
@@ -16,7 +15,7 @@ from sandbox.devtools import slack_requests as sr
 
 SECRET = "edge-secret-0000"
 NOW = 1_700_000_000
-FORM = "application/x-www-form-urlencoded"
+FORM = sr.FORM
 
 
 def signed(body: bytes, ts: int | str = NOW) -> dict[str, str]:
@@ -68,7 +67,7 @@ def test_a_command_that_says_payload_stays_a_command() -> None:
 
 
 def test_an_interactive_payload_is_its_json_object() -> None:
-    body = urlencode({"payload": json.dumps({"type": "block_actions", "a": 1})}).encode()
+    body = sr.interaction_body({"type": "block_actions", "a": 1})
     assert parse_body(body, FORM) == {"type": "block_actions", "a": 1}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,9 +11,10 @@ import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.edge import Answer, SlackEdge
+from bot.slack.edge import MALFORMED, Answer, SlackEdge
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.fake_slack import FakeSlack
+from tests.support.waiting import until
 
 SECRET = "edge-answer-secret-0000"
 
@@ -36,7 +38,7 @@ def edge_answering(fake: FakeSlack, **ack_kwargs: Any) -> SlackEdge:
 
 async def answer_to_command(edge: SlackEdge) -> Answer:
     body = sr.slash_command("help", response_url="http://127.0.0.1:9/response/x")
-    headers = {**sr.sign(SECRET, body), "Content-Type": "application/x-www-form-urlencoded"}
+    headers = sr.sign(SECRET, body)
     return await edge.http(body, headers)
 
 
@@ -55,3 +57,27 @@ async def test_a_plain_text_answer_still_becomes_a_text_object(fake: FakeSlack) 
 async def test_an_empty_ack_has_no_body(fake: FakeSlack) -> None:
     answer = await answer_to_command(edge_answering(fake))
     assert answer == Answer(200) and answer.payload is None
+
+
+async def test_a_malformed_click_is_answered_before_the_person_is_told_and_told_once_per_burst(fake: FakeSlack) -> None:
+    """Telling waits for Slack's rate limit; the answer must not. A burst from one person gets one word."""
+    told: list[tuple[str, str, str]] = []
+    release = asyncio.Event()
+
+    async def tell_user(channel: str, user: str, text: str) -> None:
+        told.append((channel, user, text))
+        await release.wait()
+
+    client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+    bolt = AsyncApp(client=client, request_verification_enabled=False)
+    edge = SlackEdge(bolt, signing_secret=SECRET, tell_user=tell_user)
+    click = {"type": "block_actions", "user": {"id": "U01REQ0001"}, "channel": {"id": "C01CHAN001"}, "actions": 5}
+    body = sr.interaction_body(click)
+    for _ in range(3):
+        assert (await edge.http(body, sr.sign(SECRET, body))).status == 400  # answered while the word still waits
+    await until(lambda: told, timeout=5, what="the word to the person")
+    assert told == [("C01CHAN001", "U01REQ0001", MALFORMED)]
+    release.set()
+    await until(lambda: not edge._telling, timeout=5, what="the word delivered")
+    assert (await edge.http(body, sr.sign(SECRET, body))).status == 400
+    await until(lambda: len(told) == 2, timeout=5, what="a later burst told again")

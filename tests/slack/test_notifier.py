@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,21 +18,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.notifier import Notifier
 from sandbox.devtools.fake_slack import Call, FakeSlack
+from tests.support.clocks import SecondsClock as ManualClock
+from tests.support.waiting import until
 
 CANARY = "CANARY-7f3e-do-not-log"
-
-
-class ManualClock:
-    """Seconds that pass only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -70,15 +58,6 @@ async def running(
         yield notifier
     finally:
         await notifier.aclose(drain_timeout=drain)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll our own state (not the fake's) until it holds, failing at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 def max_in_window(calls: list[Call], window: float) -> int:
@@ -146,7 +125,7 @@ async def test_post_429_pauses_only_that_channel(
     fake.fail_next("chat.postMessage", status=429, retry_after=1)
     async with running(fake, session, clock=clock) as notifier:
         first = asyncio.create_task(notifier.post("C1", "after the pause"))
-        await eventually(lambda: notifier.stats()["ratelimited"] == 1, what="the 429")
+        await until(lambda: notifier.stats()["ratelimited"] == 1, timeout=5, what="the 429")
         other = await asyncio.wait_for(notifier.post("C2", "other channel"), timeout=5)  # with the clock stopped
         assert other is not None
         assert not first.done() and len(fake.calls_to("chat.postMessage")) == 2  # C1 waits out Retry-After
@@ -262,7 +241,7 @@ async def test_update_429_pauses_every_update_then_lands(
         b = await notifier.post("C2", "b")
         assert a and b
         first = asyncio.create_task(notifier.update("C1", a, "a1"))
-        await eventually(lambda: notifier.stats()["ratelimited"] == 1, what="the 429")
+        await until(lambda: notifier.stats()["ratelimited"] == 1, timeout=5, what="the 429")
         newer = asyncio.create_task(notifier.update("C1", a, "a2"))  # replaces a1 while paused
         other = asyncio.create_task(notifier.update("C2", b, "b1"))  # another message: paused too (Tier 3 is global)
         everything = asyncio.gather(first, newer, other)

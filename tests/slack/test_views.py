@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
@@ -14,6 +14,7 @@ from bot.slack import views
 from bot.slack.modal_state import read_input, read_metadata
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.fake_slack import validate_blocks, validate_view
+from tests.support.requests import change_request
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 SERVER = views.ServerInfo(
@@ -23,23 +24,10 @@ IMAGES = [views.ImageChoice("67f433d8-ed0e-4321-a8a2-a71838539e09", "ubuntu-22.0
 
 
 def request(**changes) -> ChangeRequest:
-    base = dict(
-        requester="U01REQ0001",
-        origin_channel="C01CHAN001",
-        server_id=SERVER.id,
-        server_name="web-01 <!channel>",
-        target_image_id=IMAGES[0].id,
-        target_image_name="ubuntu-22.04",
-        login=LoginMethod.KEYPAIR,
-        keyname="ops-key",
-        reason="patch *now* <https://evil|click>",
-        approvals_channel="C01APPROVE1",
-        expires_at=NOW + timedelta(hours=1),
-        created_at=NOW,
-        updated_at=NOW,
-    )
-    base.update(changes)
-    return ChangeRequest(**base)
+    """A request whose free text tries to ping and link: views must show it inert."""
+    text = {"server_name": "web-01 <!channel>", "reason": "patch *now* <https://evil|click>"}
+    ids = {"origin_channel": "C01CHAN001", "server_id": SERVER.id, "target_image_id": IMAGES[0].id}
+    return change_request(at=NOW, **{**text, **ids, **changes})
 
 
 @pytest.mark.parametrize(
@@ -124,7 +112,7 @@ def test_user_text_cannot_ping_or_fake_links() -> None:
 
 
 def test_password_login_card_never_shows_a_value() -> None:
-    _, blocks = views.approval_card(request(login=LoginMethod.PASSWORD, keyname=None, has_password=True))
+    _, blocks = views.approval_card(request(login=LoginMethod.PASSWORD))
     assert "Admin password (set ✓)" in str(blocks)
 
 

@@ -4,29 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.request import ChangeRequest, utcnow
+from bot.domain.request import utcnow
 from bot.store import Store, open_store
-
-
-def make_request(**kw) -> ChangeRequest:
-    base = dict(
-        requester="U01REQ0001",
-        origin_channel="C01ORIGIN1",
-        server_id="srv-1",
-        server_name="web-01",
-        target_image_id="img-1",
-        target_image_name="ubuntu-22.04",
-        keyname="ops-key",
-        reason="disk full",
-        approvals_channel="C01APPROVE1",
-    )
-    base.update(kw)
-    return ChangeRequest(**base)
+from tests.support.requests import change_request
 
 
 @pytest.fixture
 def new_request():
-    return make_request
+    return change_request
 
 
 @pytest.fixture

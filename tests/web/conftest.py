@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,23 +25,12 @@ from bot.store import SQLiteStore
 from bot.web.password_page import PasswordPages
 from bot.web.slack_signin import SlackSignIn
 from sandbox.devtools.fake_slack import FakeSlack
+from tests.support.browser import CHROMIUM
+from tests.support.clocks import DateClock
 
 OWNER = "U01OWNER01"
 OTHER = "U02OTHER02"
 CANARY = "Canary-Pw#8d1f4Qx"  # valid for Linux and Windows; must never leave the page unencrypted
-
-
-class Clock:
-    """An injectable clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -51,7 +40,7 @@ class PageServer:
     store: SQLiteStore
     workflow: Workflow
     box: SecretBox
-    clock: Clock
+    clock: DateClock
     db_path: Path
     set_calls: list[str] = field(default_factory=list)
     open_calls: list[str] = field(default_factory=list)
@@ -82,7 +71,7 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
     async def factory(
         *, ttl_seconds: float = 600, with_on_set: bool = True, signin: bool = False
     ) -> AsyncIterator[PageServer]:
-        clock = Clock()
+        clock = DateClock(datetime(2025, 3, 1, 12, 0, tzinfo=UTC))
         slack = None
         sign_in = None
         if signin:
@@ -146,31 +135,12 @@ def serve_pages(tmp_path: Path) -> ServeFactory:
 
 # ------------------------------------------------------------------ the browser (Debian's Chromium through Playwright)
 
-CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 5000
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 if Path(CHROMIUM).exists():
-    from playwright.async_api import Browser, Page, async_playwright, expect
+    from playwright.async_api import Browser, Page, expect
 else:  # pragma: no cover - the browser tests are skipped
     Browser = Page = object  # type: ignore[misc,assignment]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 class Tab:

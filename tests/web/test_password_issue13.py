@@ -15,8 +15,9 @@ import pytest
 
 from bot.domain.request import ChangeRequest, LoginMethod
 from bot.services.workflow import DraftEnd
+from tests.support.browser import ARGS, CHROMIUM
 
-from .conftest import ARGS, CANARY, CHROMIUM, OTHER, OWNER, WAIT_MS, PageServer, ServeFactory, Tab
+from .conftest import CANARY, OTHER, OWNER, WAIT_MS, PageServer, ServeFactory, Tab
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
