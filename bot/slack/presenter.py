@@ -78,7 +78,11 @@ class Presenter:
             current = await self._store.get(request_id)
             if current is None:
                 return None
-            current = await self._sync(current, moved or current)
+            if current.fleet_key:  # a fleet's server: its fleet message and thread tell it (bot/slack/fleet_presenter)
+                if current.notified_state is not current.state:
+                    current = await self._store.update(current.id, notified_state=current.state)
+            else:
+                current = await self._sync(current, moved or current)
         if current.is_terminal and current.notified_state is current.state:
             self._locks.pop(request_id, None)
         return current

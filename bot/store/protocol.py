@@ -146,7 +146,7 @@ class Store(Protocol):
 
     async def audit(self, request_id: str) -> list[AuditEvent]: ...
 
-    # --- fleets --------------------------------------------------------------------------------------------------------
+    # --- fleets -------------------------------------------------------------------------------------------------------
 
     async def create_child(self, req: ChangeRequest, *, actor: str) -> tuple[ChangeRequest, bool]:
         """A fleet's child request by its `fleet_key`: the one stored before (and False), or `req` stored now (and
@@ -161,7 +161,9 @@ class Store(Protocol):
 
     async def get_rollout(self, rollout_id: str) -> Rollout | None: ...
 
-    async def save_rollout(self, rollout: Rollout, *, expected_version: int, audit: Sequence[RolloutAudit] = ()) -> bool:
+    async def save_rollout(
+        self, rollout: Rollout, *, expected_version: int, audit: Sequence[RolloutAudit] = ()
+    ) -> bool:
         """Replace the rollout only while the stored one has `expected_version` (optimistic: the version read), with
         its audit lines, in one transaction. False when another writer saved first: read it again and step again."""
         ...

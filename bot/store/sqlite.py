@@ -461,7 +461,8 @@ class SQLiteStore:
     def save_rollout(self, rollout: Rollout, *, expected_version: int, audit: Sequence[RolloutAudit] = ()) -> bool:
         with self._tx() as db:
             cursor = db.execute(
-                "UPDATE rollouts SET version = ?, finished = ?, updated_at = ?, document = ? WHERE id = ? AND version = ?",
+                "UPDATE rollouts SET version = ?, finished = ?, updated_at = ?, document = ? "
+                "WHERE id = ? AND version = ?",
                 [
                     rollout.version,
                     int(rollout.finished),
