@@ -30,6 +30,7 @@ from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
 from bot.slack.app import build_bolt_app
 from bot.slack.client import web_client
+from bot.slack.digests import EndDigests
 from bot.slack.directory import Directory
 from bot.slack.edge import SlackEdge
 from bot.slack.fleet_presenter import FleetMessages
@@ -94,8 +95,10 @@ def build(
     store = open_store(settings.database)
     cloud = cloud_client(settings)
     slack = web_client(_secret(settings.slack_bot_token), _api_url(settings))
-    notifier = Notifier(slack, **dict(notifier_options or {}))
-    presenter = Presenter(notifier, store)
+    options = dict(notifier_options or {})
+    notifier = Notifier(slack, **options)
+    digests = EndDigests(notifier, post_interval=1.0 / float(options.get("posts_per_second_per_channel", 1.0)))
+    presenter = Presenter(notifier, store, digests=digests)
     box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
     workflow = Workflow(store, policy, box, draft_password_ttl=timedelta(minutes=settings.draft_password_minutes))
     config = tracker_config or TrackerConfig(

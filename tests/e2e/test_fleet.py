@@ -166,3 +166,35 @@ async def test_an_empty_selector_says_so(stack: LocalStack) -> None:
     view = await request_fleet(stack, "fleet --tag role=nope --image ubuntu-22.04 --reason r")
     assert "No server matched servers tagged `role=nope`" in str(view["blocks"])
     assert not str(view.get("submit", "")).count("Request")
+
+
+SPLIT_POLICY = f"""
+approvals_channel = "{APPROVALS_CHANNEL}"
+notify_channels = ["{INCIDENT_CHANNEL}"]
+
+[[rules]]
+name = "db"
+servers = ["db-*"]
+requesters = ["U01SOMEONE1"]
+approvers = ["{APPROVER}"]
+images = ["*"]
+
+[[rules]]
+name = "web"
+servers = ["web-*"]
+requesters = ["{REQUESTER}"]
+approvers = ["{APPROVER}"]
+images = ["*"]
+"""
+
+
+async def test_a_server_the_requester_may_not_change_is_left_out_of_the_plan() -> None:
+    async with LocalStack(StackOptions(policy=SPLIT_POLICY)) as stack:
+        view = await request_fleet(stack, "fleet web-01 web-02 db-01 --image ubuntu-22.04 --key ops-key --reason r")
+        text = str(view["blocks"])
+        assert "2 resolved" in text and "1 left out" in text and "db-01" in text
+        assert "Request 2 changes" in str(view["submit"])
+        assert (await stack.submit(view)).text == ""
+        rollout = await the_rollout(stack)
+        assert [s.name for s in rollout.servers] == ["web-01", "web-02"]
+        assert [lo.name for lo in rollout.left_out] == ["db-01"]
