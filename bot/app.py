@@ -24,14 +24,18 @@ from bot.config import Settings
 from bot.domain.policy import Policy, PolicyError
 from bot.secretbox import SecretBox
 from bot.services.backups import Pruner
+from bot.services.fleet import FleetService
 from bot.services.planner import Planner
 from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
 from bot.slack.app import build_bolt_app
 from bot.slack.client import web_client
+from bot.slack.digests import EndDigests
 from bot.slack.directory import Directory
 from bot.slack.edge import SlackEdge
+from bot.slack.fleet_presenter import FleetMessages
 from bot.slack.listeners import approval, changeos
+from bot.slack.listeners import fleet as fleet_listeners
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
@@ -63,6 +67,7 @@ class Bot:
     workflow: Workflow
     directory: Directory
     tracker: Tracker
+    fleet: FleetService
     password_pages: PasswordPages | None
 
     async def start(self) -> None:
@@ -71,6 +76,7 @@ class Bot:
 
     async def aclose(self) -> None:
         await self.tracker.stop()
+        await self.fleet.aclose()
         await self.notifier.aclose()
         await self.cloud.aclose()
         await self.store.aclose()
@@ -89,8 +95,10 @@ def build(
     store = open_store(settings.database)
     cloud = cloud_client(settings)
     slack = web_client(_secret(settings.slack_bot_token), _api_url(settings))
-    notifier = Notifier(slack, **dict(notifier_options or {}))
-    presenter = Presenter(notifier, store)
+    options = dict(notifier_options or {})
+    notifier = Notifier(slack, **options)
+    digests = EndDigests(notifier, post_interval=1.0 / float(options.get("posts_per_second_per_channel", 1.0)))
+    presenter = Presenter(notifier, store, digests=digests)
     box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys) if settings.secret_key else None
     workflow = Workflow(store, policy, box, draft_password_ttl=timedelta(minutes=settings.draft_password_minutes))
     config = tracker_config or TrackerConfig(
@@ -104,6 +112,20 @@ def build(
         store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id, pruner=pruner
     )
     workflow.wake = tracker.wake
+    planner = Planner(cloud, policy)
+    fleet = FleetService(
+        store,
+        planner,
+        policy,
+        FleetMessages(notifier),
+        get_server=cloud.get_server,
+        budget=tracker.budget,
+        wake=tracker.wake,
+        keypair_login=bool(settings.huaweicloud_user_id),
+        health_interval=config.poll_interval,
+    )
+    tracker.on_lead = fleet.recover  # only the lease holder resumes rollouts
+    tracker.on_end = fleet.child_ended
     return Bot(
         settings=settings,
         store=store,
@@ -112,10 +134,11 @@ def build(
         slack=slack,
         notifier=notifier,
         presenter=presenter,
-        planner=Planner(cloud, policy),
+        planner=planner,
         workflow=workflow,
         directory=Directory(slack, policy.group_ids()),
         tracker=tracker,
+        fleet=fleet,
         password_pages=password_pages(settings, store, workflow, slack) if settings.public_url else None,
     )
 
@@ -227,6 +250,17 @@ def wire_listeners(bot: Bot) -> changeos.PlanCard:
     return card
 
 
+def fleet_card(bot: Bot) -> fleet_listeners.FleetCard:
+    return fleet_listeners.FleetCard(
+        planner=bot.planner,
+        policy=bot.policy,
+        cloud=bot.cloud,
+        fleet=bot.fleet,
+        notifier=bot.notifier,
+        directory=bot.directory,
+    )
+
+
 @dataclass
 class Served:
     """The running edges: the aiohttp server and, in Socket Mode, the socket client beside the tracker."""
@@ -268,9 +302,12 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
     HTTP mode (Socket Mode: nowhere).
     """
     await bot.start()
+    card, fleet = wire_listeners(bot), fleet_card(bot)
+    card.fleet = fleet
     bolt = build_bolt_app(
         bot.slack,
-        partial(changeos.register, card=wire_listeners(bot)),
+        partial(changeos.register, card=card),
+        partial(fleet_listeners.register, card=fleet),
         partial(
             approval.register,
             workflow=bot.workflow,

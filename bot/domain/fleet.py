@@ -95,6 +95,18 @@ class LeftOut(BaseModel):
     reason: str
 
 
+class FleetSpec(BaseModel):
+    """What each server's own change request is made of, besides its server: the command's choices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keyname: str | None = None
+    stop_type: str = "SOFT"
+    reason: str = Field(min_length=1)
+    ticket: str | None = None
+    notify: tuple[str, ...] = ()  # the notify channels: one post at the start and one at the end of the fleet
+
+
 class Rollout(BaseModel):
     """Everything a fleet rollout is; saved whole after every step."""
 
@@ -125,6 +137,9 @@ class Rollout(BaseModel):
     started_at: UtcDatetime | None = None
     ended_at: UtcDatetime | None = None
     health_timeout_s: float = Field(default=HEALTH_TIMEOUT.total_seconds(), gt=0)
+    spec: FleetSpec | None = None
+    origin_channel: str = ""  # where the command was typed (told at start and end)
+    message_ts: str | None = None  # the one fleet message in `channel`; its thread holds the per-server detail
 
     @property
     def wave_count(self) -> int:
@@ -614,6 +629,8 @@ def new_rollout(
     pause_between_waves: bool = False,
     selector: str = "",
     left_out: Sequence[LeftOut] = (),
+    spec: FleetSpec | None = None,
+    origin_channel: str = "",
 ) -> Step:
     """A rollout from planned waves of (server id, name). A self-service fleet starts at once."""
     r = Rollout(
@@ -630,6 +647,8 @@ def new_rollout(
         approvals_required=approval.approvals_required,
         approvers=[list(group) for group in approval.approvers],
         created_at=now,
+        spec=spec,
+        origin_channel=origin_channel,
     )
     effects: list[Effect] = [Audit(requester, "requested", f"{len(r.servers)} servers in {r.wave_count} waves")]
     if approval.approvals_required == 0:

@@ -180,6 +180,8 @@ class ChangeRequest(BaseModel):
     backup_done_at: UtcDatetime | None = None
     backup_failure: str | None = None  # the backup failed; said in the final message once the server is started
     rollback_of: str | None = Field(default=None, pattern=ID_PATTERN.pattern)  # the request whose backup this restores
+    # A fleet's child: "{rollout_id}:{server_id}" (unique), so a restarted rollout finds the request it made.
+    fleet_key: str | None = None
 
     # The last state whose Slack messages landed; differs from `state` while people have not been told yet.
     notified_state: RequestState | None = None

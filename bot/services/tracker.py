@@ -144,7 +144,7 @@ class Tracker:
         self.pruner = pruner
         self._pruning = False
         self._told_role = False  # a follower says so once, at start
-        self._budget = TokenBucket(config.ecs_rate, max(1, int(config.ecs_rate)))
+        self.budget = TokenBucket(config.ecs_rate, max(1, int(config.ecs_rate)))
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._wake = asyncio.Event()
         self._reload_wanted = True
@@ -156,6 +156,9 @@ class Tracker:
         self._stopping = False
         self.ecs_calls = 0
         self.has_lease = False
+        # Fleets (bot/services/fleet.py): resumed with each leadership; told when one of their requests ends.
+        self.on_lead: Callable[[], Awaitable[None]] | None = None
+        self.on_end: Callable[[ChangeRequest], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -283,6 +286,8 @@ class Tracker:
         """After a start: tell people whatever they have not been told, whatever state the request is in."""
         for request in await self.store.needs_sync():
             self._spawn(self.presenter.sync(request.id))
+        if self.on_lead is not None:
+            self._spawn(self.on_lead())
 
     async def _reload(self) -> None:
         driven = await self.store.in_states(*DRIVEN)
@@ -433,7 +438,7 @@ class Tracker:
 
     async def _ecs(self, call: Callable[[], Awaitable[T]]) -> T:
         """Every cloud call of the tracker shares one budget, so a thousand jobs cannot flood the API."""
-        await self._budget.acquire()
+        await self.budget.acquire()
         self.ecs_calls += 1
         return await call()
 
@@ -483,6 +488,8 @@ class Tracker:
             if began is not None:
                 metrics.job_ended(moved.state, ((moved.finished_at or self.clock.now()) - began).total_seconds())
         self._spawn(self.presenter.sync(moved.id, moved))
+        if moved.is_terminal and moved.fleet_key and self.on_end is not None:
+            self._spawn(self.on_end(moved))
         return moved
 
 

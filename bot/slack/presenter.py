@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from bot.domain.request import ChangeRequest, RequestState
 from bot.slack import views
+from bot.slack.digests import EndDigests
 from bot.slack.notifier import Notifier
 from bot.store import Store
 
@@ -49,8 +50,16 @@ def _rank(state: RequestState) -> int:
 
 
 class Presenter:
-    def __init__(self, notifier: Notifier, store: Store, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        notifier: Notifier,
+        store: Store,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        digests: EndDigests | None = None,
+    ):
         self._notifier = notifier
+        self._digests = digests  # end posts grouped per channel when many changes end at once
         self._store = store
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
@@ -78,7 +87,11 @@ class Presenter:
             current = await self._store.get(request_id)
             if current is None:
                 return None
-            current = await self._sync(current, moved or current)
+            if current.fleet_key:  # a fleet's server: its fleet message and thread tell it (bot/slack/fleet_presenter)
+                if current.notified_state is not current.state:
+                    current = await self._store.update(current.id, notified_state=current.state)
+            else:
+                current = await self._sync(current, moved or current)
         if current.is_terminal and current.notified_state is current.state:
             self._locks.pop(request_id, None)
         return current
@@ -123,8 +136,11 @@ class Presenter:
     async def _announce_end(self, request: ChangeRequest) -> None:
         link = await self._link(request)
         text = views.notify_end(request, link)
-        for channel in self._audience(request):
-            await self._notifier.post(channel, text)
+        if self._digests is None:
+            for channel in self._audience(request):
+                await self._notifier.post(channel, text)
+            return
+        await asyncio.gather(*(self._digests.post(channel, text) for channel in self._audience(request)))
 
     def _audience(self, request: ChangeRequest) -> list[str]:
         """The command's channel (linked to the thread) and every notify channel, each once."""

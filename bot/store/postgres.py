@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
@@ -26,11 +26,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
 from bot.store import schema
 from bot.store.codec import KINDS, applied, check_fields, check_stamp, plan_transition, request_from_row
 from bot.store.health import Availability, describe_database
-from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError
+from bot.store.protocol import RequestNotFound, RolloutAudit, ServerBusyError, StoreError
 
 __all__ = ["PostgresStore", "migrate"]
 
@@ -136,7 +137,30 @@ def _v3(cur: psycopg.Cursor[Any]) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[psycopg.Cursor[Any]], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(cur: psycopg.Cursor[Any]) -> None:
+    for name, kind in schema.REQUEST_COLUMNS_V4:
+        cur.execute(
+            sql.SQL("ALTER TABLE requests ADD COLUMN IF NOT EXISTS {} {}").format(
+                sql.Identifier(name), sql.SQL(_TYPES[kind])
+            )
+        )
+    cur.execute(sql.SQL("CREATE UNIQUE INDEX {} ON requests(fleet_key)").format(sql.Identifier(schema.FLEET_KEY_INDEX)))
+    cur.execute(
+        """CREATE TABLE rollouts (
+            id text PRIMARY KEY, version bigint NOT NULL, finished boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, document jsonb NOT NULL)"""
+    )
+    cur.execute("CREATE INDEX rollouts_unfinished ON rollouts(finished, created_at)")
+    cur.execute(
+        """CREATE TABLE rollout_audit (
+            seq bigserial PRIMARY KEY,
+            rollout_id text NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+            at timestamptz NOT NULL, actor text NOT NULL, action text NOT NULL, detail text NOT NULL DEFAULT '')"""
+    )
+    cur.execute("CREATE INDEX rollout_audit_rollout ON rollout_audit(rollout_id, seq)")
+
+
+MIGRATIONS: dict[int, Callable[[psycopg.Cursor[Any]], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 assert set(MIGRATIONS) == set(schema.VERSIONS)
 
 
@@ -298,6 +322,8 @@ class PostgresStore:
                     if live:
                         raise ServerBusyError(live[0]["id"], req.server_id) from None
                     continue  # the live one ended meanwhile: try again
+                if exc.diag.constraint_name == schema.FLEET_KEY_INDEX:
+                    raise _FleetKeyTaken(req.fleet_key or "") from None
                 req = req.model_copy(update={"id": new_request_id()})  # id collision: draw again
         raise StoreError("could not store the request: its server or id kept colliding")
 
@@ -471,6 +497,80 @@ class PostgresStore:
                 to_state=r["to_state"],
                 detail=r["detail"],
             )
+            for r in rows
+        ]
+
+    # --- fleets ------------------------------------------------------------------------------------------------------
+
+    @_reached
+    async def create_child(self, req: ChangeRequest, *, actor: str) -> tuple[ChangeRequest, bool]:
+        if not req.fleet_key:
+            raise ValueError("create_child needs a request with a fleet_key")
+        for _attempt in range(3):
+            found = await self.child(req.fleet_key)
+            if found is not None:
+                return found, False
+            try:
+                return await self.create(req, actor=actor), True
+            except _FleetKeyTaken:
+                continue  # another process stored it meanwhile: read that one
+        raise StoreError(f"could not store the fleet's request {req.fleet_key}")
+
+    @_reached
+    async def child(self, fleet_key: str) -> ChangeRequest | None:
+        rows = await self._rows("SELECT * FROM requests WHERE fleet_key = %s", [fleet_key])
+        return request_from_row(rows[0]) if rows else None
+
+    @_reached
+    async def create_rollout(self, rollout: Rollout, audit: Sequence[RolloutAudit] = ()) -> None:
+        now = self._clock()
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "INSERT INTO rollouts (id, version, finished, created_at, updated_at, document) "
+                "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+                [rollout.id, rollout.version, rollout.finished, now, now, rollout.model_dump_json()],
+            )
+            await _rollout_audit(cur, rollout.id, now, audit)
+
+    @_reached
+    async def get_rollout(self, rollout_id: str) -> Rollout | None:
+        rows = await self._rows("SELECT document::text AS d FROM rollouts WHERE id = %s", [rollout_id])
+        return Rollout.model_validate_json(rows[0]["d"]) if rows else None
+
+    @_reached
+    async def save_rollout(
+        self, rollout: Rollout, *, expected_version: int, audit: Sequence[RolloutAudit] = ()
+    ) -> bool:
+        now = self._clock()
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(
+                "UPDATE rollouts SET version = %s, finished = %s, updated_at = %s, document = %s::jsonb "
+                "WHERE id = %s AND version = %s",
+                [rollout.version, rollout.finished, now, rollout.model_dump_json(), rollout.id, expected_version],
+            )
+            if cur.rowcount != 1:
+                return False
+            await _rollout_audit(cur, rollout.id, now, audit)
+            return True
+
+    @_reached
+    async def record_rollout(self, rollout_id: str, audit: Sequence[RolloutAudit]) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await _rollout_audit(cur, rollout_id, self._clock(), audit)
+
+    @_reached
+    async def unfinished_rollouts(self) -> list[Rollout]:
+        rows = await self._rows("SELECT document::text AS d FROM rollouts WHERE NOT finished ORDER BY created_at, id")
+        return [Rollout.model_validate_json(r["d"]) for r in rows]
+
+    @_reached
+    async def rollout_audit(self, rollout_id: str) -> list[AuditEvent]:
+        rows = await self._rows("SELECT * FROM rollout_audit WHERE rollout_id = %s ORDER BY seq", [rollout_id])
+        return [
+            AuditEvent(request_id=r["rollout_id"], at=r["at"], actor=r["actor"], action=r["action"], detail=r["detail"])
             for r in rows
         ]
 
@@ -719,3 +819,17 @@ async def _audit(
             detail,
         ],
     )
+
+
+async def _rollout_audit(
+    cur: psycopg.AsyncCursor[Any], rollout_id: str, at: datetime, audit: Sequence[RolloutAudit]
+) -> None:
+    if audit:
+        await cur.executemany(
+            "INSERT INTO rollout_audit (rollout_id, at, actor, action, detail) VALUES (%s, %s, %s, %s, %s)",
+            [(rollout_id, at, a.actor, a.action, a.detail) for a in audit],
+        )
+
+
+class _FleetKeyTaken(Exception):
+    """Another process stored the fleet's child request first."""

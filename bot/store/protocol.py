@@ -16,13 +16,15 @@ caller reads the state again rather than assuming either way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.domain.fleet import Audit as RolloutAudit
+from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState
 
-__all__ = ["RequestNotFound", "ServerBusyError", "Store", "StoreError", "StoreUnavailable"]
+__all__ = ["RequestNotFound", "RolloutAudit", "ServerBusyError", "Store", "StoreError", "StoreUnavailable"]
 
 
 class StoreError(Exception):
@@ -143,6 +145,38 @@ class Store(Protocol):
         ...
 
     async def audit(self, request_id: str) -> list[AuditEvent]: ...
+
+    # --- fleets -------------------------------------------------------------------------------------------------------
+
+    async def create_child(self, req: ChangeRequest, *, actor: str) -> tuple[ChangeRequest, bool]:
+        """A fleet's child request by its `fleet_key`: the one stored before (and False), or `req` stored now (and
+        True). A repeated start never makes a second request; `ServerBusyError` when the server has another live one."""
+        ...
+
+    async def child(self, fleet_key: str) -> ChangeRequest | None: ...
+
+    async def create_rollout(self, rollout: Rollout, audit: Sequence[RolloutAudit] = ()) -> None:
+        """Store a new rollout (its version as given) with its first audit lines."""
+        ...
+
+    async def get_rollout(self, rollout_id: str) -> Rollout | None: ...
+
+    async def save_rollout(
+        self, rollout: Rollout, *, expected_version: int, audit: Sequence[RolloutAudit] = ()
+    ) -> bool:
+        """Replace the rollout only while the stored one has `expected_version` (optimistic: the version read), with
+        its audit lines, in one transaction. False when another writer saved first: read it again and step again."""
+        ...
+
+    async def record_rollout(self, rollout_id: str, audit: Sequence[RolloutAudit]) -> None:
+        """Audit lines that change nothing (a refused click)."""
+        ...
+
+    async def unfinished_rollouts(self) -> list[Rollout]:
+        """Rollouts not yet ended, oldest first: each gets `Recover()` when the tracker lease is taken."""
+        ...
+
+    async def rollout_audit(self, rollout_id: str) -> list[AuditEvent]: ...
 
     # --- secrets (ciphertext only) -----------------------------------------------------------------------------------
 

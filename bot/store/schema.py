@@ -20,6 +20,8 @@ VERSIONS: dict[int, str] = {
     1: "requests, audit, secrets, page sessions, leases, one-time tokens (the schema of the first release)",
     2: "leases.epoch: counts the owners a lease has had, so a takeover shows",
     3: "a backup before the change and rollbacks: the backup_* and rollback_of columns; backing_up is live",
+    4: "fleets: the rollouts table (one JSON document per rollout, saved over its version), rollout_audit, and "
+    "requests.fleet_key (unique): a fleet's child request is found again after a restart",
 }
 LATEST = max(VERSIONS)
 
@@ -87,6 +89,9 @@ REQUEST_COLUMNS_V3: tuple[tuple[str, str], ...] = (
     ("backup_failure", "text"),
     ("rollback_of", "text"),
 )
+# Version 4: a fleet's child request carries its key "{rollout_id}:{server_id}", unique among requests.
+REQUEST_COLUMNS_V4: tuple[tuple[str, str], ...] = (("fleet_key", "text"),)
+FLEET_KEY_INDEX = "requests_fleet_key"
 REQUIRED = frozenset({"id", "state", "server_id", "created_at"})
 
 LIVE_INDEX = "requests_one_live_per_server"

@@ -20,13 +20,14 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot import metrics
+from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
 from bot.store import schema
 from bot.store.codec import (
@@ -40,7 +41,7 @@ from bot.store.codec import (
     request_from_row,
 )
 from bot.store.health import Availability
-from bot.store.protocol import RequestNotFound, ServerBusyError, StoreError
+from bot.store.protocol import RequestNotFound, RolloutAudit, ServerBusyError, StoreError
 
 __all__ = ["BUSY_TIMEOUT_S", "SQLiteStore", "migrate"]
 
@@ -196,6 +197,9 @@ class SQLiteStore:
     @_offloaded
     def create(self, req: ChangeRequest, *, actor: str) -> ChangeRequest:
         """Store a new request; `ServerBusyError` if its server already has a live one."""
+        return self._create(req, actor)
+
+    def _create(self, req: ChangeRequest, actor: str) -> ChangeRequest:
         for _attempt in range(5):
             row = {name: encode_text(name, getattr(req, name)) for name in KINDS}
             with self._tx() as db:
@@ -417,6 +421,88 @@ class SQLiteStore:
                 action=r["action"],
                 from_state=r["from_state"],
                 to_state=r["to_state"],
+                detail=r["detail"],
+            )
+            for r in rows
+        ]
+
+    # --- fleets ------------------------------------------------------------------------------------------------------
+
+    @_offloaded
+    def create_child(self, req: ChangeRequest, *, actor: str) -> tuple[ChangeRequest, bool]:
+        if not req.fleet_key:
+            raise ValueError("create_child needs a request with a fleet_key")
+        rows = self._rows("SELECT * FROM requests WHERE fleet_key = ?", [req.fleet_key])
+        if rows:  # the store has one thread: nothing of this process slips in before the insert below
+            return request_from_row(rows[0]), False
+        return self._create(req, actor), True
+
+    @_offloaded
+    def child(self, fleet_key: str) -> ChangeRequest | None:
+        rows = self._rows("SELECT * FROM requests WHERE fleet_key = ?", [fleet_key])
+        return request_from_row(rows[0]) if rows else None
+
+    @_offloaded
+    def create_rollout(self, rollout: Rollout, audit: Sequence[RolloutAudit] = ()) -> None:
+        now = iso(self._clock())
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO rollouts (id, version, finished, created_at, updated_at, document) VALUES (?,?,?,?,?,?)",
+                [rollout.id, rollout.version, int(rollout.finished), now, now, rollout.model_dump_json()],
+            )
+            self._rollout_audit(db, rollout.id, audit)
+
+    @_offloaded
+    def get_rollout(self, rollout_id: str) -> Rollout | None:
+        rows = self._rows("SELECT document FROM rollouts WHERE id = ?", [rollout_id])
+        return Rollout.model_validate_json(rows[0]["document"]) if rows else None
+
+    @_offloaded
+    def save_rollout(self, rollout: Rollout, *, expected_version: int, audit: Sequence[RolloutAudit] = ()) -> bool:
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE rollouts SET version = ?, finished = ?, updated_at = ?, document = ? "
+                "WHERE id = ? AND version = ?",
+                [
+                    rollout.version,
+                    int(rollout.finished),
+                    iso(self._clock()),
+                    rollout.model_dump_json(),
+                    rollout.id,
+                    expected_version,
+                ],
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._rollout_audit(db, rollout.id, audit)
+            return True
+
+    @_offloaded
+    def record_rollout(self, rollout_id: str, audit: Sequence[RolloutAudit]) -> None:
+        with self._tx() as db:
+            self._rollout_audit(db, rollout_id, audit)
+
+    def _rollout_audit(self, db: sqlite3.Connection, rollout_id: str, audit: Sequence[RolloutAudit]) -> None:
+        at = iso(self._clock())
+        db.executemany(
+            "INSERT INTO rollout_audit (rollout_id, at, actor, action, detail) VALUES (?,?,?,?,?)",
+            [(rollout_id, at, a.actor, a.action, a.detail) for a in audit],
+        )
+
+    @_offloaded
+    def unfinished_rollouts(self) -> list[Rollout]:
+        rows = self._rows("SELECT document FROM rollouts WHERE finished = 0 ORDER BY created_at, id")
+        return [Rollout.model_validate_json(r["document"]) for r in rows]
+
+    @_offloaded
+    def rollout_audit(self, rollout_id: str) -> list[AuditEvent]:
+        rows = self._rows("SELECT * FROM rollout_audit WHERE rollout_id = ? ORDER BY seq", [rollout_id])
+        return [
+            AuditEvent(
+                request_id=r["rollout_id"],
+                at=datetime.fromisoformat(r["at"]),
+                actor=r["actor"],
+                action=r["action"],
                 detail=r["detail"],
             )
             for r in rows
@@ -867,5 +953,26 @@ def _v3(conn: sqlite3.Connection) -> None:
     _live_index(conn)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(conn: sqlite3.Connection) -> None:
+    existing = {r["name"] for r in _query(conn, "PRAGMA table_info(requests)")}
+    for name, kind in schema.REQUEST_COLUMNS_V4:
+        if name not in existing:
+            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_TYPES[kind]}")
+    conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {schema.FLEET_KEY_INDEX} ON requests(fleet_key)")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS rollouts (
+            id TEXT PRIMARY KEY, version INTEGER NOT NULL, finished INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL, document TEXT NOT NULL)"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS rollouts_unfinished ON rollouts(finished, created_at)")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS rollout_audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            rollout_id TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+            at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '')"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS rollout_audit_rollout ON rollout_audit(rollout_id, seq)")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 assert set(MIGRATIONS) == set(schema.VERSIONS)

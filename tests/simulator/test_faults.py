@@ -181,7 +181,7 @@ async def test_reset_reloads_fixtures_and_clears_the_log(cloud: Cloud, clock: Ma
     assert (await cloud.http.get("/_sim/requests")).json()["count"] == 0
     assert (await cloud.server(DB_01))["status"] == "SHUTOFF"
     state = (await cloud.http.get("/_sim/state")).json()
-    assert state["jobs"] == [] and len(state["servers"]) == 10
+    assert state["jobs"] == [] and len(state["servers"]) == 21
 
 
 async def test_advance_moves_simulated_time(cloud: Cloud) -> None:

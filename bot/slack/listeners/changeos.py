@@ -31,8 +31,9 @@ from bot.domain.command import (
     RollbackCommand,
     StatusCommand,
     UsageError,
-    parse_command,
 )
+from bot.domain.fleet_command import FleetCommand
+from bot.domain.fleet_command import parse as parse_text
 from bot.domain.policy import Policy
 from bot.domain.preflight import Field
 from bot.domain.request import ChangeRequest, LoginMethod, StopType
@@ -73,6 +74,10 @@ class IssuedLink(Protocol):
 
     @property
     def expires_at(self) -> datetime: ...
+
+
+class FleetOpener(Protocol):
+    async def open(self, body: dict[str, Any], client: AsyncWebClient, cmd: FleetCommand) -> None: ...
 
 
 class PasswordLinks(Protocol):
@@ -181,6 +186,7 @@ class PlanCard:
         self.password_pages = password_pages
         self.keypair_login = keypair_login
         self.replies = Replies(notifier)
+        self.fleet: FleetOpener | None = None  # `/changeos fleet …` (listeners/fleet.py), wired by the app
         self._drafts: dict[str, _Draft] = {}
         # A form's command, to answer through its response_url: by draft until submitted, then by request id.
         self._reply_to: OrderedDict[str, ReplyTo] = OrderedDict()
@@ -267,7 +273,7 @@ class PlanCard:
         """The answer within Slack's 3 s; a change opens its form after the ack (`open`), and a cancelled request is
         told after it (the context carries it to the lazy function)."""
         user = body.get("user_id", "")
-        parsed = parse_command(body.get("text") or "")
+        parsed = parse_text(body.get("text") or "")
         match parsed:
             case UsageError():
                 await ack(text=views.escape(f"{parsed.message}\n{parsed.usage}"), response_type="ephemeral")
@@ -285,7 +291,7 @@ class PlanCard:
                     return
                 context[MOVED] = outcome.request
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
-            case ChangeCommand() | RollbackCommand() | BackupsCommand():
+            case ChangeCommand() | RollbackCommand() | BackupsCommand() | FleetCommand():
                 await ack()  # the form, or the backups' list, after the ack (`open`)
 
     async def _groups(self, user: str) -> set[str]:
@@ -297,10 +303,14 @@ class PlanCard:
 
     async def open(self, body: dict[str, Any], client: AsyncWebClient) -> None:
         """After the ack of a change command: the form, first with "looking up…", then with the plan."""
-        cmd = parse_command(body.get("text") or "")
+        cmd = parse_text(body.get("text") or "")
         user = body.get("user_id", "")
         channel = body.get("channel_id", "")
         reply = ReplyTo.of_command(body)
+        if isinstance(cmd, FleetCommand):
+            if self.fleet is not None:
+                await self.fleet.open(body, client, cmd)
+            return
         if isinstance(cmd, RollbackCommand):
             await self.open_rollback(
                 client, user=user, channel=channel, trigger=body.get("trigger_id", ""), request_id=cmd.request_id
