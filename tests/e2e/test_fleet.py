@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from bot.domain.fleet import FleetPhase, Rollout, ServerPhase
 from bot.domain.request import RequestState
 from sandbox.devtools import slack_requests as sr
+from sandbox.devtools.fake_slack import Message
 from sandbox.devtools.stack import APPROVALS_CHANNEL, APPROVER, INCIDENT_CHANNEL, REQUESTER, LocalStack, StackOptions
 from sandbox.simulator.faults import FaultSpec
 
@@ -55,8 +57,15 @@ async def submit_fleet(stack: LocalStack, text: str = FLEET) -> Rollout:
 
 
 async def click(stack: LocalStack, action_id: str, rollout: Rollout, *, user: str = APPROVER):
+    """Click a button as Slack would: only once the fleet message shows it (its edits are coalesced, so the store
+    can be ahead of the message people see)."""
     assert stack.sender is not None and rollout.message_ts is not None
-    message = stack.slack.message(rollout.channel, rollout.message_ts)
+
+    def shown() -> Message | None:
+        message = stack.slack.message(rollout.channel, rollout.message_ts)
+        return message if f'"action_id": "{action_id}"' in json.dumps(message.as_payload()) else None
+
+    message = await stack.slack.wait_until(shown, what=f"the {action_id} button on the fleet message")
     body = sr.block_actions(
         user_id=user,
         action_id=action_id,
