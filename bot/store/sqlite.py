@@ -26,6 +26,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from sqlite_utils import Database
+
 from bot import metrics
 from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
@@ -891,10 +893,7 @@ def _v1(conn: sqlite3.Connection) -> None:
         for name, kind in schema.REQUEST_COLUMNS_V1
     )
     conn.execute(f"CREATE TABLE IF NOT EXISTS requests ({columns})")
-    existing = {r["name"] for r in _query(conn, "PRAGMA table_info(requests)")}
-    for name, kind in schema.REQUEST_COLUMNS_V1:
-        if name not in existing:
-            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_TYPES[kind]}")
+    _add_missing_columns(conn, schema.REQUEST_COLUMNS_V1)
     conn.execute("CREATE INDEX IF NOT EXISTS requests_state ON requests(state)")
     conn.execute("CREATE INDEX IF NOT EXISTS requests_created ON requests(created_at)")
     _live_index(conn)
@@ -931,6 +930,23 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
+_PY_TYPES: dict[str, type] = {"json": str, "datetime": str, "bool": int, "int": int, "float": float, "text": str}
+
+
+def _add_missing_columns(conn: sqlite3.Connection, columns: Iterable[tuple[str, str]]) -> None:
+    """Add the columns the requests table lacks (a file from an earlier, or unversioned, build may have some), with
+    sqlite-utils: it reads the table's columns and writes the ALTER TABLE, inside the migration's transaction."""
+    factory, conn.row_factory = conn.row_factory, None  # sqlite-utils reads plain tuples; ours are dicts
+    try:
+        table = Database(conn, recursive_triggers=False, execute_plugins=False).table("requests")
+        have = table.columns_dict
+        for name, kind in columns:
+            if name not in have:
+                table.add_column(name, _PY_TYPES[kind])
+    finally:
+        conn.row_factory = factory
+
+
 def _live_index(conn: sqlite3.Connection) -> None:
     """One live request per server, over today's live states (rebuilt when a version adds one)."""
     current = _query(conn, "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", [schema.LIVE_INDEX])
@@ -946,18 +962,12 @@ def _v2(conn: sqlite3.Connection) -> None:
 
 
 def _v3(conn: sqlite3.Connection) -> None:
-    existing = {r["name"] for r in _query(conn, "PRAGMA table_info(requests)")}
-    for name, kind in schema.REQUEST_COLUMNS_V3:
-        if name not in existing:  # an unversioned build of the backup branch may have added some
-            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_TYPES[kind]}")
+    _add_missing_columns(conn, schema.REQUEST_COLUMNS_V3)
     _live_index(conn)
 
 
 def _v4(conn: sqlite3.Connection) -> None:
-    existing = {r["name"] for r in _query(conn, "PRAGMA table_info(requests)")}
-    for name, kind in schema.REQUEST_COLUMNS_V4:
-        if name not in existing:
-            conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_TYPES[kind]}")
+    _add_missing_columns(conn, schema.REQUEST_COLUMNS_V4)
     conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {schema.FLEET_KEY_INDEX} ON requests(fleet_key)")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS rollouts (
