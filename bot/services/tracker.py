@@ -445,9 +445,9 @@ class Tracker:
     async def _apply(self, request: ChangeRequest, effect: Effect) -> ChangeRequest:
         """Carry out one effect; returns the request as the store now has it."""
         match effect:
-            case Update(fields=fields) if _stamps_a_post(fields):
-                [(name, at)] = fields.items()
-                marked = await self.store.mark_sent(request.id, name, state=request.state, at=at)
+            case Update(fields=fields) if (stamp := _stamp_of(fields)) is not None:
+                also = {k: v for k, v in fields.items() if k != stamp}
+                marked = await self.store.mark_sent(request.id, stamp, state=request.state, at=fields[stamp], **also)
                 if marked is None:
                     raise _Superseded(request.id)
                 return marked
@@ -498,9 +498,11 @@ class _Superseded(Exception):
     must not."""
 
 
-def _stamps_a_post(fields: Mapping[str, Any]) -> bool:
-    """The write that brackets a stop / change-OS POST, which only one process may make."""
-    return len(fields) == 1 and next(iter(fields)) in SENT_STAMPS and next(iter(fields.values())) is not None
+def _stamp_of(fields: Mapping[str, Any]) -> str | None:
+    """The stamp (stop_sent_at, backup_sent_at, submit_sent_at) this write sets before a POST, which only one process
+    may make; None for any other write (clearing a stamp included)."""
+    found = [k for k in fields if k in SENT_STAMPS and fields[k] is not None]
+    return found[0] if len(found) == 1 else None
 
 
 def server_view(server: Server) -> ServerView:

@@ -16,7 +16,8 @@ from typing import Any
 from bot.domain.request import TERMINAL_STATES, ChangeRequest, InvalidTransition, RequestState, can_transition
 
 IMMUTABLE = frozenset({"id", "state", "created_at"})
-SENT_STAMPS = frozenset({"stop_sent_at", "submit_sent_at"})  # written before a POST, by `mark_sent` only
+# Written just before a POST (the stop, the backup image, the change of OS), by `mark_sent` only.
+SENT_STAMPS = frozenset({"stop_sent_at", "backup_sent_at", "submit_sent_at"})
 
 
 def _kind(annotation: Any) -> str:
@@ -126,6 +127,9 @@ def applied(row: Mapping[str, Any], updates: Mapping[str, Any]) -> ChangeRequest
     return ChangeRequest.model_validate({**request_from_row(row).model_dump(), **updates})
 
 
-def check_stamp(field: str) -> None:
+def check_stamp(field: str, also: Mapping[str, Any]) -> None:
     if field not in SENT_STAMPS:
         raise ValueError(f"mark_sent stamps {' or '.join(sorted(SENT_STAMPS))}, not {field}")
+    check_fields(also)
+    if field in also or "updated_at" in also:
+        raise ValueError("mark_sent sets the stamp and updated_at itself")

@@ -446,15 +446,15 @@ class PostgresStore:
 
     @_reached
     async def mark_sent(
-        self, request_id: str, field: str, *, state: RequestState, at: datetime
+        self, request_id: str, field: str, *, state: RequestState, at: datetime, **also: Any
     ) -> ChangeRequest | None:
-        check_stamp(field)
-        rows = await self._rows(
-            sql.SQL("UPDATE requests SET {f} = %s, updated_at = %s WHERE id = %s AND state = %s AND {f} IS NULL "
-                    "RETURNING *").format(f=sql.Identifier(field)),
-            [at, at, request_id, RequestState(state).value],
+        check_stamp(field, also)
+        wanted = RequestState(state).value
+        stamp = {**also, field: at, "updated_at": at}
+        new = await self._locked_write(
+            request_id, lambda row: stamp if row["state"] == wanted and row[field] is None else None
         )
-        return request_from_row(rows[0]) if rows else None
+        return new if isinstance(new, ChangeRequest) else None
 
     @_reached
     async def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:

@@ -129,11 +129,12 @@ class Store(Protocol):
         ...
 
     async def mark_sent(
-        self, request_id: str, field: str, *, state: RequestState, at: datetime
+        self, request_id: str, field: str, *, state: RequestState, at: datetime, **also: Any
     ) -> ChangeRequest | None:
-        """Stamp `field` ("stop_sent_at" or "submit_sent_at") just before the POST it brackets, only while the request
-        is still in `state` with the field unset: the one write that decides which process may post. None when
-        another process got there first (it posts, or already did; this one must not)."""
+        """Stamp `field` (stop_sent_at, backup_sent_at or submit_sent_at), with `also` in the same write, just before
+        the POST it brackets, only while the request is still in `state` with the field unset: the one write that
+        decides which process may post. None when another process got there first (it posts, or already did; this
+        one must not)."""
         ...
 
     async def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:

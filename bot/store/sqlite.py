@@ -364,17 +364,16 @@ class SQLiteStore:
             return new
 
     @_offloaded
-    def mark_sent(self, request_id: str, field: str, *, state: RequestState, at: datetime) -> ChangeRequest | None:
-        check_stamp(field)
+    def mark_sent(
+        self, request_id: str, field: str, *, state: RequestState, at: datetime, **also: Any
+    ) -> ChangeRequest | None:
+        check_stamp(field, also)
+        wanted = RequestState(state)
         with self._tx() as db:
-            cursor = db.execute(
-                f"UPDATE requests SET {field} = ?, updated_at = ? WHERE id = ? AND state = ? AND {field} IS NULL",  # noqa: S608 - field checked against two names
-                [iso(at), iso(at), request_id, RequestState(state).value],
-            )
-            if cursor.rowcount != 1:
-                return None
             row = self._select(db, request_id)
-            return request_from_row(row) if row else None
+            if row is None or row["state"] != wanted.value or row[field] is not None:
+                return None
+            return self._write(db, row, {**also, field: at, "updated_at": at}, frozenset({wanted}))
 
     @_offloaded
     def add_approval(self, request_id: str, user: str, *, actor: str) -> ChangeRequest | None:

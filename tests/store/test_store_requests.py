@@ -239,3 +239,20 @@ async def test_mark_sent_lets_exactly_one_process_post(connect, new_request):
     assert await a.mark_sent("CR-NOPE22", "stop_sent_at", state=S.STOPPING, at=now) is None
     with pytest.raises(ValueError, match="mark_sent stamps"):
         await a.mark_sent(req.id, "job_id", state=S.SUBMITTING, at=now)
+
+
+async def test_mark_sent_writes_its_companions_with_the_stamp_or_not_at_all(connect, new_request):
+    """The backup's stamp carries the image's name (how a restarted bot finds the image): both land, once."""
+    a, b = connect(), connect()
+    now = datetime.now(UTC)
+    req = await a.create(new_request(state=S.BACKING_UP, backup_wanted=True), actor="bot")
+    results = await asyncio.gather(
+        a.mark_sent(req.id, "backup_sent_at", state=S.BACKING_UP, at=now, backup_image_name="ecsbot-a"),
+        b.mark_sent(req.id, "backup_sent_at", state=S.BACKING_UP, at=now, backup_image_name="ecsbot-b"),
+    )
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    stored = await a.get(req.id)
+    assert stored.backup_sent_at == now and stored.backup_image_name == winners[0].backup_image_name
+    with pytest.raises(ValueError, match="not fields"):
+        await a.mark_sent(req.id, "backup_sent_at", state=S.BACKING_UP, at=now, password="x")
