@@ -45,7 +45,8 @@ def build_web_app(
         return web.json_response(answer.body, status=answer.status)
 
     async def healthz(_: web.Request) -> web.StreamResponse:
-        """For load balancers and people: 503 while the database does not answer (this replica refuses work)."""
+        """Liveness, for the container's HEALTHCHECK: 200 while the process answers, with the database's state in the
+        body. A replica whose database does not answer is alive but not ready: /readyz says 503 (load balancers)."""
         try:
             live: int | None = await store.count_live()
         except StoreUnavailable:
@@ -66,7 +67,6 @@ def build_web_app(
                 "ecs_calls": tracker.ecs_calls,
                 "slack": "http" if socket is None else ("connected" if socket.connected else "reconnecting"),
             },
-            status=200 if problem is None else 503,
         )
 
     async def readyz(_: web.Request) -> web.StreamResponse:
