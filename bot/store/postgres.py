@@ -495,7 +495,8 @@ class PostgresStore:
         since: datetime | None = None,
         limit: int = 20,
     ) -> list[ChangeRequest]:
-        where, params = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if server:
             where.append("(server_id = %s OR lower(server_name) = lower(%s))")
             params += [server, server]

@@ -443,7 +443,8 @@ class SQLiteStore:
         since: datetime | None = None,
         limit: int = 20,
     ) -> list[ChangeRequest]:
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if server:
             where.append("(server_id = ? OR lower(server_name) = lower(?))")
             params += [server, server]
