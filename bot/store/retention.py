@@ -21,8 +21,8 @@ SHOWN_IDS = 10
 
 # The candidates of one batch: ended before the cut-off, and not their server's newest request. `{mark}` is the
 # engine's placeholder; the first is the cut-off, the second the batch size.
-CANDIDATES = (  # noqa: S608 - fixed state names and placeholders only
-    "SELECT r.id, r.server_id, n.newest FROM requests r "
+CANDIDATES = (
+    "SELECT r.id, r.server_id, n.newest FROM requests r "  # noqa: S608 - fixed state names and placeholders only
     "JOIN (SELECT server_id, max(created_at) AS newest FROM requests GROUP BY server_id) n "
     "ON n.server_id = r.server_id "
     f"WHERE r.state IN ({TERMINAL_SQL}) AND coalesce(r.finished_at, r.updated_at) < {{mark}} "

@@ -22,7 +22,6 @@ from .conftest import wait_state
 pytestmark = pytest.mark.timeout(60)
 
 
-
 @pytest.fixture
 async def socket_stack():
     async with LocalStack(StackOptions(socket_mode=True)) as stack:
