@@ -80,7 +80,9 @@ async def test_only_active_ecs_system_images_of_the_architecture_are_usable(sim,
         assert usable and all(i.status == "active" and i.is_ecs_system_image for i in usable)
         assert all(i.architecture == arch for i in usable)
         expected = {
-            i.id for i in everything.images if i.status == "active" and i.is_ecs_system_image and i.architecture == arch
+            i.id
+            for i in everything.images
+            if i.status == "active" and i.is_ecs_system_image and i.architecture == arch
         }
         assert {i.id for i in usable} == expected, "the simulator may ignore `architecture`: filtered here too"
     assert len(entry.usable(None)) == len(entry.usable("x86")) + len(entry.usable("arm"))

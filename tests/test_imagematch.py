@@ -109,15 +109,10 @@ def test_resolution_never_guesses() -> None:
     assert resolve(usable[1].id.upper(), usable, allowed).image is usable[1]
     assert resolve("win", usable, allowed).image is usable[2], "a unique prefix"
     several = resolve("ubuntu", usable, allowed)
-    assert (
-        several.image is None
-        and several.ambiguous
-        and {i.name for i in several.matches}
-        == {
-            "ubuntu-22.04",
-            "ubuntu-20.04",
-        }
-    )
+    assert several.image is None and several.ambiguous and {i.name for i in several.matches} == {
+        "ubuntu-22.04",
+        "ubuntu-20.04",
+    }
     assert resolve("twin", usable, allowed).image is usable[3], "exact: chosen even if forbidden (the plan says so)"
     assert resolve("tw", usable, allowed).image is None, "a prefix only among allowed images"
     none = resolve("ubuntu-22.4", usable, allowed)

@@ -55,6 +55,8 @@ def test_secretbox_repr_hides_the_key():
         pickle.dumps(box)
 
 
+
+
 def test_a_new_key_encrypts_and_old_keys_still_decrypt() -> None:
     old, older, new = SecretBox.generate_key(), "an older passphrase, long enough", SecretBox.generate_key()
     from_old, from_older = SecretBox(old).encrypt(ROTATE_CANARY), SecretBox(older).encrypt(ROTATE_CANARY)

@@ -65,7 +65,9 @@ async def test_two_approvals_from_two_people_are_needed(flow: Workflow, clock: C
 
 
 async def test_password_is_encrypted_and_gone_after_reject(flow: Workflow, clock: Clock, tmp_path) -> None:
-    request = await flow.submit(new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY))
+    request = await flow.submit(
+        new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY)
+    )
     blob = await flow.store.get_secret(request_secret_key(request.id))
     assert blob is not None and CANARY.encode() not in blob
     assert (await flow.password_for(request.id)).get_secret_value() == CANARY
@@ -86,7 +88,9 @@ async def test_requester_cancels_until_submission_and_nobody_else_can(flow: Work
 
 
 async def test_pending_requests_expire_and_lose_their_password(flow: Workflow, clock: Clock) -> None:
-    request = await flow.submit(new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY))
+    request = await flow.submit(
+        new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY)
+    )
     assert await flow.expire_due() == []
     clock.now += timedelta(hours=1, seconds=1)
     expired = await flow.expire_due()
@@ -106,7 +110,9 @@ async def test_without_a_secret_key_passwords_are_refused_with_a_reason(tmp_path
     store = SQLiteStore(tmp_path / "b.db", clock=clock)
     workflow = Workflow(store, Policy.parse(POLICY), None, now=clock)
     with pytest.raises(PasswordUnavailable, match="ECSBOT_SECRET_KEY"):
-        await workflow.submit(new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY))
+        await workflow.submit(
+            new_request(clock, login=LoginMethod.PASSWORD), password=SecretStr(CANARY)
+        )
     assert (await workflow.submit(new_request(clock))).state is RequestState.PENDING_APPROVAL
     await store.aclose()
 
@@ -139,7 +145,9 @@ async def test_submitting_revokes_every_link_and_session_of_the_draft_and_record
     await flow.keep_draft_password("d1", SecretStr(CANARY), set_by="U01REQ0001", set_via="slack-signin")
     revoked: list[tuple[str, list[str], bool]] = []
     flow.revoke_hooks.append(lambda draft, digests, why: revoked.append((draft, sorted(digests), why.final)))
-    stored = await flow.submit(new_request(clock, login=LoginMethod.PASSWORD), draft_id="d1")
+    stored = await flow.submit(
+        new_request(clock, login=LoginMethod.PASSWORD), draft_id="d1"
+    )
     assert revoked == [("d1", ["h-link", "h-session"], True)]
     assert flow.draft_ended("d1") is not None and stored.id in flow.draft_ended("d1").message
     assert await draft_rows(flow) == {"tokens": 1, "page_sessions": 1, "secrets": 2}  # d2's link, the request's

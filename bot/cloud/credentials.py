@@ -151,7 +151,9 @@ class MetadataCredentials:
     async def _fetch(self) -> Credentials:
         headers: dict[str, str] = {}
         try:
-            token = await self._http.put(self._url + _TOKEN_PATH, headers={"X-Metadata-Token-Ttl-Seconds": "21600"})
+            token = await self._http.put(
+                self._url + _TOKEN_PATH, headers={"X-Metadata-Token-Ttl-Seconds": "21600"}
+            )
             if token.status_code == 200 and token.text.strip():
                 headers["X-Metadata-Token"] = token.text.strip()
             response = await self._http.get(self._url + _KEY_PATH, headers=headers)

@@ -178,7 +178,7 @@ class Planner:
             return None  # shown as "unknown size" (⚠️), never a reason to block on its own
 
     async def architecture(self, server: Server) -> str | None:
-        """ "arm" when the flavor says `ecs:instance_architecture = arm64`, "x86" when it says nothing; None when
+        """"arm" when the flavor says `ecs:instance_architecture = arm64`, "x86" when it says nothing; None when
         the flavor cannot be read (then no image is filtered out by architecture)."""
         flavor = await self.flavor(server)
         return flavor.architecture if flavor else None

@@ -181,7 +181,7 @@ class Tracker:
 
     @property
     def role(self) -> str:
-        """ "leader" while this process holds the tracker lease (it alone polls and posts), else "follower"."""
+        """"leader" while this process holds the tracker lease (it alone polls and posts), else "follower"."""
         return "leader" if self.has_lease else "follower"
 
     async def _run(self) -> None:

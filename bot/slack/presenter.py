@@ -142,16 +142,10 @@ class Presenter:
         if original is None:
             return
         image = rollback.target_image_name or rollback.target_image_id
-        await self._thread_note(
-            original,
-            f"↩️ Rollback requested by <@{rollback.requester}>: {rollback.id} takes "
-            f"{views.escape(original.server_name)} back to {views.escape(image)}.",
-        )
-        await self._thread_note(
-            rollback,
-            f"↩️ This rolls back {original.id} (the change to "
-            f"{views.escape(original.target_image_name)}) to its backup {views.escape(image)}.",
-        )
+        await self._thread_note(original, f"↩️ Rollback requested by <@{rollback.requester}>: {rollback.id} takes "
+                                f"{views.escape(original.server_name)} back to {views.escape(image)}.")
+        await self._thread_note(rollback, f"↩️ This rolls back {original.id} (the change to "
+                                f"{views.escape(original.target_image_name)}) to its backup {views.escape(image)}.")
 
     async def _tell_rolled_back(self, rollback: ChangeRequest) -> None:
         original = await self._store.get(rollback.rollback_of) if rollback.rollback_of else None

@@ -24,16 +24,8 @@ log = logging.getLogger(__name__)
 
 # apps.connections.open errors that no retry will fix: the app token is wrong.
 _AUTH_ERRORS = frozenset(
-    {
-        "invalid_auth",
-        "not_authed",
-        "not_allowed_token_type",
-        "token_revoked",
-        "token_expired",
-        "account_inactive",
-        "missing_scope",
-        "invalid_token",
-    }
+    {"invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked", "token_expired", "account_inactive",
+     "missing_scope", "invalid_token"}
 )
 
 

@@ -386,7 +386,9 @@ class PostgresStore:
             if changes is None:
                 return None
             new = applied(row, changes)
-            sets = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in changes)
+            sets = sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder()) for k in changes
+            )
             await cur.execute(
                 sql.SQL("UPDATE requests SET {} WHERE id = %s").format(sets),
                 [*(_encode(k, getattr(new, k)) for k in changes), request_id],
@@ -432,9 +434,8 @@ class PostgresStore:
     ) -> ChangeRequest | None:
         check_stamp(field)
         rows = await self._rows(
-            sql.SQL(
-                "UPDATE requests SET {f} = %s, updated_at = %s WHERE id = %s AND state = %s AND {f} IS NULL RETURNING *"
-            ).format(f=sql.Identifier(field)),
+            sql.SQL("UPDATE requests SET {f} = %s, updated_at = %s WHERE id = %s AND state = %s AND {f} IS NULL "
+                    "RETURNING *").format(f=sql.Identifier(field)),
             [at, at, request_id, RequestState(state).value],
         )
         return request_from_row(rows[0]) if rows else None
@@ -452,7 +453,9 @@ class PostgresStore:
         new = await self._locked_write(
             request_id,
             approve,
-            lambda row, new: _AuditLine(now, actor, "approval", None, None, _approved_by(user, new)),
+            lambda row, new: _AuditLine(
+                now, actor, "approval", None, None, _approved_by(user, new)
+            ),
         )
         return new if isinstance(new, ChangeRequest) else None
 
@@ -672,7 +675,9 @@ class PostgresStore:
         )
 
     @_reached
-    async def peek_token(self, token_hash: str, *, user_id: str, now: datetime | None = None) -> dict[str, Any] | None:
+    async def peek_token(
+        self, token_hash: str, *, user_id: str, now: datetime | None = None
+    ) -> dict[str, Any] | None:
         rows = await self._rows(
             "SELECT token_hash, purpose, subject, user_id, expires_at, used_at FROM tokens "
             "WHERE token_hash = %s AND user_id = %s AND used_at IS NULL AND expires_at > %s",

@@ -13,7 +13,9 @@ from bot.cloud import ChangeOsOption, Image, Job, JobStatus, KeyPair, Server, St
 from bot.cloud.models import stop_body
 
 IMAGE = "67f433d8-ed0e-4321-a8a2-a71838539e09"
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json").read_text("utf-8"))
+VECTORS = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "signing-vectors.json").read_text("utf-8")
+)
 
 # ------------------------------------------------------------------------------------------ request bodies
 

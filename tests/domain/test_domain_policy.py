@@ -375,7 +375,7 @@ def test_backup_settings_and_a_lower_rollback_approval():
         ("backup_keep_days = 3\n", 'no effect with backup = "off"'),
         ("rollback_approvals_required = 2\n", "between 1 and approvals_required (1)"),
         ("rollback_approvals_required = 0\n", "never more"),
-        ("backup = true\n", '"backup" must be'),
+        ('backup = true\n', '"backup" must be'),
     ],
 )
 def test_backup_mistakes_are_explained(extra, expected):

@@ -42,7 +42,9 @@ async def submit_plan(stack: LocalStack, text: str) -> ChangeRequest:
     reply = await stack.submit(view)
     assert reply.status_code == 200
     assert reply.text == "", reply.text  # the modal closed: no errors
-    return await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+    return await stack.slack.wait_until(
+        lambda: carded(stack), what="the approval card"
+    )
 
 
 async def modal_action(stack: LocalStack, view: dict[str, Any], action_id: str, value: str) -> dict[str, Any]:

@@ -94,11 +94,7 @@ async def test_a_form_changed_by_someone_else_looks_nothing_up(stack: LocalStack
     updates, lookups = len(stack.slack.calls_to("views.update")), len(server_routes(stack))
     state = sr.state_from_view(view, {views.SERVER_BLOCK: sr.select_value(APP_ACTIVE)})
     body = sr.block_actions(
-        user_id=OUTSIDER,
-        action_id=views.SERVER_ACTION,
-        container="view",
-        view=view,
-        value=APP_ACTIVE,
+        user_id=OUTSIDER, action_id=views.SERVER_ACTION, container="view", view=view, value=APP_ACTIVE,
         state_values=state,
     )
     assert (await stack.sender.send(body)).status_code == 200
@@ -248,7 +244,9 @@ async def test_server_names_and_reasons_cannot_ping_or_link_anywhere(stack: Loca
     reason = "urgent <!here> see <https://evil.example|the runbook> &amp; <@U01ADMIN01>"
     reply = await stack.submit(view, {views.REASON_BLOCK: {"value": reason}})
     assert reply.status_code == 200 and reply.text == "", reply.text
-    request = await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+    request = await stack.slack.wait_until(
+        lambda: carded(stack), what="the approval card"
+    )
     assert request.reason == reason, "stored as typed; only what Slack displays is escaped"
     await stack.click(views.APPROVE_ACTION, request.id, user=OUTSIDER)  # refused, naming the server
     await stack.slack.wait_until(

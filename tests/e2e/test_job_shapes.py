@@ -57,7 +57,9 @@ async def test_an_expired_job_ends_by_following_the_server(slow_stack: LocalStac
     assert any("no longer knows job" in m.text for m in thread), [m.text for m in thread]
 
 
-@pytest.mark.parametrize(("status", "said"), [("PENDING_PAYMENT", "waits for payment"), ("INIT", "preparing the job")])
+@pytest.mark.parametrize(
+    ("status", "said"), [("PENDING_PAYMENT", "waits for payment"), ("INIT", "preparing the job")]
+)
 async def test_held_jobs_say_why_they_wait_then_finish(slow_stack: LocalStack, status: str, said: str) -> None:
     stack = slow_stack
     stack.sim.faults.add(FaultSpec(hold_jobs=HoldJobs(server_id=DB_01, status=status, seconds=240)))

@@ -56,7 +56,9 @@ async def test_canary_password_reaches_the_cloud_and_nothing_else(stack: LocalSt
     stored_view = dict(view, blocks=answer["view"]["blocks"])
     ok = await stack.submit(stored_view, {new_first: sr.text_value(CANARY), new_second: sr.text_value(CANARY)})
     assert ok.status_code == 200 and ok.text == "", ok.text
-    request = await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+    request = await stack.slack.wait_until(
+        lambda: carded(stack), what="the approval card"
+    )
     assert request.has_password
     card = stack.slack.message(request.approvals_channel, request.approval_ts)
     assert "set ✓" in str(card.blocks)
@@ -162,7 +164,9 @@ async def test_secure_page_path_sets_the_password_outside_slack(caplog) -> None:
         assert "through this form's link" in str(shown["blocks"]) and "Kept encrypted until" in str(shown["blocks"])
         reply = await stack.submit(shown)
         assert reply.text == "", reply.text
-        request = await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+        request = await stack.slack.wait_until(
+            lambda: carded(stack), what="the approval card"
+        )
         await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
         final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
         assert final.state is RequestState.SUCCEEDED, final.result
@@ -187,7 +191,9 @@ async def test_a_page_left_open_after_submit_cannot_change_the_password_and_noth
             assert (await second.post("/password/api/info", json={})).json()["current"] is not None
             reply = await stack.submit(shown)
             assert reply.text == "", reply.text
-            request = await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+            request = await stack.slack.wait_until(
+                lambda: carded(stack), what="the approval card"
+            )
             after_submit = len(stack.slack.calls_to("views.update"))
             later = "Later-Pw#77zz"
             late = await second.post("/password/api/set", json={"password": later, "confirm": later})
@@ -290,7 +296,9 @@ async def test_canary_through_sign_in_with_slack_and_the_browser(caplog, tmp_pat
         shown = await refreshed(stack, updates, "Password set")
         assert "by you" in str(shown["blocks"]) and "signed in with Slack" in str(shown["blocks"])
         assert (await stack.submit(shown)).text == ""
-        request = await stack.slack.wait_until(lambda: carded(stack), what="the approval card")
+        request = await stack.slack.wait_until(
+            lambda: carded(stack), what="the approval card"
+        )
         await stack.click(views.APPROVE_ACTION, request.id, user=APPROVER)
         final = await wait_state(stack, request.id, RequestState.SUCCEEDED, RequestState.FAILED)
         assert final.state is RequestState.SUCCEEDED, final.result

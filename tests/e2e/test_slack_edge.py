@@ -240,12 +240,8 @@ async def test_fuzzed_commands_are_never_lost(stack: LocalStack, text: str) -> N
     if isinstance(parse_command(text), ChangeCommand) and not response.text:
         # Acked empty: the form must open on this very trigger, or the person must be told why not.
         await stack.slack.wait_until(
-            lambda: (
-                any(c.body.get("trigger_id") == trigger for c in stack.slack.calls_to("views.open"))
-                or any(
-                    c.body.get("user") == REQUESTER for c in stack.slack.calls_to("chat.postEphemeral")[told_before:]
-                )
-            ),
+            lambda: any(c.body.get("trigger_id") == trigger for c in stack.slack.calls_to("views.open"))
+            or any(c.body.get("user") == REQUESTER for c in stack.slack.calls_to("chat.postEphemeral")[told_before:]),
             timeout=10,
             what=f"the form for {text!r}",
         )

@@ -22,6 +22,7 @@ from .conftest import wait_state
 pytestmark = pytest.mark.timeout(60)
 
 
+
 @pytest.fixture
 async def socket_stack():
     async with LocalStack(StackOptions(socket_mode=True)) as stack:

@@ -191,13 +191,8 @@ def test_missing_inputs(inputs: PlanInputs, missing: set[Field]) -> None:
         (PlanInputs(), PlanInputs(), WINDOWS, LoginMethod.PASSWORD, "ops-key"),
         (PlanInputs(), PlanInputs(login=LoginMethod.PASSWORD), image(), LoginMethod.PASSWORD, "ops-key"),
         (PlanInputs(), PlanInputs(keyname="gone-key"), image(), LoginMethod.KEYPAIR, "gone-key"),  # never swapped
-        (
-            PlanInputs(login=LoginMethod.KEYPAIR),
-            PlanInputs(login=LoginMethod.PASSWORD),
-            WINDOWS,
-            LoginMethod.KEYPAIR,
-            "ops-key",
-        ),
+        (PlanInputs(login=LoginMethod.KEYPAIR), PlanInputs(login=LoginMethod.PASSWORD), WINDOWS, LoginMethod.KEYPAIR,
+         "ops-key"),
     ],
 )
 def test_defaults_chosen_then_typed_then_the_server(

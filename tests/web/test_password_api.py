@@ -445,6 +445,4 @@ async def test_no_secret_key_means_503_and_the_session_is_kept(srv: PageServer, 
 async def test_pages_is_built_the_way_runtime_builds_it(srv: PageServer) -> None:
     pages = PasswordPages(srv.store, srv.workflow, "https://bot.example.com")
     assert pages.ttl_seconds == 600 and pages.on_set is None and pages.signin is None
-    assert (await pages.link_for(draft_id="x", user_id=OWNER, os_type="Linux")).startswith(
-        "https://bot.example.com/password#"
-    )
+    assert (await pages.link_for(draft_id="x", user_id=OWNER, os_type="Linux")).startswith("https://bot.example.com/password#")
