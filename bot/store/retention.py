@@ -26,7 +26,7 @@ CANDIDATES = (
     "JOIN (SELECT server_id, max(created_at) AS newest FROM requests GROUP BY server_id) n "
     "ON n.server_id = r.server_id "
     f"WHERE r.state IN ({TERMINAL_SQL}) AND coalesce(r.finished_at, r.updated_at) < {{mark}} "
-    "AND r.created_at < n.newest ORDER BY r.created_at LIMIT {mark}"
+    "AND r.created_at < n.newest ORDER BY r.server_id, r.created_at LIMIT {mark}"
 )
 
 
