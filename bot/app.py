@@ -7,12 +7,13 @@ import asyncio
 import errno
 import logging
 import signal
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
@@ -22,10 +23,13 @@ from bot import logs
 from bot.cloud import CloudClient, Credentials, CredentialSource, Endpoints, MetadataCredentials
 from bot.config import Settings
 from bot.domain.policy import Policy, PolicyError
-from bot.secretbox import SecretBox
+from bot.domain.since import Since, since_moment
+from bot.secretbox import SecretBox, SecretBoxError
+from bot.services import audit_export
 from bot.services.backups import Pruner
 from bot.services.fleet import FleetService
 from bot.services.planner import Planner
+from bot.services.retention import Retention
 from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
 from bot.slack.app import build_bolt_app
@@ -39,7 +43,7 @@ from bot.slack.listeners import fleet as fleet_listeners
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
 from bot.slack.socket_mode import SocketModeAuthError, SocketModeClient
-from bot.store import Store, describe_database, open_store
+from bot.store import Store, StoreError, describe_database, open_store
 from bot.web.password_page import PasswordPages
 from bot.web.readiness import Cached, Readiness, cloud_probe, slack_probe, store_probe
 from bot.web.server import build_metrics_app, build_web_app
@@ -109,7 +113,14 @@ def build(
     )
     pruner = Pruner(store, cloud, policy, on_deleted=presenter.backup_gone)
     tracker = Tracker(
-        store, cloud, workflow, presenter, config=config, user_id=settings.huaweicloud_user_id, pruner=pruner
+        store,
+        cloud,
+        workflow,
+        presenter,
+        config=config,
+        user_id=settings.huaweicloud_user_id,
+        pruner=pruner,
+        retention=Retention(store, days=settings.retention_days),
     )
     workflow.wake = tracker.wake
     planner = Planner(cloud, policy)
@@ -361,13 +372,20 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
     return served
 
 
-async def run_prune(*, dry_run: bool) -> int:
-    """`ecsbot backups prune`: retention once, from this machine, with the bot's settings, policy and database.
-    Prints each backup deleted (or, with `dry_run`, that would be); 1 when a deletion failed."""
+def _admin_settings() -> Settings:
+    """The settings of a one-off command (`ecsbot backups prune`, `retention`, `audit export`, `rotate-key`), with
+    the log's scrubber armed before anything runs."""
     logs.configure()
     settings = Settings()
     for secret in settings.secret_values():
         logs.register_secret(secret)
+    return settings
+
+
+async def run_prune(*, dry_run: bool) -> int:
+    """`ecsbot backups prune`: retention once, from this machine, with the bot's settings, policy and database.
+    Prints each backup deleted (or, with `dry_run`, that would be); 1 when a deletion failed."""
+    settings = _admin_settings()
     try:
         policy = load_policy(settings.policy_path)
         cloud = cloud_client(settings)
@@ -387,6 +405,74 @@ async def run_prune(*, dry_run: bool) -> int:
     if not deletions:
         print("No backup is past its retention.")
     return 1 if any(d.error for d in deletions) else 0
+
+
+async def run_retention() -> int:
+    """`ecsbot retention run`: what the tracker's leader does every hour, once, now; prints what went."""
+    settings = _admin_settings()
+    try:
+        store = open_store(settings.database)
+    except StoreError as exc:
+        return _say(f"ecsbot: cannot run retention: {exc}", 2)
+    try:
+        pruned = await Retention(store, days=settings.retention_days).run(datetime.now(UTC))
+    finally:
+        await store.aclose()
+    if not settings.retention_days:
+        print("ECSBOT_RETENTION_DAYS is 0: every request and its audit trail is kept.")
+    else:
+        print(
+            f"Removed {pruned.requests} requests that ended before {pruned.before:%Y-%m-%d %H:%M} UTC, with their "
+            f"{pruned.audit_rows} audit rows. Each server's newest request is kept and its audit trail says what went."
+        )
+    print(f"Removed {pruned.expired} expired secrets, password links and page sessions.")
+    return 0
+
+
+async def run_audit_export(*, since: Since | None, fmt: str, out: TextIO) -> int:
+    """`ecsbot audit export`: the audit trail from `since` on, streamed to `out` (a file the CLI opened, or stdout);
+    the count goes to stderr, so stdout carries only the rows."""
+    settings = _admin_settings()
+    try:
+        store = open_store(settings.database)
+    except StoreError as exc:
+        return _say(f"ecsbot: cannot export the audit trail: {exc}", 2)
+    moment = since_moment(since, datetime.now(UTC)) if since is not None else None
+    try:
+        n = await audit_export.export(store.audit_since(moment), out, fmt)
+    finally:
+        await store.aclose()
+    out.flush()
+    print(f"Exported {n} audit rows" + (f" from {moment:%Y-%m-%d %H:%M} UTC on." if moment else "."), file=sys.stderr)
+    return 0
+
+
+async def run_rotate_key() -> int:
+    """`ecsbot rotate-key`: every stored secret re-encrypted with ECSBOT_SECRET_KEY, in one transaction."""
+    settings = _admin_settings()
+    if settings.secret_key is None:
+        return _say("ecsbot: ECSBOT_SECRET_KEY is not set: there is no key to re-encrypt with.", 2)
+    try:
+        box = SecretBox(settings.secret_key, old_keys=settings.old_secret_keys)
+        store = open_store(settings.database)
+    except (SecretBoxError, StoreError) as exc:
+        return _say(f"ecsbot: cannot rotate the key: {exc}", 2)
+    try:
+        done, same = await store.reencrypt_secrets(lambda token: None if box.is_current(token) else box.rotate(token))
+    except SecretBoxError as exc:
+        return _say(f"ecsbot: nothing was changed. {exc}", 1)
+    finally:
+        await store.aclose()
+    print(
+        f"Re-encrypted {done} stored secrets with the current ECSBOT_SECRET_KEY; {same} already used it. Once every "
+        "replica runs with this key, ECSBOT_SECRET_KEYS_OLD can go."
+    )
+    return 0
+
+
+def _say(message: str, code: int) -> int:
+    print(message, file=sys.stderr)
+    return code
 
 
 def missing_settings(settings: Settings) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from bot.config import port_number, settings_problem
+from bot.domain.since import Since, parse_since
 
 
 def _port_argument(value: str) -> int:
@@ -22,6 +23,13 @@ def _port_argument(value: str) -> int:
         return port_number(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number: give one from 1 to 65535.") from None
+
+
+def _since_argument(value: str) -> Since:
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -65,6 +73,18 @@ def _build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
 
     sub.add_parser("gen-key", help="print a new random key for ECSBOT_SECRET_KEY (Fernet, 44 characters)")
+    sub.add_parser("rotate-key", help="re-encrypt every stored secret with ECSBOT_SECRET_KEY (old keys decrypt)")
+
+    retention = sub.add_parser("retention", help="requests and audit rows past ECSBOT_RETENTION_DAYS")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    retention_sub.add_parser("run", help="delete them now (the bot's leader does it every hour)")
+
+    audit = sub.add_parser("audit", help="the audit trail of every request")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_sub.add_parser("export", help="stream it as JSON Lines or CSV, oldest first")
+    export.add_argument("--since", type=_since_argument, default=None, help="an age (7d, 12h, 2w) or a date")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="default jsonl")
+    export.add_argument("--output", type=Path, default=None, help="a file to write (default: stdout)")
     return parser
 
 
@@ -127,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(run_prune(dry_run=args.dry_run))
             except ValidationError as exc:
                 return _fail(settings_problem(exc))
+        if args.command in ("retention", "audit", "rotate-key"):
+            return _housekeeping(args)
         if args.command == "gen-key":
             from bot.secretbox import SecretBox
 
@@ -135,6 +157,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def _housekeeping(args: argparse.Namespace) -> int:
+    """`retention run`, `audit export`, `rotate-key`: one-off commands on the bot's database, with its settings."""
+    from bot.app import run_audit_export, run_retention, run_rotate_key
+
+    try:
+        if args.command == "retention":
+            return asyncio.run(run_retention())
+        if args.command == "rotate-key":
+            return asyncio.run(run_rotate_key())
+        if args.output is None:
+            return asyncio.run(run_audit_export(since=args.since, fmt=args.format, out=sys.stdout))
+        try:
+            out = args.output.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            return _fail(f"cannot write {args.output}: {exc.strerror or exc}. Give a path in a folder you can write.")
+        with out:
+            return asyncio.run(run_audit_export(since=args.since, fmt=args.format, out=out))
+    except ValidationError as exc:
+        return _fail(settings_problem(exc))
 
 
 if __name__ == "__main__":

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     ready_cache_seconds: float = Field(default=30.0, gt=0, validation_alias=AliasChoices("ECSBOT_READY_CACHE_SECONDS"))
     log_level: str = Field(default="INFO", validation_alias="ECSBOT_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="ECSBOT_LOG_FORMAT")
+    # Retention: requests that ended this many days ago go, with their audit rows (each server's newest stays and
+    # records the pruning); 0 keeps everything. Expired secrets go at every run whatever this says.
+    retention_days: int = Field(default=400, ge=0, le=3650, validation_alias=AliasChoices("ECSBOT_RETENTION_DAYS"))
     # Key rotation: ECSBOT_SECRET_KEY encrypts; these earlier keys (comma- or newline-separated) still decrypt.
     secret_keys_old: SecretStr | None = Field(default=None, validation_alias="ECSBOT_SECRET_KEYS_OLD")
 

@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bot.domain.request import ID_ALPHABET, ID_PATTERN, StopType
+from bot.domain.since import Since, parse_since
 
 USAGE = (
     "/changeos SERVER [IMAGE] [--key NAME | --password] [--stop soft|hard] [--reason TEXT] [--ticket ID] "
     "[--notify #channel …]  ·  /changeos status [CR-… | SERVER]  ·  /changeos list  ·  /changeos cancel CR-…  ·  "
-    "/changeos rollback CR-…  ·  /changeos backups SERVER  ·  /changeos help"
+    "/changeos rollback CR-…  ·  /changeos backups SERVER  ·  /changeos history [SERVER] [--mine] [--since 7d]  ·  "
+    "/changeos help"
 )
 
 # What Slack and the cloud accept; a longer value is refused with a message, never cut (we never change what was
@@ -62,6 +64,15 @@ class BackupsCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryCommand:
+    """The latest changes, of one server and/or of the person asking, since an age or a date."""
+
+    server: str | None = None
+    mine: bool = False
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeCommand:
     server: str | None = None
     image: str | None = None
@@ -87,6 +98,7 @@ Command = (
     | CancelCommand
     | RollbackCommand
     | BackupsCommand
+    | HistoryCommand
     | ChangeCommand
     | UsageError
 )
@@ -523,7 +535,49 @@ def _parse(text: str) -> Command:
         if not server or len(server) > MAX_LENGTHS["server"]:
             raise _Usage(f"/changeos backups takes a server name or ID (at most {MAX_LENGTHS['server']} characters).")
         return BackupsCommand(server)
+    if verb == "history":
+        return _parse_history(args)
     return _parse_change(tokens)
+
+
+_HISTORY_ALIASES = {"mine": "mine", "m": "mine", "since": "since", "s": "since", "help": "help", "h": "help"}
+_HISTORY_EXAMPLES = {"mine": "no value: only your requests", "since": "an age or a date, e.g. --since 7d"}
+
+
+def _parse_history(args: list[_Token]) -> Command:
+    def flag_of(token: _Token) -> tuple[str, str | None] | None:
+        return read_flag(token, _HISTORY_ALIASES, _HISTORY_EXAMPLES, " for /changeos history")
+
+    server: str | None = None
+    mine = False
+    since: Since | None = None
+    i = 0
+    while i < len(args):
+        token = args[i]
+        flag = flag_of(token)
+        i += 1
+        if flag is None:
+            if server is not None:
+                raise _Usage("/changeos history takes one server, e.g. /changeos history web-01 --since 7d.")
+            server = token.value if token.kind == _LINK else token.text.strip()
+            _check_length("server", server)
+            continue
+        name, inline = flag
+        if name == "help":
+            return HelpCommand()
+        if name == "mine":
+            if inline is not None:
+                raise _Usage("--mine takes no value: it keeps only the requests you made.")
+            mine = True
+            continue
+        if since is not None:
+            raise _Usage("--since is given twice; give it once.")
+        value, i = _take_value("since", args, i, inline, flag_of, _HISTORY_EXAMPLES["since"])
+        try:
+            since = parse_since(value)
+        except ValueError as exc:
+            raise _Usage(str(exc)) from None
+    return HistoryCommand(server=server or None, mine=mine, since=since)
 
 
 def _one_request_id(verb: str, args: list[_Token]) -> str:

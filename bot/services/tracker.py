@@ -86,6 +86,7 @@ from bot.domain.tracking import (
 )
 from bot.services.backups import Pruner
 from bot.services.ratelimit import TokenBucket
+from bot.services.retention import Retention
 from bot.services.workflow import Workflow
 from bot.store import Store, StoreUnavailable
 from bot.store.codec import SENT_STAMPS
@@ -132,6 +133,7 @@ class Tracker:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         pruner: Pruner | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.store = store
         self.cloud = cloud
@@ -142,6 +144,7 @@ class Tracker:
         self.clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self.pruner = pruner
+        self.retention = retention
         self._pruning = False
         self._told_role = False  # a follower says so once, at start
         self.budget = TokenBucket(config.ecs_rate, max(1, int(config.ecs_rate)))
@@ -220,7 +223,8 @@ class Tracker:
                     for request in await self.workflow.expire_due():
                         self._spawn(self.presenter.sync(request.id, request))
                     last_reload = now
-                if self.pruner is not None and now - last_prune >= self.config.prune_interval and not self._pruning:
+                housekeeping = self.pruner is not None or self.retention is not None
+                if housekeeping and now - last_prune >= self.config.prune_interval and not self._pruning:
                     last_prune = now
                     self._spawn(self._prune())
                 self._dispatch_due(now)
@@ -257,10 +261,11 @@ class Tracker:
 
     async def _prune(self) -> None:
         """Retention, in the background of the lease holder: one run at a time, never in the way of a step."""
-        assert self.pruner is not None
         self._pruning = True
         try:
-            for deletion in await self.pruner.prune(self.clock.now()):
+            if self.retention is not None:
+                await self.retention.run(self.clock.now())
+            for deletion in await self.pruner.prune(self.clock.now()) if self.pruner else []:
                 outcome = f"not deleted: {deletion.error}" if deletion.error else "deleted"
                 d = deletion
                 log.info("retention: backup %s of %s (%s) %s", d.name, d.request_id, d.why, outcome)

@@ -49,6 +49,7 @@ def help_text(policy: Policy, user: str, groups: Iterable[str]) -> str:
     lines += [
         "• `/changeos status [REQUEST-ID | SERVER]`: the live state and the audit trail.",
         "• `/changeos list`: every live request.",
+        "• `/changeos history [SERVER] [--mine] [--since 7d]`: the latest changes, with links to their threads.",
     ]
     if not may_request and not may_approve:
         lines.append(
@@ -61,16 +62,21 @@ def help_text(policy: Policy, user: str, groups: Iterable[str]) -> str:
 async def status_text(store: Store, target: str | None) -> str:
     if not target:
         return views.list_text(await store.live())
-    request = await store.get(target.upper()) if ID_PATTERN.match(target.upper()) else None
-    if request is None:
-        recent = await store.recent(200)
-        candidates = [r for r in recent if target.lower() in (r.server_name.lower(), r.server_id.lower())]
-        live = [r for r in candidates if r.is_live]
-        request = next(iter(live or candidates), None)
+    if ID_PATTERN.match(target.upper()):
+        request = await store.get(target.upper())
+        if request is None:
+            return (
+                f"No change request {target.upper()} is known to the bot. Check the ID (the approval card and the "
+                "bot's messages show it); a request that ended long ago may have been removed by retention. "
+                "`/changeos history` lists the latest changes."
+            )
+    else:
+        candidates = await store.history(server=target, limit=50)
+        request = next((r for r in candidates if r.is_live), None) or next(iter(candidates), None)
     if request is None:
         return (
             f"No change request matches `{views.escape(target)}`. Give a request id such as `CR-7K2Q9F` or a server "
-            "name; `/changeos list` shows the live requests."
+            "name; `/changeos list` shows the live requests, `/changeos history` the latest ones."
         )
     lines = [views.request_line(request)]
     if request.job_id:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
@@ -28,10 +28,21 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
-from bot.store import schema
+from bot.store import retention, schema
 from bot.store.codec import KINDS, applied, check_fields, check_stamp, plan_transition, request_from_row
 from bot.store.health import Availability, describe_database
-from bot.store.protocol import RequestNotFound, RolloutAudit, ServerBusyError, StoreError
+from bot.store.protocol import (
+    EXPORT_PAGE,
+    PRUNE_BATCH,
+    PRUNED_ACTION,
+    PRUNED_ACTOR,
+    AuditEntry,
+    Pruned,
+    RequestNotFound,
+    RolloutAudit,
+    ServerBusyError,
+    StoreError,
+)
 
 __all__ = ["PostgresStore", "migrate"]
 
@@ -574,6 +585,86 @@ class PostgresStore:
             for r in rows
         ]
 
+    # --- history, export, retention ----------------------------------------------------------------------------------
+
+    @_reached
+    async def history(
+        self,
+        *,
+        server: str | None = None,
+        requester: str | None = None,
+        since: datetime | None = None,
+        limit: int = 20,
+    ) -> list[ChangeRequest]:
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
+        if server:
+            where.append("(server_id = %s OR lower(server_name) = lower(%s))")
+            params += [server, server]
+        if requester:
+            where.append("requester = %s")
+            params.append(requester)
+        if since is not None:
+            where.append("created_at >= %s")
+            params.append(since)
+        rows = await self._rows(
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT %s",  # noqa: S608 - fixed clauses, placeholders only
+            [*params, int(limit)],
+        )
+        return await _decoded(rows)
+
+    async def audit_since(self, since: datetime | None = None, *, page: int = EXPORT_PAGE) -> AsyncIterator[AuditEntry]:
+        """Keyset paging on seq: each page is a short query on a pooled connection, so a slow reader holds no
+        transaction open and no snapshot back from vacuum."""
+        after = 0
+        while True:
+            rows = await self._audit_page(after, since, page)
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            after = rows[-1].seq
+
+    @_reached
+    async def _audit_page(self, after: int, since: datetime | None, page: int) -> list[AuditEntry]:
+        rows = await self._rows(
+            "SELECT * FROM audit WHERE seq > %s AND (%s::timestamptz IS NULL OR at >= %s) ORDER BY seq LIMIT %s",
+            [after, since, since, int(page)],
+        )
+        return [retention.entry(r, r["at"]) for r in rows]
+
+    async def prune(self, before: datetime, *, batch: int = PRUNE_BATCH) -> Pruned:
+        requests = audit_rows = 0
+        while True:  # one transaction per batch: short row locks, other replicas carry on in between
+            n, rows = await self._prune_batch(before, batch)
+            requests, audit_rows = requests + n, audit_rows + rows
+            if n < batch:
+                break
+        expired = await self.purge_expired()
+        return Pruned(before=before, requests=requests, audit_rows=audit_rows, expired=expired)
+
+    @_reached
+    async def _prune_batch(self, before: datetime, batch: int) -> tuple[int, int]:
+        now = self._clock()
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(retention.CANDIDATES.format(mark="%s"), [before, int(batch)])
+            found = await cur.fetchall()
+            removed = 0
+            for (server_id, newest), ids in retention.by_server(found).items():
+                await cur.execute("DELETE FROM audit WHERE request_id = ANY(%s)", [ids])
+                rows = cur.rowcount
+                await cur.execute("DELETE FROM requests WHERE id = ANY(%s)", [ids])
+                removed += rows
+                await cur.execute(
+                    "SELECT id FROM requests WHERE created_at = %s AND server_id = %s ORDER BY id DESC LIMIT 1",
+                    [newest, server_id],
+                )
+                keeper = (await cur.fetchall())[0]["id"]
+                detail = retention.pruned_detail(ids, rows, before)
+                await _audit(cur, keeper, now, PRUNED_ACTOR, PRUNED_ACTION, None, None, detail)
+            return len(found), removed
+
     # --- secrets -----------------------------------------------------------------------------------------------------
 
     @_reached
@@ -625,6 +716,22 @@ class PostgresStore:
                 await cur.execute(query, [stamp])
                 n += cur.rowcount
             return n
+
+    @_reached
+    async def reencrypt_secrets(self, rotate: Callable[[bytes], bytes | None]) -> tuple[int, int]:
+        """Every secret in one transaction, its rows locked: a replica storing a password meanwhile waits."""
+        done = same = 0
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SELECT key, ciphertext FROM secrets FOR UPDATE")
+            for row in await cur.fetchall():
+                fresh = rotate(bytes(row["ciphertext"]))
+                if fresh is None:
+                    same += 1
+                    continue
+                await cur.execute("UPDATE secrets SET ciphertext = %s WHERE key = %s", [fresh, row["key"]])
+                done += 1
+        return done, same
 
     # --- leases ------------------------------------------------------------------------------------------------------
 

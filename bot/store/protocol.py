@@ -16,7 +16,8 @@ caller reads the state again rather than assuming either way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,7 +25,20 @@ from bot.domain.fleet import Audit as RolloutAudit
 from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState
 
-__all__ = ["RequestNotFound", "RolloutAudit", "ServerBusyError", "Store", "StoreError", "StoreUnavailable"]
+__all__ = [
+    "AuditEntry",
+    "Pruned",
+    "RequestNotFound",
+    "RolloutAudit",
+    "ServerBusyError",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+EXPORT_PAGE = 1000  # audit rows per round trip when streaming: memory stays flat whatever the trail's length
+PRUNE_BATCH = 500  # requests deleted per transaction, so retention never holds the write lock for long
+PRUNED_ACTION, PRUNED_ACTOR = "pruned", "retention"
 
 
 class StoreError(Exception):
@@ -51,6 +65,31 @@ class RequestNotFound(StoreError, LookupError):
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         super().__init__(f"No change request {request_id}.")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the audit trail as exported: `seq` orders the whole trail (and lets a reader resume after it)."""
+
+    seq: int
+    request_id: str
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention run removed: requests ended before `before` and their audit rows (a summary row on each
+    server's newest request says so, and is kept), and expired secrets, tokens and page sessions."""
+
+    before: datetime
+    requests: int = 0
+    audit_rows: int = 0
+    expired: int = 0
 
 
 class Store(Protocol):
@@ -179,6 +218,30 @@ class Store(Protocol):
 
     async def rollout_audit(self, rollout_id: str) -> list[AuditEvent]: ...
 
+
+    # --- history, export, retention ----------------------------------------------------------------------------------
+
+    async def history(
+        self,
+        *,
+        server: str | None = None,
+        requester: str | None = None,
+        since: datetime | None = None,
+        limit: int = 20,
+    ) -> list[ChangeRequest]:
+        """Newest first: requests created at or after `since`, of one server (its id, or its name in any case) and
+        one requester when given."""
+        ...
+
+    def audit_since(self, since: datetime | None = None, *, page: int = EXPORT_PAGE) -> AsyncIterator[AuditEntry]:
+        """The whole audit trail from `since` on, oldest first (by seq), read `page` rows at a time: constant memory."""
+        ...
+
+    async def prune(self, before: datetime, *, batch: int = PRUNE_BATCH) -> Pruned:
+        """Retention: delete requests that ended before `before` with their audit rows, except each server's newest
+        request, which gets an audit row (action "pruned") naming what went; and purge expired secrets."""
+        ...
+
     # --- secrets (ciphertext only) -----------------------------------------------------------------------------------
 
     async def put_secret(
@@ -203,6 +266,11 @@ class Store(Protocol):
 
     async def purge_expired(self, now: datetime | None = None) -> int:
         """Housekeeping: drop expired secrets, tokens and page sessions. Returns how many rows went."""
+        ...
+
+    async def reencrypt_secrets(self, rotate: Callable[[bytes], bytes | None]) -> tuple[int, int]:
+        """Replace each stored ciphertext by `rotate(ciphertext)` in one transaction (None: already current, left
+        as is); (re-encrypted, unchanged). An exception from `rotate` rolls every change back."""
         ...
 
     # --- leases ------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from sqlite_utils import Database
 from bot import metrics
 from bot.domain.fleet import Rollout
 from bot.domain.request import AuditEvent, ChangeRequest, RequestState, new_request_id, utcnow
-from bot.store import schema
+from bot.store import retention, schema
 from bot.store.codec import (
     KINDS,
     applied,
@@ -43,7 +43,18 @@ from bot.store.codec import (
     request_from_row,
 )
 from bot.store.health import Availability
-from bot.store.protocol import RequestNotFound, RolloutAudit, ServerBusyError, StoreError
+from bot.store.protocol import (
+    EXPORT_PAGE,
+    PRUNE_BATCH,
+    PRUNED_ACTION,
+    PRUNED_ACTOR,
+    AuditEntry,
+    Pruned,
+    RequestNotFound,
+    RolloutAudit,
+    ServerBusyError,
+    StoreError,
+)
 
 __all__ = ["BUSY_TIMEOUT_S", "SQLiteStore", "migrate"]
 
@@ -509,6 +520,88 @@ class SQLiteStore:
             for r in rows
         ]
 
+    # --- history, export, retention ----------------------------------------------------------------------------------
+
+    @_offloaded
+    def history(
+        self,
+        *,
+        server: str | None = None,
+        requester: str | None = None,
+        since: datetime | None = None,
+        limit: int = 20,
+    ) -> list[ChangeRequest]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if server:
+            where.append("(server_id = ? OR lower(server_name) = lower(?))")
+            params += [server, server]
+        if requester:
+            where.append("requester = ?")
+            params.append(requester)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(iso(since))
+        rows = self._rows(
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608 - fixed clauses, placeholders only
+            [*params, int(limit)],
+        )
+        return [request_from_row(r) for r in rows]
+
+    async def audit_since(self, since: datetime | None = None, *, page: int = EXPORT_PAGE) -> AsyncIterator[AuditEntry]:
+        after = 0
+        while True:
+            rows = await self._run(functools.partial(self._audit_page, after, since, page))
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            after = rows[-1].seq
+
+    def _audit_page(self, after: int, since: datetime | None, page: int) -> list[AuditEntry]:
+        rows = self._rows(
+            "SELECT * FROM audit WHERE seq > ? AND at >= ? ORDER BY seq LIMIT ?",
+            [after, iso(since) if since else "", int(page)],
+        )
+        return [retention.entry(r, datetime.fromisoformat(r["at"])) for r in rows]
+
+    async def prune(self, before: datetime, *, batch: int = PRUNE_BATCH) -> Pruned:
+        requests = audit_rows = 0
+        while True:  # one transaction per batch: other processes get the write lock in between
+            n, rows = await self._run(functools.partial(self._prune_batch, before, batch))
+            requests, audit_rows = requests + n, audit_rows + rows
+            if n < batch:
+                break
+        expired = await self.purge_expired()
+        if requests:
+            await self._run(self._checkpoint)
+        return Pruned(before=before, requests=requests, audit_rows=audit_rows, expired=expired)
+
+    def _prune_batch(self, before: datetime, batch: int) -> tuple[int, int]:
+        now = self._clock()
+        with self._tx() as db:
+            found = _query(db, retention.CANDIDATES.format(mark="?"), [iso(before), int(batch)])
+            removed = 0
+            for (server_id, newest), ids in retention.by_server(found).items():
+                marks = ",".join("?" * len(ids))
+                rows = db.execute(f"DELETE FROM audit WHERE request_id IN ({marks})", ids).rowcount  # noqa: S608 - placeholders only
+                db.execute(f"DELETE FROM requests WHERE id IN ({marks})", ids)  # noqa: S608 - placeholders only
+                removed += rows
+                keeper = _query(
+                    db,
+                    "SELECT id FROM requests WHERE created_at = ? AND server_id = ? ORDER BY id DESC LIMIT 1",
+                    [newest, server_id],
+                )[0]["id"]
+                self._audit_row(
+                    db,
+                    keeper,
+                    at=now,
+                    actor=PRUNED_ACTOR,
+                    action=PRUNED_ACTION,
+                    detail=retention.pruned_detail(ids, rows, before),
+                )
+            return len(found), removed
+
     # --- secrets -----------------------------------------------------------------------------------------------------
 
     @_offloaded
@@ -588,6 +681,23 @@ class SQLiteStore:
         if n:
             self._checkpoint()
         return n
+
+    @_offloaded
+    def reencrypt_secrets(self, rotate: Callable[[bytes], bytes | None]) -> tuple[int, int]:
+        """Every secret in one transaction (a handful: drafts and pending requests), then a checkpoint so the WAL
+        keeps no copy under the old key."""
+        done = same = 0
+        with self._tx() as db:
+            for row in _query(db, "SELECT key, ciphertext FROM secrets"):
+                fresh = rotate(bytes(row["ciphertext"]))
+                if fresh is None:
+                    same += 1
+                    continue
+                db.execute("UPDATE secrets SET ciphertext = ? WHERE key = ?", [fresh, row["key"]])
+                done += 1
+        if done:
+            self._checkpoint()
+        return done, same
 
     # --- leases ------------------------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from bot.domain.command import (
     CancelCommand,
     ChangeCommand,
     HelpCommand,
+    HistoryCommand,
     ListCommand,
     RollbackCommand,
     StatusCommand,
@@ -37,6 +38,7 @@ from bot.domain.fleet_command import parse as parse_text
 from bot.domain.policy import Policy
 from bot.domain.preflight import Field
 from bot.domain.request import ChangeRequest, LoginMethod, StopType
+from bot.domain.since import since_moment
 from bot.services.imagematch import Resolution
 from bot.services.plan import (
     PasswordInput,
@@ -51,7 +53,7 @@ from bot.services.plan import (
 )
 from bot.services.planner import CloudFacts, Planner
 from bot.services.workflow import DraftClosed, DraftEnd, Workflow
-from bot.slack import texts, views
+from bot.slack import history_view, texts, views
 from bot.slack.directory import Directory
 from bot.slack.listeners.lazy import MOVED, ack_only, after_ack, tell_moved
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
@@ -284,6 +286,8 @@ class PlanCard:
                 await ack(text=views.list_text(await self.store.live()), response_type="ephemeral")
             case StatusCommand():
                 await ack(text=await texts.status_text(self.store, parsed.target), response_type="ephemeral")
+            case HistoryCommand():
+                await ack(**await self._history(parsed, user), response_type="ephemeral")
             case CancelCommand():
                 outcome = await self.workflow.cancel(parsed.request_id, user)
                 if outcome.refused:
@@ -293,6 +297,14 @@ class PlanCard:
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
             case ChangeCommand() | RollbackCommand() | BackupsCommand() | FleetCommand():
                 await ack()  # the form, or the backups' list, after the ack (`open`)
+
+    async def _history(self, cmd: HistoryCommand, user: str) -> dict[str, Any]:
+        since = since_moment(cmd.since, datetime.now(UTC)) if cmd.since is not None else None
+        found = await self.store.history(
+            server=cmd.server, requester=user if cmd.mine else None, since=since, limit=history_view.SHOWN
+        )
+        when = views.slack_date(since) if since else None
+        return history_view.history_answer(found, scope=history_view.scope_words(cmd.server, cmd.mine, when))
 
     async def _groups(self, user: str) -> set[str]:
         try:
