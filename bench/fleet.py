@@ -49,8 +49,8 @@ _SERVER_PATH = re.compile(r"/cloudservers/([0-9a-f-]{36})")
 _JOB_PATH = re.compile(r"/jobs/([0-9a-f]+)$")
 _CR = re.compile(r"CR-[A-Z0-9]{6}")
 _OUT_OF_CHANGING = ("🔎 health check", "✅ done", "❌ failed", "↩️ rolled back", "↩️ rolling back")
-# Slack's published tiers (per workspace; chat.postMessage also 1/s per channel): what the bot must stay under.
-TIERS = {"chat.update": 50, "chat.postMessage": 60, "chat.getPermalink": 100, "chat.postEphemeral": 100}
+# Slack's tiers per workspace, per minute (chat.postMessage: 1/s per channel, shown per channel).
+TIERS = {"chat.update": 50, "chat.getPermalink": 100, "chat.postEphemeral": 100}
 
 
 async def seed(store: Any, args: argparse.Namespace, channels: list[str]) -> list[str]:
@@ -129,6 +129,16 @@ def out_of_changing(call: Any) -> int:
     return sum(int(m.group(1)) for label in _OUT_OF_CHANGING for m in re.finditer(re.escape(label) + r" (\d+)", text))
 
 
+def post_kind(text: str) -> str:
+    if "changes ended*" in text:
+        return "end digest"
+    if "now runs" in text:
+        return "single end"
+    if "changing the OS of" in text:
+        return "single start"
+    return "fleet (message, thread, start/end)"
+
+
 def measure(args: argparse.Namespace, sim: Any, fake: Any, rollouts: list[Any], requests: list[Any]) -> dict:
     fleet_servers = {s.id: r for r in rollouts for s in r.servers}
     change_jobs = {j.server_id: j for j in sim.state.jobs.values() if j.job_type == "changeOS"}
@@ -170,6 +180,10 @@ def measure(args: argparse.Namespace, sim: Any, fake: Any, rollouts: list[Any], 
         if q.server_id not in fleet_servers and q.id in posted and (t := ended_at(q.server_id)) is not None
     ]
     singles = [q for q in requests if q.server_id not in fleet_servers]
+    posts = [c for c in fake.calls_to("chat.postMessage") if c.ok]
+    per_channel = defaultdict(list)
+    for call in posts:
+        per_channel[call.body.get("channel")].append(call.time)
     times = [c.time for c in fake.calls]
     methods = Counter(c.method for c in fake.calls)
     per_server = [calls[sid] for sid in (*fleet_servers, *(q.server_id for q in singles))]
@@ -187,6 +201,8 @@ def measure(args: argparse.Namespace, sim: Any, fake: Any, rollouts: list[Any], 
         "ecs_calls_not_per_server": calls["?"],
         "slack_calls": dict(methods),
         "slack_peak_per_60s": {m: peak_in_window([c.time for c in fake.calls if c.method == m], 60.0) for m in methods},
+        "posts_by_kind": dict(Counter(post_kind(str(c.body.get("text", ""))) for c in posts)),
+        "post_peak_per_channel_60s": max((peak_in_window(t, 60.0) for t in per_channel.values()), default=0),
         "slack_429": sum(1 for c in fake.calls if not c.ok and "ratelimited" in str(getattr(c, "error", ""))),
         "slack_minutes": (max(times) - min(times)) / 60 if times else 0.0,
     }
@@ -288,6 +304,8 @@ def print_table(r: dict[str, Any]) -> None:
                 f"{peak} (total {r['slack_calls'][method]})" + (f", tier {tier}" if tier else ""),
             )
         )
+    rows.append(("chat.postMessage peak per channel per 60 s", f"{r['post_peak_per_channel_60s']} (Slack: 1/s)"))
+    rows.append(("posts by kind", ", ".join(f"{k} {n}" for k, n in sorted(r["posts_by_kind"].items()))))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k.ljust(width)}  {v}")
