@@ -54,6 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--password", action="store_true", help="use an admin password instead of a key pair")
     demo.add_argument("--fail", action="store_true", help="let the cloud fail the job and show the explanation")
     demo.add_argument("--rollback", action="store_true", help="take a backup first, then roll back to it")
+    demo.add_argument("--fleet", action="store_true", help="a fleet of 3 servers in 2 waves, one approval")
     demo.add_argument("--no-color", action="store_true", help="plain text even on a terminal")
     demo.add_argument("--speed", type=float, default=None, help="simulator time scale (default 60: ~5 s a change)")
 
@@ -122,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             except ValidationError as exc:  # settings that cannot be read: one sentence, as `check` says it
                 return _fail(settings_problem(exc))
         if args.command == "demo":
-            from sandbox.devtools.demo import run_demo
+            from sandbox.devtools.demo import run_demo, run_fleet_demo
 
             pace = {} if args.speed is None else {"speed": args.speed}
+            if args.fleet:
+                return asyncio.run(run_fleet_demo(color=not args.no_color, **pace))
             return asyncio.run(
                 run_demo(
                     password=args.password, fail=args.fail, color=not args.no_color, rollback=args.rollback, **pace

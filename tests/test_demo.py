@@ -168,3 +168,27 @@ async def test_rollback_demo_takes_a_backup_and_rolls_back_to_it() -> None:
     assert "💾 Backing up the system disk" in text
     assert "[ Roll back to ecsbot-web-01-" in text
     assert "rollback_of  rolls back" in text
+
+
+async def test_fleet_demo_changes_3_servers_in_2_waves_under_one_message() -> None:
+    out = io.StringIO()
+    code = await demo.run_fleet_demo(color=False, out=out, speed=FAST)
+    text = out.getvalue()
+    assert code == 0, text
+    expected_in_order = [
+        "/changeos fleet web-0[1-3]",
+        "Servers: 3 resolved",
+        "Waves: 1 → 2 (canary first)",
+        "[ Request 3 changes ]",
+        "FLEET OS CHANGE FL-",
+        "@bob clicks [ Approve ] on FL-",
+        "#incident-42  🔄 Fleet FL-",
+        "#incident-42  ✅ Done fleet FL-",
+    ]
+    position = 0
+    for needle in expected_in_order:
+        found = text.find(needle, position)
+        assert found >= 0, f"{needle!r} missing (or out of order) in:\n{text}"
+        position = found
+    assert "3 changed, 0 failed" in text and "changed 3 servers in 2 waves" in text
+    assert "<@" not in text and not ANSI.search(text)

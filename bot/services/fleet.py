@@ -302,7 +302,9 @@ class FleetService:
         await self.handle(rollout_id, event)
 
     async def _roll_back(self, r: Rollout, server_id: str, image_id: str) -> None:
-        """A failed server back to its backup: the rollback path, as its own change request."""
+        """A failed server back to its backup: the rollback path, as its own change request. It takes no backup of
+        its own: a change that failed mid-rebuild leaves the server in ERROR, which IMS refuses to image, and the
+        disk it would save is the failed one."""
         s = r.server(server_id)
         made = await self._child_request(
             r,
@@ -314,6 +316,7 @@ class FleetService:
         if isinstance(made, str):
             await self.handle(r.id, RolledBack(server_id, False, made))
             return
+        made = made.model_copy(update={"backup_wanted": False})
         try:
             child, created = await self.store.create_child(made, actor=r.decided_by or r.requester)
         except ServerBusyError as exc:

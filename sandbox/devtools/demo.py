@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from bot.domain.fleet import Rollout, ServerPhase
 from bot.domain.passwords import generate_password
 from bot.domain.request import ChangeRequest, RequestState
 from bot.slack import views
@@ -42,6 +43,9 @@ COMMAND_TEXT = (
 )
 PASSWORD_COMMAND_TEXT = (
     'web-01 ubuntu-22.04 --reason "CVE-2026-1234 kernel fix" --ticket INC-4242 --notify <#C01INCIDNT1|incident-42>'
+)
+FLEET_COMMAND_TEXT = (
+    'fleet web-0[1-3] --image ubuntu-22.04 --key ops-key --waves 1,rest --reason "CVE-2026-1234 kernel fix"'
 )
 FAIL_CODE = "Ecs.1002"
 FAIL_REASON = "OpenStack access timed out. Stop the operation and try again later."
@@ -456,6 +460,56 @@ class _Demo:
         await self._approve(request)
         return await self._follow(request.id)
 
+    async def fleet(self) -> Rollout:
+        """`/changeos fleet` over 3 servers in 2 waves: the plan, one approval, the one message kept up to date."""
+        stack, t, fake = self.stack, self.t, self.fake
+        t.now(
+            f"{channel_name(COMMAND_CHANNEL)} · {user_name(REQUESTER)}",
+            [mrkdwn(f"/changeos {FLEET_COMMAND_TEXT}", t.style)],
+        )
+        response = await stack.command(FLEET_COMMAND_TEXT)
+        if response.status_code != 200:
+            raise DemoError(f"the bot answered the slash command with HTTP {response.status_code}")
+        view = await stack.plan_view()
+        t.flush(fake)
+        t.now(f"modal for {user_name(REQUESTER)}", [f"{user_name(REQUESTER)} clicks [ {view['submit']['text']} ]"])
+        reply = await stack.submit(view)
+        if reply.status_code != 200 or reply.text:
+            raise DemoError(f"the fleet modal did not close on submit: HTTP {reply.status_code} {reply.text[:300]}")
+
+        async def shown() -> Rollout | None:
+            return next((r for r in await self.rt.store.unfinished_rollouts() if r.message_ts), None)
+
+        rollout: Rollout = await _wait(fake, shown, within=10, what="the fleet message")
+        t.flush(fake)
+        assert rollout.message_ts is not None
+        t.now(
+            f"{channel_name(rollout.channel)} · {user_name(APPROVER)}",
+            [f"{user_name(APPROVER)} clicks [ Approve ] on {rollout.id}"],
+        )
+        body = sr.block_actions(
+            user_id=APPROVER,
+            action_id="fl_approve",
+            value=rollout.id,
+            container="message",
+            message=fake.message(rollout.channel, rollout.message_ts).as_payload(),
+            channel_id=rollout.channel,
+            response_url=fake.response_url("demo-fleet"),
+        )
+        assert stack.sender is not None
+        if (await stack.sender.send(body)).status_code != 200:
+            raise DemoError("the bot did not take the fleet's Approve click")
+
+        async def ended() -> Rollout | None:
+            t.flush(fake)
+            r = await self.rt.store.get_rollout(rollout.id)
+            told = [m for m in fake.messages(INCIDENT_CHANNEL) if rollout.id in m.text and "starts" not in m.text]
+            return r if r is not None and r.finished and told else None
+
+        final: Rollout = await _wait(fake, ended, within=DEADLINE, what=f"{rollout.id} to finish")
+        t.flush(fake)
+        return final
+
     async def _choose_password(self, view: dict[str, Any]) -> dict[str, Any]:
         t, fake = self.t, self.fake
         t.now(f"modal for {user_name(REQUESTER)}", [f"{user_name(REQUESTER)} chooses “Admin password”"])
@@ -597,6 +651,62 @@ async def _summary(t: Transcript, stack: LocalStack, request: ChangeRequest, wal
     assert stack.rt is not None
     for line in audit_lines(await stack.rt.store.audit(request.id), wall_start, s):
         t.write("  " + line)
+
+
+def _fleet_verdict(stack: LocalStack, r: Rollout) -> list[str]:
+    problems = [f"{s.label} ended {s.phase.value}: {s.reason}" for s in r.servers if s.phase is not ServerPhase.HEALTHY]
+    if [len(r.in_wave(w)) for w in range(r.wave_count)] != [1, 2]:
+        problems.append("the fleet was not cut into waves of 1 and 2")
+    top = [m for m in stack.slack.messages(r.channel) if m.thread_ts in (None, m.ts)]
+    if len(top) != 1:
+        problems.append(f"{len(top)} fleet messages in {channel_name(r.channel)}, not one edited in place")
+    refused = stack.slack.errors()
+    if refused:
+        problems.append("Slack would have refused: " + ", ".join(f"{c.method} ({c.error})" for c in refused[:5]))
+    return problems
+
+
+async def run_fleet_demo(*, color: bool = True, out: TextIO = sys.stdout, speed: float = DEFAULT_SPEED) -> int:
+    """A fleet of 3 in 2 waves (a canary, then 2): 0 when every server ends healthy under one message, else 1."""
+    t = Transcript(out=out, style=Style(_use_color(color, out)))
+    t.write(t.style.bold("ecsbot demo · a fleet of 3 servers in 2 waves"))
+    t.write(
+        t.style.dim(
+            "The simulator, a local fake Slack and the real bot, on this machine. One approval, a canary first."
+        )
+    )
+    t.write()
+    options = StackOptions(
+        speed=speed,
+        poll_interval=0.2,
+        first_poll=0.05,
+        deadline=DEADLINE,
+        seed=7,
+        extra_settings={"slack_app_token": None, "public_url": None},
+    )
+    try:
+        async with LocalStack(options) as stack:
+            t.started = time.monotonic()
+            try:
+                final = await _Demo(stack, t, password=None).fleet()
+            finally:
+                t.flush(stack.slack)
+            problems = _fleet_verdict(stack, final)
+    except (DemoError, TimeoutError) as exc:
+        t.write(t.style.bad(f"✗ demo stopped: {exc}"))
+        return 1
+    except Exception as exc:  # the demo is a first impression: say what broke, never a bare traceback
+        t.write(t.style.bad(f"✗ demo stopped by an unexpected error: {type(exc).__name__}: {exc}"))
+        return 1
+    t.write()
+    for problem in problems:
+        t.write(t.style.bad(f"✗ {problem}"))
+    if problems:
+        return 1
+    t.write(
+        t.style.good(f"✓ demo done in {time.monotonic() - t.started:.1f}s: {final.id} changed 3 servers in 2 waves.")
+    )
+    return 0
 
 
 async def run_demo(

@@ -207,3 +207,69 @@ async def test_a_server_the_requester_may_not_change_is_left_out_of_the_plan() -
         rollout = await the_rollout(stack)
         assert [s.name for s in rollout.servers] == ["web-01", "web-02"]
         assert [lo.name for lo in rollout.left_out] == ["db-01"]
+
+
+async def test_pause_waits_for_continue_between_waves(stack: LocalStack) -> None:
+    rollout = await submit_fleet(
+        stack, "fleet web-0[1-4] --image ubuntu-22.04 --key ops-key --waves 1,rest --pause --reason r"
+    )
+    await click(stack, "fl_approve", rollout)
+    waiting = await the_rollout(stack, phase=FleetPhase.WAITING)
+    assert [s.phase for s in waiting.in_wave(0)] == [ServerPhase.HEALTHY]
+    assert all(s.phase is ServerPhase.PENDING for s in waiting.in_wave(1))  # wave 2 waits for a person
+    assert len(change_posts(stack)) == 1
+    await click(stack, "fl_continue", waiting, user=REQUESTER)  # the requester may not wave their own fleet on
+    await stack.slack.wait_until(lambda: stack.slack.told(REQUESTER) or None, what="the refusal")
+    assert stack.rt is not None
+    still = await stack.rt.store.get_rollout(rollout.id)
+    assert still is not None and still.phase is FleetPhase.WAITING
+    await click(stack, "fl_continue", waiting)
+    done = await ended(stack, rollout.id)
+    assert done.phase is FleetPhase.DONE and done.counts()[ServerPhase.HEALTHY] == 4
+    audit = [(e.actor, e.action) for e in await stack.rt.store.rollout_audit(done.id)]
+    assert ("bot", "waiting") in audit and (APPROVER, "continue") in audit and audit[-1] == ("bot", "done"), audit
+    assert audit.index(("bot", "waiting")) < audit.index((APPROVER, "continue"))
+
+
+BACKUP_POLICY = f"""
+approvals_channel = "{APPROVALS_CHANNEL}"
+notify_channels = ["{INCIDENT_CHANNEL}"]
+
+[[rules]]
+name = "backed up"
+servers = ["*"]
+requesters = ["{REQUESTER}"]
+approvers = ["{APPROVER}"]
+images = ["ubuntu-*"]
+backup = "required"
+"""
+
+
+async def test_roll_back_failed_returns_the_failed_server_to_its_backup() -> None:
+    async with LocalStack(StackOptions(speed=400.0, policy=BACKUP_POLICY)) as stack:
+        before = stack.sim.state.servers[WEB_01].image_id
+        stack.sim.faults.add(
+            FaultSpec.model_validate({"fail_jobs": {"server_id": WEB_01, "fail_reason": "Disk trouble."}})
+        )
+        rollout = await submit_fleet(
+            stack, "fleet web-0[1-3] --image ubuntu-22.04 --key ops-key --waves 1,rest --reason r"
+        )
+        await click(stack, "fl_approve", rollout)
+        halted = await the_rollout(stack, phase=FleetPhase.HALTED)
+        failed = halted.servers[0]
+        assert failed.id == WEB_01 and failed.phase is ServerPhase.FAILED and failed.backup_image_id is not None
+        await click(stack, "fl_rollback", halted)
+
+        async def rolled_back() -> Rollout | None:
+            assert stack.rt is not None
+            r = await stack.rt.store.get_rollout(rollout.id)
+            return r if r is not None and r.servers[0].phase is ServerPhase.ROLLED_BACK else None
+
+        back = await stack.slack.wait_until(rolled_back, timeout=30, what="web-01 rolled back")
+        assert stack.sim.state.servers[WEB_01].image_id == failed.backup_image_id != before
+        assert all(s.phase is ServerPhase.PENDING for s in back.servers[1:])  # still halted: nothing else started
+        assert stack.rt is not None
+        child = await stack.rt.store.child(f"{rollout.id}:{WEB_01}:rollback")
+        assert child is not None and child.state is RequestState.SUCCEEDED and child.rollback_of == failed.request_id
+        audit = [(e.actor, e.action) for e in await stack.rt.store.rollout_audit(rollout.id)]
+        assert (APPROVER, "rollback") in audit, audit
