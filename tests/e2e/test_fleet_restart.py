@@ -14,23 +14,15 @@ from pathlib import Path
 import pytest
 
 from bot.domain.fleet import FleetPhase, Rollout, ServerPhase
-from bot.store import open_store
 from sandbox.devtools import slack_requests as sr
 from sandbox.devtools.stack import (
     APPROVALS_CHANNEL,
     APPROVER,
-    GROUP_APPROVER,
     INCIDENT_CHANNEL,
-    OPS_GROUP,
     REQUESTER,
-    SIGNING_SECRET,
-    LocalStack,
     StackOptions,
 )
-from sandbox.simulator.fixtures import load_fixtures
-from sandbox.simulator.server import SimulatorServer
-from tests.e2e.test_restart import CHANGE_ROUTES, SPEED, TIMING, Rig
-from tests.support.bot_process import BotProcess
+from tests.e2e.test_restart import CHANGE_ROUTES, SPEED, TIMING, Rig, running_rig
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
@@ -40,28 +32,8 @@ FLEET = "fleet web-0[1-6] --image ubuntu-22.04 --key ops-key --waves 1,2,rest --
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    stack = LocalStack(StackOptions(speed=SPEED, poll_interval=0.5, ecs_rate=50.0), workdir=tmp_path)
-    stack.sim = SimulatorServer(load_fixtures().model_copy(update={"timing": TIMING}), speed=SPEED, seed=3)
-    await stack.sim.start()
-    await stack.slack.start()
-    stack.slack.set_usergroup(OPS_GROUP, [GROUP_APPROVER])
-    env = stack.settings().to_env()
-    env["ECSBOT_LOG_LEVEL"] = "INFO"
-    bot = BotProcess(env, tmp_path)
-    store = sender = None
-    try:
-        await bot.start()
-        store = open_store(tmp_path / "ecsbot.db")
-        sender = sr.SlackSender(bot.url + "/slack/events", SIGNING_SECRET)
-        yield Rig(stack, bot, store, sender)
-    finally:
-        await bot.stop()
-        if sender is not None:
-            await sender.aclose()
-        if store is not None:
-            await store.aclose()
-        await stack.slack.stop()
-        await stack.sim.stop()
+    async with running_rig(tmp_path, StackOptions(speed=SPEED, poll_interval=0.5, ecs_rate=50.0), TIMING) as rig:
+        yield rig
 
 
 async def rollout_where(rig: Rig, check, what: str, timeout: float = 30.0) -> Rollout:

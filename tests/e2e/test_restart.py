@@ -7,6 +7,7 @@ exactly one change-OS POST in the simulator's log, and people must hear the end 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -163,11 +164,12 @@ class Rig:
         return final
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    options = StackOptions(speed=SPEED, poll_interval=0.5, deadline=120.0, ecs_rate=50.0)
+@contextlib.asynccontextmanager
+async def running_rig(tmp_path: Path, options: StackOptions, timing: Timing = TIMING) -> AsyncIterator[Rig]:
+    """A simulator and fake Slack in this process and the bot as a subprocess on them: the rig every restart test
+    kills and starts again (single changes, backups, fleets)."""
     stack = LocalStack(options, workdir=tmp_path)
-    stack.sim = SimulatorServer(load_fixtures().model_copy(update={"timing": TIMING}), speed=SPEED, seed=3)
+    stack.sim = SimulatorServer(load_fixtures().model_copy(update={"timing": timing}), speed=SPEED, seed=3)
     await stack.sim.start()
     await stack.slack.start()
     stack.slack.set_usergroup(OPS_GROUP, [GROUP_APPROVER])
@@ -189,6 +191,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             await store.aclose()
         await stack.slack.stop()
         await stack.sim.stop()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    options = StackOptions(speed=SPEED, poll_interval=0.5, deadline=120.0, ecs_rate=50.0)
+    async with running_rig(tmp_path, options) as rig:
+        yield rig
 
 
 async def test_settings_env_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

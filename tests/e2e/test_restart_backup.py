@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.domain.request import RequestState
-from bot.store import open_store
-from sandbox.devtools import slack_requests as sr
-from sandbox.devtools.stack import DEFAULT_POLICY, GROUP_APPROVER, OPS_GROUP, SIGNING_SECRET, LocalStack, StackOptions
-from sandbox.simulator.fixtures import load_fixtures
-from sandbox.simulator.server import SimulatorServer
-from tests.e2e.test_restart import SPEED, TIMING, Rig
-from tests.support.bot_process import BotProcess
+from sandbox.devtools.stack import DEFAULT_POLICY, StackOptions
+from tests.e2e.test_restart import SPEED, TIMING, Rig, running_rig
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,28 +25,9 @@ POLICY = DEFAULT_POLICY + 'backup = "required"\n'
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    stack = LocalStack(StackOptions(speed=SPEED, poll_interval=0.5, ecs_rate=50.0, policy=POLICY), workdir=tmp_path)
-    stack.sim = SimulatorServer(load_fixtures().model_copy(update={"timing": BACKUP_TIMING}), speed=SPEED, seed=3)
-    await stack.sim.start()
-    await stack.slack.start()
-    stack.slack.set_usergroup(OPS_GROUP, [GROUP_APPROVER])
-    env = stack.settings().to_env()
-    env["ECSBOT_LOG_LEVEL"] = "INFO"
-    bot = BotProcess(env, tmp_path)
-    store = sender = None
-    try:
-        await bot.start()
-        store = open_store(tmp_path / "ecsbot.db")
-        sender = sr.SlackSender(bot.url + "/slack/events", SIGNING_SECRET)
-        yield Rig(stack, bot, store, sender)
-    finally:
-        await bot.stop()
-        if sender is not None:
-            await sender.aclose()
-        if store is not None:
-            await store.aclose()
-        await stack.slack.stop()
-        await stack.sim.stop()
+    options = StackOptions(speed=SPEED, poll_interval=0.5, ecs_rate=50.0, policy=POLICY)
+    async with running_rig(tmp_path, options, BACKUP_TIMING) as rig:
+        yield rig
 
 
 def image_posts(rig: Rig) -> list[dict]:
