@@ -11,9 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import settings
 
 from bot import logs
 from tests.postgres_server import PostgresServer, find_bindir
+
+# Property tests are deterministic: the same examples on every run and machine, no example database between runs.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.load_profile("deterministic")
 
 pytest_plugins = ["tests.support.browser"]  # the `browser` fixture of the page and playground tests
 

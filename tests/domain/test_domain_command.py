@@ -1,3 +1,5 @@
+from typing import get_args
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,6 +10,7 @@ from bot.domain.command import (
     USAGE,
     CancelCommand,
     ChangeCommand,
+    Command,
     HelpCommand,
     ListCommand,
     StatusCommand,
@@ -16,7 +19,7 @@ from bot.domain.command import (
 )
 from bot.domain.request import StopType
 
-COMMANDS = (HelpCommand, StatusCommand, ListCommand, CancelCommand, ChangeCommand, UsageError)
+COMMANDS = get_args(Command)  # every answer the parser may give, the usage error included
 
 
 def change(text: str) -> ChangeCommand:
