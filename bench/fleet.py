@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.tracker import (  # noqa: E402
-    APPROVER,
     REQUESTER,
     UBUNTU_22,
+    approved_request,
     fixtures_with,
     pct,
     peak_in_window,
@@ -56,7 +56,6 @@ TIERS = {"chat.update": 50, "chat.getPermalink": 100, "chat.postEphemeral": 100}
 async def seed(store: Any, args: argparse.Namespace, channels: list[str]) -> list[str]:
     """The rollouts (self-service, first wave starting) and the single requests; the rollouts' ids."""
     from bot.domain.fleet import Audit, FleetApproval, FleetSpec, new_rollout
-    from bot.domain.request import ChangeRequest, RequestState
     from bot.domain.waves import cut, parse_waves
     from sandbox.devtools.stack import APPROVALS_CHANNEL
 
@@ -84,19 +83,7 @@ async def seed(store: Any, args: argparse.Namespace, channels: list[str]) -> lis
     for j in range(args.singles):
         i = args.fleet_servers + j
         await store.create(
-            ChangeRequest(
-                state=RequestState.APPROVED,
-                requester=REQUESTER,
-                origin_channel=channels[j % len(channels)],
-                server_id=server_id(i),
-                server_name=f"bench-{i:04d}",
-                target_image_id=UBUNTU_22,
-                target_image_name="ubuntu-22.04",
-                keyname="ops-key",
-                reason="fleet benchmark (single)",
-                approvals_channel=APPROVALS_CHANNEL,
-                approvals=[APPROVER],
-            ),
+            approved_request(i, channel=channels[j % len(channels)], reason="fleet benchmark (single)"),
             actor="bench",
         )
     return ids

@@ -85,6 +85,27 @@ def server_id(i: int) -> str:
     return f"5e1a0000-0000-4000-8000-{i:012d}"
 
 
+def approved_request(i: int, *, channel: str, reason: str, approval_ts: str | None = None) -> Any:
+    """Bench server `i`'s change to Ubuntu 22.04, already approved: the tracker's leader takes it from the store."""
+    from bot.domain.request import ChangeRequest, RequestState
+    from sandbox.devtools.stack import APPROVALS_CHANNEL
+
+    return ChangeRequest(
+        state=RequestState.APPROVED,
+        requester=REQUESTER,
+        origin_channel=channel,
+        server_id=server_id(i),
+        server_name=f"bench-{i:04d}",
+        target_image_id=UBUNTU_22,
+        target_image_name="ubuntu-22.04",
+        keyname="ops-key",
+        reason=reason,
+        approvals_channel=APPROVALS_CHANNEL,
+        approvals=[APPROVER],
+        approval_ts=approval_ts,
+    )
+
+
 def fixtures_with(count: int) -> Any:
     from sandbox.simulator.fixtures import ServerFixture, VolumeFixture, load_fixtures
 
@@ -195,7 +216,7 @@ def fresh_schema(url: str) -> tuple[str, Any]:
 
 
 async def run_on(args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
-    from bot.domain.request import ChangeRequest, RequestState
+    from bot.domain.request import RequestState
     from bot.store import open_store
     from sandbox.devtools.fake_slack import FakeSlack
     from sandbox.devtools.stack import APPROVALS_CHANNEL, LocalStack, StackOptions
@@ -223,19 +244,8 @@ async def run_on(args: argparse.Namespace, database_url: str | None) -> dict[str
         cards = await post_cards(fake.api_url, fake.bot_token, APPROVALS_CHANNEL, n) if args.cards else [None] * n
         for i in range(n):
             await store.create(
-                ChangeRequest(
-                    state=RequestState.APPROVED,
-                    requester=REQUESTER,
-                    origin_channel=channels[i % len(channels)],
-                    server_id=server_id(i),
-                    server_name=f"bench-{i:04d}",
-                    target_image_id=UBUNTU_22,
-                    target_image_name="ubuntu-22.04",
-                    keyname="ops-key",
-                    reason="tracker benchmark",
-                    approvals_channel=APPROVALS_CHANNEL,
-                    approvals=[APPROVER],
-                    approval_ts=cards[i],
+                approved_request(
+                    i, channel=channels[i % len(channels)], reason="tracker benchmark", approval_ts=cards[i]
                 ),
                 actor="bench",
             )
