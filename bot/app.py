@@ -32,6 +32,7 @@ from bot.services.planner import Planner
 from bot.services.retention import Retention
 from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
+from bot.slack.after_ack import AfterAck
 from bot.slack.app import build_bolt_app
 from bot.slack.client import web_client
 from bot.slack.digests import EndDigests
@@ -277,6 +278,7 @@ class Served:
     """The running edges: the aiohttp server and, in Socket Mode, the socket client beside the tracker."""
 
     runner: web.AppRunner
+    after_ack: AfterAck
     socket: SocketModeClient | None = None
     socket_task: asyncio.Task[None] | None = None
     metrics_runner: web.AppRunner | None = None  # /metrics on ECSBOT_METRICS_PORT
@@ -288,6 +290,7 @@ class Served:
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
         await self.runner.cleanup()
+        await self.after_ack.aclose()  # no request comes in any more: what followed the last acks ends, or is cut
 
 
 def readiness(bot: Bot) -> Readiness:
@@ -315,10 +318,11 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
     await bot.start()
     card, fleet = wire_listeners(bot), fleet_card(bot)
     card.fleet = fleet
+    later = AfterAck()
     bolt = build_bolt_app(
         bot.slack,
-        partial(changeos.register, card=card),
-        partial(fleet_listeners.register, card=fleet),
+        partial(changeos.register, card=card, later=later),
+        partial(fleet_listeners.register, card=fleet, later=later),
         partial(
             approval.register,
             workflow=bot.workflow,
@@ -327,6 +331,7 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
             presenter=bot.presenter,
             notifier=bot.notifier,
             directory=bot.directory,
+            later=later,
         ),
     )
     settings = bot.settings
@@ -336,6 +341,7 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
         signing_secret=_secret(settings.slack_signing_secret),
         tell_user=bot.notifier.ephemeral,
         unavailable=lambda: store.problem,
+        after_ack=later,
     )
     app_token = _secret(settings.slack_app_token)
     socket = SocketModeClient(edge, app_token, api_url=settings.slack_api_url) if app_token else None
@@ -366,7 +372,7 @@ async def serve(bot: Bot, *, host: str, port: int) -> Served:
             await metrics_runner.cleanup()
             await runner.cleanup()
             raise ConfigurationError(_bind_problem(exc, host, settings.metrics_port, "ECSBOT_METRICS_PORT")) from None
-    served = Served(runner, socket, metrics_runner=metrics_runner)
+    served = Served(runner, later, socket, metrics_runner=metrics_runner)
     if socket is not None:
         served.socket_task = asyncio.create_task(socket.run(), name="slack-socket-mode")
     return served

@@ -11,6 +11,7 @@ Everything but `SlackEdge.dispatch` is a pure function, tested without servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -27,6 +28,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import metrics
+from bot.slack.after_ack import AfterAck
 from bot.slack.texts import DATABASE_DOWN, INTERNAL_ERROR
 
 log = logging.getLogger(__name__)
@@ -287,8 +289,11 @@ class SlackEdge:
         signing_secret: str | None,
         tell_user: TellUser | None = None,
         unavailable: Unavailable | None = None,
+        after_ack: AfterAck | None = None,
     ) -> None:
+        """`after_ack` learns when each request arrives and is answered: the work that follows acks waits for a lull."""
         self._bolt = bolt
+        self._after_ack = after_ack
         self._secret = signing_secret
         self._tell_user = tell_user
         self._unavailable = unavailable
@@ -298,6 +303,10 @@ class SlackEdge:
     async def http(self, raw: bytes, headers: Mapping[str, str], *, peer: str = "?") -> Answer:
         """One POST to /slack/events: verify, parse, check, dispatch."""
         started = time.perf_counter()
+        with self._answering():
+            return await self._http(raw, headers, peer, started)
+
+    async def _http(self, raw: bytes, headers: Mapping[str, str], peer: str, started: float) -> Answer:
         if self._secret is None:
             return Answer(404, {"error": "this bot takes Slack requests over Socket Mode"})
         problem = verify(raw, headers, self._secret)
@@ -310,18 +319,23 @@ class SlackEdge:
                 return Answer(200)
         except MalformedRequest as exc:
             return await self.refuse(exc)
-        return await self.dispatch(body, retry_num=headers.get("X-Slack-Retry-Num"), started=started)
+        return await self._timed(body, headers.get("X-Slack-Retry-Num"), started)
 
-    async def dispatch(
-        self, body: dict[str, Any], *, retry_num: str | None = None, started: float | None = None
-    ) -> Answer:
-        """A parsed body (from HTTP, or a Socket Mode envelope's payload) through Bolt; the time to the answer, from
-        `started` (the request's arrival, by `time.perf_counter()`), goes to `ecsbot_ack_seconds`."""
-        began = time.perf_counter() if started is None else started
+    async def dispatch(self, body: dict[str, Any], *, retry_num: str | None = None) -> Answer:
+        """A Socket Mode envelope's payload (parsed) through Bolt."""
+        with self._answering():
+            return await self._timed(body, retry_num, time.perf_counter())
+
+    def _answering(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self._after_ack is None else self._after_ack.answering()
+
+    async def _timed(self, body: dict[str, Any], retry_num: str | None, started: float) -> Answer:
+        """The time from `started` (the request's arrival, by `time.perf_counter()`) to the answer goes to
+        `ecsbot_ack_seconds`."""
         try:
             return await self._dispatch(body, retry_num)
         finally:
-            metrics.ack("command" if "command" in body else body.get("type"), time.perf_counter() - began)
+            metrics.ack("command" if "command" in body else body.get("type"), time.perf_counter() - started)
 
     async def _dispatch(self, body: dict[str, Any], retry_num: str | None) -> Answer:
         try:

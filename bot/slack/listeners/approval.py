@@ -1,22 +1,24 @@
 """Approve / Reject / Cancel on the approval card. Refusals are ephemeral and audited; decisions edit the card.
 
-Each click is acked at once; the decision runs in Bolt's `lazy=` function after the ack.
+Each click is acked at once; the decision runs after the answer (bot/slack/after_ack.py).
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.policy import Policy
 from bot.services.workflow import Workflow
 from bot.slack import views
+from bot.slack.after_ack import AfterAck
 from bot.slack.directory import Directory
-from bot.slack.listeners.lazy import MOVED, ack_only, after_ack, tell_moved
+from bot.slack.listeners.acks import ack_then
 from bot.slack.modal_state import read_metadata
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
@@ -41,6 +43,7 @@ def register(
     presenter: Presenter,
     notifier: Notifier,
     directory: Directory,
+    later: AfterAck,
 ) -> None:
     async def refuse(channel: str, user: str, text: str) -> None:
         await notifier.ephemeral(channel, user, f"⛔ {views.escape(text)}")  # refusals name the server
@@ -81,11 +84,12 @@ def register(
             return
         await presenter.sync(request_id, outcome.request)
 
-    app.action(views.APPROVE_ACTION)(ack=ack_only, lazy=[after_ack(approve)])
-    app.action(views.REJECT_ACTION)(ack=ack_only, lazy=[after_ack(open_reject_form)])
-    app.action(views.CANCEL_ACTION)(ack=ack_only, lazy=[after_ack(cancel)])
+    app.action(views.APPROVE_ACTION)(ack_then(later, approve))
+    app.action(views.REJECT_ACTION)(ack_then(later, open_reject_form))
+    app.action(views.CANCEL_ACTION)(ack_then(later, cancel))
 
-    async def on_reject_submit(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    @app.view(views.REJECT_CALLBACK)
+    async def on_reject_submit(ack: AsyncAck, body: dict[str, Any]) -> None:
         view = body.get("view") or {}
         request_id = str(read_metadata(view).get("r", ""))
         user = (body.get("user") or {}).get("id", "")
@@ -95,7 +99,7 @@ def register(
         if outcome.refused:
             await ack(response_action="errors", errors={views.REJECT_REASON_BLOCK: outcome.refused[:300]})
             return
-        context[MOVED] = outcome.request
         await ack()
-
-    app.view(views.REJECT_CALLBACK)(ack=on_reject_submit, lazy=[tell_moved(presenter)])
+        moved = outcome.request
+        if moved is not None:
+            later.start(partial(presenter.sync, moved.id, moved), name=f"telling {moved.id}")

@@ -1,23 +1,25 @@
 """`/changeos` and its plan-card modal: open fast, look the cloud up, show the checks, validate again on submit.
 
 The listeners only translate: a Slack payload becomes calls (the planner's facts, `plan.evaluate_plan`, the
-workflow), and the result becomes a view or an answer. The rules live in bot/services/plan.py. The slow work runs in
-Bolt's `lazy=` functions, after the ack went out.
+workflow), and the result becomes a view or an answer. The rules live in bot/services/plan.py. The slow work runs
+after the answer went out (bot/slack/after_ack.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -54,8 +56,9 @@ from bot.services.plan import (
 from bot.services.planner import CloudFacts, Planner
 from bot.services.workflow import DraftClosed, DraftEnd, Workflow
 from bot.slack import history_view, texts, views
+from bot.slack.after_ack import AfterAck
 from bot.slack.directory import Directory
-from bot.slack.listeners.lazy import MOVED, ack_only, after_ack, tell_moved
+from bot.slack.listeners.acks import ack_only, ack_then
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
 from bot.slack.notifier import Notifier
 from bot.slack.password_watch import PasswordWatch
@@ -67,7 +70,6 @@ log = logging.getLogger(__name__)
 
 SUBMIT_RECHECK_SECONDS = 2.0  # the cloud gets this long to confirm the plan before the 3 s view_submission deadline
 OPTIONS_SECONDS = 2.5  # the image type-ahead answers within Slack's 3 s, with what it has by then
-SUBMITTED = "ecsbot_submitted"  # context key: the request a submitted form became, announced after the ack
 
 
 class IssuedLink(Protocol):
@@ -91,18 +93,8 @@ class PasswordLinks(Protocol):
     async def issue(self, *, draft_id: str, user_id: str, os_type: str) -> IssuedLink: ...
 
 
-def register(app: AsyncApp, card: PlanCard) -> None:
-    # Bolt tries listeners in the order they were added (~15 µs each): the command first, since its ack is the one
-    # a person waits for (bench/ack.py); then the type-ahead, which is asked on every key.
-    async def answer_command(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        try:
-            await card.command(ack, body, context)
-        except Exception:
-            log.exception("/changeos failed")
-            if ack.response is None:
-                await ack(text=texts.INTERNAL_ERROR, response_type="ephemeral")
-            else:
-                await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
+def register(app: AsyncApp, card: PlanCard, later: AfterAck) -> None:
+    """`later` runs what follows each ack (the form, the lookups, the announcements) once Slack has its answer."""
 
     async def sorry(body: dict[str, Any]) -> None:
         await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
@@ -111,9 +103,23 @@ def register(app: AsyncApp, card: PlanCard) -> None:
         user, _, channel = _click(body)
         await card.tell(channel, user, texts.INTERNAL_ERROR)
 
-    app.command("/changeos")(
-        ack=answer_command, lazy=[after_ack(card.open, on_failure=sorry), tell_moved(card.presenter)]
-    )
+    # Bolt tries listeners in the order they were added (~15 µs each): the command first, since its ack is the one
+    # a person waits for (bench/ack.py); then the type-ahead, which is asked on every key.
+    @app.command("/changeos")
+    async def on_command(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        try:
+            follow_up = await card.command(ack, body)
+        except Exception:
+            log.exception("/changeos failed")
+            if ack.response is None:
+                await ack(text=texts.INTERNAL_ERROR, response_type="ephemeral")
+            else:
+                await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
+            return
+        if isinstance(follow_up, ChangeRequest):  # cancelled: the card and the thread say so
+            later.start(partial(card.presenter.sync, follow_up.id, follow_up), name=f"telling {follow_up.id}")
+        elif follow_up is FORM:
+            later.start(partial(card.open, body, client), name="opening the form", on_failure=partial(sorry, body))
 
     @app.options(views.IMAGE_ACTION)
     async def on_image_options(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -125,28 +131,29 @@ def register(app: AsyncApp, card: PlanCard) -> None:
         await ack()
 
     for action in (views.IMAGE_ACTION, views.LOGIN_ACTION, views.KEY_ACTION, views.SERVER_ACTION):
-        app.action(action)(ack=ack_only, lazy=[after_ack(card.refresh)])
+        app.action(action)(ack_then(later, card.refresh))
     app.action(views.PASSWORD_LINK_ACTION)(ack_only)  # a URL button still sends an action; nothing to do
-    app.action(views.BACKUP_ACTION)(ack=ack_only, lazy=[after_ack(card.refresh)])
-    app.action(views.ROLLBACK_ACTION)(ack=ack_only, lazy=[after_ack(card.rollback_clicked, on_failure=sorry_click)])
+    app.action(views.BACKUP_ACTION)(ack_then(later, card.refresh))
+    app.action(views.ROLLBACK_ACTION)(ack_then(later, card.rollback_clicked, on_failure=sorry_click))
 
-    async def on_submit(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    @app.view(views.MODAL_CALLBACK)
+    async def on_submit(ack: AsyncAck, body: dict[str, Any]) -> None:
         try:
-            context[SUBMITTED] = await card.submit(ack, body)
+            stored = await card.submit(ack, body)
         except Exception:
             log.exception("plan submission failed")  # the scrubber keeps state.values out of the log
             if ack.response is None:
                 await ack(response_action="errors", errors={views.REASON_BLOCK: texts.INTERNAL_ERROR[:300]})
+            return
+        if stored is not None:
+            later.start(partial(card.announce, stored), name=f"announcing {stored.id}")
 
-    async def announce(context: AsyncBoltContext) -> None:
-        stored = context.get(SUBMITTED)
-        if isinstance(stored, ChangeRequest):
-            try:
-                await card.announce(stored)
-            except Exception:
-                log.exception("announcing %s failed after the ack", stored.id)
 
-    app.view(views.MODAL_CALLBACK)(ack=on_submit, lazy=[announce])
+class _Form(enum.Enum):
+    FORM = "form"
+
+
+FORM = _Form.FORM  # `command`'s word for "the form (or the backups' list) follows the ack"
 
 
 @dataclass
@@ -271,9 +278,9 @@ class PlanCard:
 
     # ------------------------------------------------------------------ the command
 
-    async def command(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        """The answer within Slack's 3 s; a change opens its form after the ack (`open`), and a cancelled request is
-        told after it (the context carries it to the lazy function)."""
+    async def command(self, ack: AsyncAck, body: dict[str, Any]) -> ChangeRequest | _Form | None:
+        """The answer within Slack's 3 s, and what follows it: `FORM` (a change, a rollback, a fleet, the backups'
+        list, all after the ack: `open`), the request a cancel moved (to tell), or nothing."""
         user = body.get("user_id", "")
         parsed = parse_text(body.get("text") or "")
         match parsed:
@@ -292,11 +299,13 @@ class PlanCard:
                 outcome = await self.workflow.cancel(parsed.request_id, user)
                 if outcome.refused:
                     await ack(text=f"⛔ {views.escape(outcome.refused)}", response_type="ephemeral")
-                    return
-                context[MOVED] = outcome.request
+                    return None
                 await ack(text=f"🗑️ {parsed.request_id} is cancelled.", response_type="ephemeral")
+                return outcome.request
             case ChangeCommand() | RollbackCommand() | BackupsCommand() | FleetCommand():
-                await ack()  # the form, or the backups' list, after the ack (`open`)
+                await ack()
+                return FORM
+        return None
 
     async def _history(self, cmd: HistoryCommand, user: str) -> dict[str, Any]:
         since = since_moment(cmd.since, datetime.now(UTC)) if cmd.since is not None else None

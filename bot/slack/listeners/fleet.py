@@ -14,9 +14,10 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -31,6 +32,7 @@ from bot.domain.fleet import (
     FleetSpec,
     LeftOut,
     Reject,
+    Step,
     max_fleet_problem,
     new_rollout,
 )
@@ -43,6 +45,7 @@ from bot.services.fleet import FleetService
 from bot.services.plan import PlanInputs, PlanPolicy, evaluate_plan
 from bot.services.planner import Planner
 from bot.slack import texts, views
+from bot.slack.after_ack import AfterAck
 from bot.slack.directory import Directory
 from bot.slack.fleet_views import (
     BLOCK_FLEET,
@@ -61,7 +64,7 @@ from bot.slack.fleet_views import (
     ServerCheck,
     fleet_plan_modal,
 )
-from bot.slack.listeners.lazy import ack_only, after_ack
+from bot.slack.listeners.acks import ack_then
 from bot.slack.modal_state import read_metadata
 from bot.slack.notifier import Notifier
 from bot.slack.replies import Replies, ReplyTo
@@ -69,7 +72,6 @@ from bot.slack.replies import Replies, ReplyTo
 log = logging.getLogger(__name__)
 
 PREFLIGHT_CONCURRENCY = 8
-SUBMITTED = "ecsbot_fleet_submitted"
 _CLICKS: dict[str, Action] = {
     FLEET_CONTINUE: "continue",
     FLEET_PAUSE: "pause",
@@ -320,7 +322,8 @@ class FleetCard:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def submit(self, ack: AsyncAck, body: dict[str, Any]) -> Step | None:
+        """The answer to the form; the fleet to store and announce after it, or None when the form was refused."""
         view = body.get("view") or {}
         meta = read_metadata(view)
         user = (body.get("user") or {}).get("id", "")
@@ -328,12 +331,12 @@ class FleetCard:
         if draft is None or draft.user != user:
             text = "The bot no longer knows this fleet form (it restarted, or the form is old). Run the command again."
             await ack(response_action="update", view=views.message_modal(meta, "Run it again", text))
-            return
+            return None
         plan = draft.plan
         blocked = {c.id for c in draft.checks if c.level is CheckLevel.BLOCK}
         if plan.problems or (blocked and plan.blocked_choice == BLOCK_FLEET):
             await ack(response_action="update", view=fleet_plan_modal(plan))
-            return
+            return None
         going = [c for c in draft.checks if c.id not in blocked]
         left = list(draft.left_out) + [
             LeftOut(id=c.id, name=c.name, reason=c.line().split(": ", 1)[-1]) for c in draft.checks if c.id in blocked
@@ -343,7 +346,7 @@ class FleetCard:
             waves = cut([c.id for c in going], draft.cmd.waves)
         except WaveError as exc:
             await ack(response_action="update", view=views.message_modal(meta, "Waves", views.escape(str(exc))))
-            return
+            return None
         cmd = draft.cmd
         first = new_rollout(
             requester=user,
@@ -368,13 +371,10 @@ class FleetCard:
             origin_channel=draft.channel,
         )
         self._drafts.pop(str(meta["d"]), None)
-        context[SUBMITTED] = first
         await ack()
+        return first
 
-    async def announce(self, context: AsyncBoltContext) -> None:
-        first = context.get(SUBMITTED)
-        if first is None:
-            return
+    async def announce(self, first: Step) -> None:
         try:
             rollout = await self.fleet.create(first)
         except Exception:
@@ -411,17 +411,22 @@ class FleetCard:
             await self.notifier.ephemeral(channel, user, f"⛔ There is no fleet {views.escape(rollout_id)}.")
 
 
-def register(app: AsyncApp, card: FleetCard) -> None:
+def register(app: AsyncApp, card: FleetCard, later: AfterAck) -> None:
     """The fleet modal and buttons (the `/changeos` command itself is registered once, in listeners/changeos)."""
-    app.action(FLEET_BLOCKED_ACTION)(ack=ack_only, lazy=[after_ack(card.choice_changed)])
+    app.action(FLEET_BLOCKED_ACTION)(ack_then(later, card.choice_changed))
     for action_id in (FLEET_APPROVE, FLEET_REJECT, FLEET_CANCEL, *_CLICKS):
-        app.action(action_id)(ack=ack_only, lazy=[after_ack(card.clicked)])
+        app.action(action_id)(ack_then(later, card.clicked))
 
     async def on_closed(ack: AsyncAck) -> None:
         await ack()
 
     app.view_closed(FLEET_MODAL_CALLBACK)(on_closed)
-    app.view(FLEET_MODAL_CALLBACK)(ack=card.submit, lazy=[card.announce])
+
+    @app.view(FLEET_MODAL_CALLBACK)
+    async def on_submit(ack: AsyncAck, body: dict[str, Any]) -> None:
+        first = await card.submit(ack, body)
+        if first is not None:
+            later.start(partial(card.announce, first), name="storing a fleet")
 
 
 def empty_selector(selector: FleetSelector) -> str:
