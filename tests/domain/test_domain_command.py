@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.command import (
+    _QUICK_TEXT,
     MAX_MESSAGE,
     MAX_TEXT,
     USAGE,
@@ -15,6 +16,9 @@ from bot.domain.command import (
     ListCommand,
     StatusCommand,
     UsageError,
+    _scan,
+    _tokenize,
+    _Usage,  # the tokenizer's two paths, compared, and its internal error
     parse_command,
 )
 from bot.domain.request import StopType
@@ -286,3 +290,40 @@ def test_messages_stay_short_whatever_the_length(prefix, piece, repeat):
     assert isinstance(cmd, COMMANDS)
     if isinstance(cmd, UsageError):
         assert 0 < len(cmd.message) <= MAX_MESSAGE
+
+
+# ---------------------------------------------------------------------------------------------------- the quick path
+
+_QUICK_PIECES = st.one_of(
+    _PIECES,
+    st.sampled_from(["'ack bench'", '"Ubuntu 22.04"', "''", "'a\u2019", '"b\u201d', "don't", "a'b'", "'x'y", "\u00a0"]),
+    st.text(alphabet="ab -'\"\u2019\u201c\u201d<&=\t", max_size=6),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_QUICK_PIECES, max_size=10), st.sampled_from([" ", "", "  ", "\t"]))
+def test_the_quick_tokenizer_agrees_with_the_general_scan(pieces, sep):
+    """The regex that splits the usual command before every ack takes only texts the general scan splits the same."""
+    text = sep.join(pieces)
+    try:
+        scanned = _scan(text)
+    except _Usage:
+        assert not _QUICK_TEXT.fullmatch(text)  # an unclosed quote never takes the quick path
+        return
+    assert _tokenize(text) == scanned
+
+
+def test_the_usual_command_takes_the_quick_path():
+    text = "web-01 ubuntu-22.04 --key ops-key --reason 'ack bench' --ticket \"INC 1\""
+    assert _QUICK_TEXT.fullmatch(text)
+    assert [(t.text, t.quoted) for t in _tokenize(text)] == [
+        ("web-01", False),
+        ("ubuntu-22.04", False),
+        ("--key", False),
+        ("ops-key", False),
+        ("--reason", False),
+        ("ack bench", True),
+        ("--ticket", False),
+        ("INC 1", True),
+    ]
