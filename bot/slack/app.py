@@ -51,8 +51,17 @@ def build_bolt_app(client: AsyncWebClient, *registrations: Callable[[AsyncApp], 
     with _environment_hidden(BOLT_ENVIRONMENT):
         app = AsyncApp(
             client=client,
-            # bot.slack.edge verifies every request on its raw bytes before Bolt sees it, in both modes.
+            # bot.slack.edge verifies every request on its raw bytes before Bolt sees it, in both modes, answers
+            # ssl_check itself, and passes on only commands and interactions: Bolt's middleware for the rest (URL
+            # verification, the bot's own events, function tokens, assistant threads) would run on every ack for
+            # nothing.
             request_verification_enabled=False,
+            ssl_check_enabled=False,
+            url_verification_enabled=False,
+            ignoring_self_events_enabled=False,
+            ignoring_self_assistant_message_events_enabled=False,
+            attaching_function_token_enabled=False,
+            attaching_conversation_kwargs_enabled=False,
             # The answer leaves when the ack function returns (no 10 ms poll for it). What follows an ack is handed
             # to bot/slack/after_ack.py, not to Bolt's `lazy=`, whose deep copy of each request costs more than the
             # whole dispatch.
