@@ -7,7 +7,9 @@ its later acks wait behind the earlier commands' lookups.
 
 So listeners hand their follow-up work here, and the edge says when requests arrive and are answered. Queued work
 starts in a lull: no request in flight and none for `quiet` seconds, and never later than `longest` seconds after it
-was queued (a steady stream of requests still gets its modals well inside the 3 s a trigger id lasts).
+was queued (a steady stream of requests still gets its modals well inside the 3 s a trigger id lasts). 50 ms of quiet:
+the gaps inside a burst of 50 simultaneous commands reached 5-10 ms on loopback (bench/ack.py), and no person notices
+a form that opens 50 ms later.
 
 Bolt's own `lazy=` functions do the same job for functions-as-a-service: to hand each one a request it can carry to
 another process, Bolt deep-copies the request and its context before answering (~110 µs per function, more than its
@@ -32,7 +34,7 @@ class AfterAck:
     """Starts follow-up work in the first lull after it is queued; logs its failures (never the payload)."""
 
     def __init__(
-        self, *, quiet: float = 0.005, longest: float = 0.25, clock: Callable[[], float] = time.monotonic
+        self, *, quiet: float = 0.05, longest: float = 0.25, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._quiet = quiet
         self._longest = longest
