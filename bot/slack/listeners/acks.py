@@ -9,7 +9,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.domain.request import ChangeRequest
 from bot.slack.after_ack import AfterAck
+from bot.slack.presenter import Presenter
 
 Work = Callable[[dict[str, Any], AsyncWebClient], Awaitable[None]]
 Listener = Callable[[AsyncAck, dict[str, Any], AsyncWebClient], Awaitable[None]]
@@ -34,3 +36,8 @@ def ack_then(
         )
 
     return listener
+
+
+def tell_moved(later: AfterAck, presenter: Presenter, request: ChangeRequest) -> None:
+    """After the answer, bring Slack up to date with a request the ack function moved (cancelled, rejected)."""
+    later.start(partial(presenter.sync, request.id, request), name=f"telling {request.id}")

@@ -6,7 +6,6 @@ Each click is acked at once; the decision runs after the answer (bot/slack/after
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -18,7 +17,7 @@ from bot.services.workflow import Workflow
 from bot.slack import views
 from bot.slack.after_ack import AfterAck
 from bot.slack.directory import Directory
-from bot.slack.listeners.acks import ack_then
+from bot.slack.listeners.acks import ack_then, tell_moved
 from bot.slack.modal_state import read_metadata
 from bot.slack.notifier import Notifier
 from bot.slack.presenter import Presenter
@@ -100,6 +99,5 @@ def register(
             await ack(response_action="errors", errors={views.REJECT_REASON_BLOCK: outcome.refused[:300]})
             return
         await ack()
-        moved = outcome.request
-        if moved is not None:
-            later.start(partial(presenter.sync, moved.id, moved), name=f"telling {moved.id}")
+        if outcome.request is not None:
+            tell_moved(later, presenter, outcome.request)

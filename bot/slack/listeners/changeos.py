@@ -58,7 +58,7 @@ from bot.services.workflow import DraftClosed, DraftEnd, Workflow
 from bot.slack import history_view, texts, views
 from bot.slack.after_ack import AfterAck
 from bot.slack.directory import Directory
-from bot.slack.listeners.acks import ack_only, ack_then
+from bot.slack.listeners.acks import ack_only, ack_then, tell_moved
 from bot.slack.modal_state import ModalInput, read_input, read_metadata
 from bot.slack.notifier import Notifier
 from bot.slack.password_watch import PasswordWatch
@@ -117,7 +117,7 @@ def register(app: AsyncApp, card: PlanCard, later: AfterAck) -> None:
                 await card.replies.send(ReplyTo.of_command(body), texts.INTERNAL_ERROR)
             return
         if isinstance(follow_up, ChangeRequest):  # cancelled: the card and the thread say so
-            later.start(partial(card.presenter.sync, follow_up.id, follow_up), name=f"telling {follow_up.id}")
+            tell_moved(later, card.presenter, follow_up)
         elif follow_up is FORM:
             later.start(partial(card.open, body, client), name="opening the form", on_failure=partial(sorry, body))
 
