@@ -222,8 +222,11 @@ class _BlockSuggestion(_Envelope):
     view: _View | None = None
 
 
+_COMMAND = re.compile(r"/\S{1,32}")  # a slash command's name: the model's pattern and the quick check's
+
+
 class _SlashCommand(_Envelope):
-    command: Annotated[str, Field(pattern=r"^/\S{1,32}$")]
+    command: Annotated[str, Field(pattern=f"^{_COMMAND.pattern}$")]
     user_id: _Id
     channel_id: _Id
     trigger_id: _Id
@@ -237,7 +240,6 @@ _INTERACTIVE: TypeAdapter[_BlockActions | _ViewSubmission | _BlockSuggestion] = 
 )
 
 
-_COMMAND = re.compile(r"/\S{1,32}")
 _NESTED = frozenset(_Envelope.model_fields) - {"is_enterprise_install"}  # never in a slash command's form
 
 
