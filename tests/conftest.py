@@ -11,13 +11,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from bot import logs
 from tests.postgres_server import PostgresServer, find_bindir
 
-# Property tests are deterministic: the same examples on every run and machine, no example database between runs.
-settings.register_profile("deterministic", derandomize=True, database=None)
+# Property tests are deterministic: the same examples on every run and machine, no example database between runs, and
+# no timing checks (a shared machine slowed example generation past the too_slow health check once: a flaky test).
+settings.register_profile(
+    "deterministic",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile("deterministic")
 
 pytest_plugins = ["tests.support.browser"]  # the `browser` fixture of the page and playground tests
