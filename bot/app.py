@@ -34,7 +34,7 @@ from bot.services.tracker import Tracker, TrackerConfig
 from bot.services.workflow import Workflow
 from bot.slack.after_ack import AfterAck
 from bot.slack.app import build_bolt_app
-from bot.slack.client import web_client
+from bot.slack.client import close_connections, share_connections, web_client
 from bot.slack.digests import EndDigests
 from bot.slack.directory import Directory
 from bot.slack.edge import SlackEdge
@@ -76,6 +76,7 @@ class Bot:
     password_pages: PasswordPages | None
 
     async def start(self) -> None:
+        share_connections(self.slack)
         await self.notifier.start()
         await self.tracker.start()
 
@@ -83,6 +84,7 @@ class Bot:
         await self.tracker.stop()
         await self.fleet.aclose()
         await self.notifier.aclose()
+        await close_connections(self.slack)
         await self.cloud.aclose()
         await self.store.aclose()
 

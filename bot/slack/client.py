@@ -7,6 +7,7 @@ placed first, sees every call the bot makes, whichever client object makes it.
 
 from __future__ import annotations
 
+import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
@@ -55,3 +56,19 @@ def counted_handlers(method: str | None = None) -> list[AsyncRetryHandler]:
 
 def web_client(token: str | None, base_url: str) -> AsyncWebClient:
     return AsyncWebClient(token=token, base_url=base_url, retry_handlers=counted_handlers())
+
+
+def share_connections(client: AsyncWebClient) -> None:
+    """Give `client` (and the copy Bolt makes of it for each request) one aiohttp session, inside the running loop.
+
+    Without one, slack_sdk opens a session for every call: a new TCP (and TLS) connection to Slack each time, and the
+    closed sockets left to the garbage collector, which freed them in the middle of later acks. The session carries
+    the client's timeout, which slack_sdk applies only to the sessions it opens itself."""
+    if client.session is None or client.session.closed:
+        client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout))
+
+
+async def close_connections(client: AsyncWebClient) -> None:
+    if client.session is not None:
+        await client.session.close()
+        client.session = None

@@ -90,6 +90,11 @@ KNOWN_USERS: dict[str, dict[str, str]] = {
 # Records
 
 
+def _peer(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+
+
 @dataclass
 class Call:
     """One Web API request as the fake saw it and answered it (or one response_url POST)."""
@@ -103,6 +108,7 @@ class Call:
     response: dict[str, Any] | None = field(default=None, repr=False)
     injected: bool = False
     messages: list[str] = field(default_factory=list)
+    peer: str = ""  # the client's address and port: which connection the call came on
 
     @property
     def ok(self) -> bool:
@@ -616,7 +622,7 @@ class FakeSlack:
         raw = await request.read()
         self._raw.append(request.query_string.encode() + b"\n" + raw)
         headers = dict(request.headers)
-        call = Call(method=method, body={}, headers=headers, time=self._clock())
+        call = Call(method=method, body={}, headers=headers, time=self._clock(), peer=_peer(request))
         try:
             body: dict[str, Any] = dict(request.query)
             body.update(_parse_body(raw, request.content_type))

@@ -43,6 +43,16 @@ async def test_command_acks_before_any_cloud_lookup(stack: LocalStack) -> None:
     assert "Pre-flight checks" in blocks_text(view)
 
 
+async def test_the_bots_slack_calls_share_connections(stack: LocalStack) -> None:
+    for server in ("web-01", "web-02"):
+        await stack.command(f"{server} ubuntu-22.04 --key ops-key")
+    await stack.slack.wait_until(lambda: len(stack.slack.calls_to("views.update")) >= 2, what="both plans")
+    calls = stack.slack.calls_to("views.open") + stack.slack.calls_to("views.update")
+    assert len(calls) >= 4 and all(call.peer for call in calls)
+    # slack_sdk alone opens a connection per call (and leaves the socket to the garbage collector)
+    assert len({call.peer for call in calls}) < len(calls)
+
+
 async def test_plan_card_shows_server_image_and_checks(stack: LocalStack) -> None:
     view = await open_plan(stack, "web-01 ubuntu-22.04 --key ops-key --reason patch --ticket INC-1")
     text = blocks_text(view)
