@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -243,22 +244,43 @@ def arrival_gaps(concurrency: int, rate: float | None, rng: random.Random) -> li
     return [0.0] + [rng.expovariate(rate) for _ in range(concurrency - 1)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """The on-CPU time of every thread of `pid`, from the scheduler's own nanosecond count (Linux); 0 elsewhere."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[0])
+    return total / 1e9
+
+
+@dataclass
+class Side:
+    """One target's pooled figures: each command's time to its answer, and the server's CPU time in its windows."""
+
+    times: list[float] = field(default_factory=list)
+    cpu: float = 0.0
+
+
 async def measure(
-    targets: dict[str, str],
+    targets: dict[str, tuple[str, int]],
     response_base: str,
     *,
     rounds: int,
     concurrency: int,
     pause: float,
+    gap: float,
     rate: float | None = None,
     seed: int = 12,
-) -> dict[str, list[float]]:
+) -> dict[str, Side]:
     """`rounds` rounds; each sends one window of `concurrency` commands to every target in turn (empty, bot, empty,
     bot...), so a spell of load on the machine lands on both sides alike: a burst, or Poisson arrivals at `rate` per
     second with the same gaps for every target. One warm-up round first, not counted.
 
+    `targets` maps each name to its URL and server pid. A window's CPU time is read from before its first command to
+    its last answer: the work after the acks starts in a lull, after that.
+
     aiohttp rather than httpx on this side: the load generator must cost far less than what it measures."""
-    samples: dict[str, list[float]] = {name: [] for name in targets}
+    sides = {name: Side() for name in targets}
     sessions = {
         name: aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=concurrency), timeout=aiohttp.ClientTimeout(total=30)
@@ -272,17 +294,21 @@ async def measure(
     try:
         for index in range(rounds + 1):
             gaps = arrival_gaps(concurrency, rate, rng)
-            for name, url in targets.items():
+            for position, (name, (url, pid)) in enumerate(targets.items()):
+                cpu = cpu_seconds(pid)
                 times = await window(sessions[name], url, response_base, gaps)
+                cpu = cpu_seconds(pid) - cpu
                 if index:
-                    samples[name].extend(times)
+                    sides[name].times.extend(times)
+                    sides[name].cpu += cpu
                 gc.collect()  # between windows, never inside one
-                await asyncio.sleep(pause)  # Slack spreads real commands out; back-to-back bursts stack after-ack work
+                # Slack spreads real commands out; back-to-back bursts stack after-ack work
+                await asyncio.sleep(gap if position < len(targets) - 1 else pause)
     finally:
         gc.unfreeze()
         for session in sessions.values():
             await session.close()
-    return samples
+    return sides
 
 
 def pct(values: list[float], q: float) -> float:
@@ -290,8 +316,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def stats(samples: list[float]) -> dict[str, float]:
+def stats(side: Side) -> dict[str, float]:
+    samples = side.times
     return {
+        "cpu_ms_per_ack": side.cpu / len(samples) * 1000,
         "n": len(samples),
         "p50_ms": pct(samples, 50) * 1000,
         "p99_ms": pct(samples, 99) * 1000,
@@ -313,29 +341,41 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bot_port, empty_port = free_port(), free_port()
             bot_url, empty_url = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{empty_port}"
             bot_argv: tuple[str, ...] = ("-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(bot_port))
-            profile = os.environ.get("BENCH_PROFILE")  # a cProfile of the bot, e.g. /tmp/ack.prof
+            empty_argv: tuple[str, ...] = (this, "--child", "empty", "--port", str(empty_port))
+            empty_argv += ("--slack-api", info["slack_api"])
+            profile = os.environ.get("BENCH_PROFILE")  # cProfiles of both servers, e.g. /tmp/ack.prof(.empty)
             if profile:
                 bot_argv = ("-m", "cProfile", "-o", profile, *bot_argv)
-            empty_argv = (this, "--child", "empty", "--port", str(empty_port), "--slack-api", info["slack_api"])
+                empty_argv = ("-m", "cProfile", "-o", profile + ".empty", *empty_argv)
+            if args.control:  # A/A: a second empty app where the bot would be, to see the bench's own noise
+                bot_argv = (this, "--child", "empty", "--port", str(bot_port), "--slack-api", info["slack_api"])
             async with (
-                process(*bot_argv, env=env, log=workdir / "bot.log"),
-                process(*empty_argv, log=workdir / "empty.log"),
+                process(*bot_argv, env=env, log=workdir / "bot.log") as bot_proc,
+                process(*empty_argv, log=workdir / "empty.log") as empty_proc,
             ):
+                targets = {"empty": (empty_url, empty_proc.pid), "bot": (bot_url, bot_proc.pid)}
                 await wait_healthy(bot_url)
                 await wait_healthy(empty_url)
                 rate = args.rate if args.arrivals == "poisson" else None
-                kw = {"rounds": args.rounds, "concurrency": args.concurrency, "pause": args.pause, "rate": rate}
-                fast = await measure({"empty": empty_url, "bot": bot_url}, response_base, **kw)
+                kw = {
+                    "rounds": args.rounds,
+                    "concurrency": args.concurrency,
+                    "pause": args.pause,
+                    "gap": args.pause if args.gap is None else args.gap,
+                    "rate": rate,
+                }
+                fast = await measure(targets, response_base, **kw)
                 async with httpx.AsyncClient() as admin:
                     fault = {"route": "*", "latency_ms": int(args.cloud_latency * 1000)}
                     (await admin.post(info["sim"] + "/_sim/faults", json=fault)).raise_for_status()
-                slow = await measure({"empty": empty_url, "bot": bot_url}, response_base, **kw)
+                slow = await measure(targets, response_base, **kw)
     result = {
         "empty": stats(fast["empty"]),
         "bot": stats(fast["bot"]),
         "empty_slow_cloud": stats(slow["empty"]),
         "bot_slow_cloud": stats(slow["bot"]),
     }
+    result["ratio_cpu"] = (fast["bot"].cpu + slow["bot"].cpu) / (fast["empty"].cpu + slow["empty"].cpu or 1.0)
     result["ratio_p99"] = result["bot"]["p99_ms"] / result["empty"]["p99_ms"]
     result["ratio_p50"] = result["bot"]["p50_ms"] / result["empty"]["p50_ms"]
     result["ratio_p99_slow_cloud"] = result["bot_slow_cloud"]["p99_ms"] / result["empty_slow_cloud"]["p99_ms"]
@@ -345,6 +385,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cloud_latency_s=args.cloud_latency,
         pause_s=args.pause,
         arrivals=args.arrivals,
+        control=args.control,
         rate_per_s=args.rate if args.arrivals == "poisson" else None,
     )
     return result
@@ -359,22 +400,25 @@ def print_table(r: dict[str, Any]) -> None:
         f"ack bench: {r['rounds']} rounds of {load}, `/changeos {COMMAND}`; empty and bot interleaved window by "
         f"window ({r['empty']['n']} pooled samples each, {r['pause_s']:g} s apart)"
     )
-    rows = [("target", "p50 ms", "p99 ms", "max ms")]
+    slow_bot = f"ecsbot, cloud answers in {r['cloud_latency_s']:g} s"
+    rows = [("target", "p50 ms", "p99 ms", "max ms", "server CPU ms/ack")]
     for key, label in (
         ("empty", "empty Bolt app (ack only)"),
-        ("bot", "ecsbot"),
+        ("bot", "second empty app (A/A control)" if r["control"] else "ecsbot"),
         ("empty_slow_cloud", "empty Bolt app, second pass"),
-        ("bot_slow_cloud", f"ecsbot, cloud answers in {r['cloud_latency_s']:g} s"),
+        ("bot_slow_cloud", "second empty app, second pass" if r["control"] else slow_bot),
     ):
         s = r[key]
-        rows.append((label, f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}", f"{s['max_ms']:.1f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        cpu = f"{s['cpu_ms_per_ack']:.3f}"
+        rows.append((label, f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}", f"{s['max_ms']:.1f}", cpu))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     worst = max(r["bot"]["max_ms"], r["bot_slow_cloud"]["max_ms"]) / 1000
     print(
         f"ratio p99 bot/empty: {r['ratio_p99']:.2f} (target <= 1.2: {'yes' if r['ratio_p99'] <= 1.2 else 'NO'}); "
-        f"p50 {r['ratio_p50']:.2f}; with the slow cloud p99 {r['ratio_p99_slow_cloud']:.2f}"
+        f"p50 {r['ratio_p50']:.2f}; with the slow cloud p99 {r['ratio_p99_slow_cloud']:.2f}; server CPU per ack "
+        f"{r['ratio_cpu']:.2f}"
     )
     print(f"slowest ack {worst:.3f} s vs Slack's {SLACK_LIMIT_S:g} s limit: {'ok' if worst < 1.0 else 'TOO SLOW'}")
 
@@ -388,6 +432,8 @@ def main() -> int:
     )
     parser.add_argument("--rate", type=float, default=20.0, help="commands per second with --arrivals poisson")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between bursts (default 3)")
+    parser.add_argument("--gap", type=float, default=None, help="seconds between the two windows of a round")
+    parser.add_argument("--control", action="store_true", help="A/A: a second empty app in the bot's place")
     parser.add_argument("--cloud-latency", type=float, default=2.0, help="simulator latency, s, for the last run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--child", choices=("stack", "empty"), help=argparse.SUPPRESS)
