@@ -61,8 +61,8 @@ def web_client(token: str | None, base_url: str) -> AsyncWebClient:
 def share_connections(client: AsyncWebClient) -> None:
     """Give `client` (and the copy Bolt makes of it for each request) one aiohttp session, inside the running loop.
 
-    Without one, slack_sdk opens a session for every call: a new TCP (and TLS) connection to Slack each time, and the
-    closed sockets left to the garbage collector, which freed them in the middle of later acks. The session carries
+    Without one, slack_sdk opens a session for every call: a new TCP (and TLS) connection to Slack each time, closed
+    after the call, its socket and transport left in reference cycles for the garbage collector. The session carries
     the client's timeout, which slack_sdk applies only to the sessions it opens itself."""
     if client.session is None or client.session.closed:
         client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout))
