@@ -358,7 +358,11 @@ class SimulatorServer:
             if found is None:
                 raise gateway_error(404, "APIGW.0101", "The API does not exist or has not been published.")
             name, match, handler = found
-            body = await request.read()
+            try:
+                body = await request.read()
+            except ConnectionResetError:  # the caller went away mid-request: as in the cloud, nothing happened
+                entry["cut"] = True
+                return web.Response(status=400)
             credential, denied = check_signature(
                 credentials=self.credentials,
                 method=request.method,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from sandbox.simulator import ManualClock, SimulatorServer
 from sandbox.simulator.fixtures import default_fixtures_path
+from tests.support.waiting import until
 
 from .conftest import APP_01_B, DB_01, FAILED_01, PROJECT, SMALL_01, UBUNTU_22, WEB_01, Cloud, error_of, key_option
 
@@ -110,6 +112,25 @@ async def test_dropped_answer_still_carries_out_the_change(cloud: Cloud, sim: Si
     assert log[0]["dropped"] is True and log[0]["status"] is None
     answered = await cloud.change_os(SMALL_01, key_option())
     assert answered.status_code == 200
+
+
+async def test_a_request_cut_mid_body_changes_nothing_and_is_not_a_simulator_bug(
+    sim: SimulatorServer, cloud: Cloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A caller killed while sending: the cloud never sees a whole request, so it does nothing."""
+    before = await cloud.server(DB_01)
+    host, port = cloud.host.split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    path = f"/v1/{PROJECT}/cloudservers/{DB_01}/changeos"
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {cloud.host}\r\nContent-Length: 400\r\n\r\n{{\"os-change".encode())
+    await writer.drain()
+    await until(lambda: any(r["route"] == "change_os_v1" for r in sim.requests), timeout=5, what="the request")
+    writer.close()  # gone before the body's other 390 bytes
+    await writer.wait_closed()
+    await until(lambda: sim.requests[-1].get("cut"), timeout=5, what="the cut logged")
+    assert sim.requests[-1]["status"] is None and not sim.state.summary()["jobs"]
+    assert await cloud.server(DB_01) == before
+    assert "simulator bug" not in caplog.text
 
 
 async def test_refused_change_is_answered_and_keeps_the_drop(cloud: Cloud) -> None:
