@@ -86,6 +86,10 @@ class Rig:
     def change_posts(self) -> list[dict[str, Any]]:
         return [r for r in self.sim.requests if r["route"] in CHANGE_ROUTES]
 
+    def changes_received(self) -> list[dict[str, Any]]:
+        """Change-OS POSTs whose whole request reached the simulator (signature checked), answered or not."""
+        return [r for r in self.change_posts() if "credential" in r]
+
     def add_faults(self, *specs: dict[str, Any]) -> None:
         for spec in specs:
             self.sim.faults.add(FaultSpec.model_validate(spec))
