@@ -273,7 +273,7 @@ async def test_kill_once_the_change_post_reached_the_cloud(rig: Rig) -> None:
     request_id = await rig.request_change("db-01 ubuntu-22.04 --key ops-key --reason 'restart test (b2)'")
     rig.add_faults({"route": "change_os", "latency_ms": 1200})  # the cloud holds the answer; the bot dies waiting
     await rig.approve(request_id)
-    await until(rig.change_posts, timeout=15, what="the change-OS POST in the simulator's log")
+    await until(rig.changes_received, timeout=15, what="the whole change-OS POST in the simulator")
     await rig.bot.kill()
     killed = await rig.request(request_id)
     assert killed.state is RequestState.SUBMITTING and killed.submit_sent_at is not None and killed.job_id is None
