@@ -343,12 +343,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bot_argv: tuple[str, ...] = ("-m", "bot.cli", "run", "--host", "127.0.0.1", "--port", str(bot_port))
             empty_argv: tuple[str, ...] = (this, "--child", "empty", "--port", str(empty_port))
             empty_argv += ("--slack-api", info["slack_api"])
+            if args.control:  # A/A: a second empty app where the bot would be, to see the bench's own noise
+                bot_argv = (this, "--child", "empty", "--port", str(bot_port), "--slack-api", info["slack_api"])
             profile = os.environ.get("BENCH_PROFILE")  # cProfiles of both servers, e.g. /tmp/ack.prof(.empty)
             if profile:
                 bot_argv = ("-m", "cProfile", "-o", profile, *bot_argv)
                 empty_argv = ("-m", "cProfile", "-o", profile + ".empty", *empty_argv)
-            if args.control:  # A/A: a second empty app where the bot would be, to see the bench's own noise
-                bot_argv = (this, "--child", "empty", "--port", str(bot_port), "--slack-api", info["slack_api"])
             async with (
                 process(*bot_argv, env=env, log=workdir / "bot.log") as bot_proc,
                 process(*empty_argv, log=workdir / "empty.log") as empty_proc,
